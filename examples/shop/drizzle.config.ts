@@ -1,0 +1,17 @@
+import { defineConfig } from "drizzle-kit";
+
+export default defineConfig({
+  dialect: "postgresql",
+  schema: "./src/db/schema.ts",
+  out: "./drizzle",
+  dbCredentials: {
+    url: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/shop",
+  },
+  migrations: {
+    // drizzle's defaults, spelled out so pgship can read them from this file.
+    table: "__drizzle_migrations",
+    schema: "drizzle",
+  },
+  strict: true,
+  verbose: true,
+});

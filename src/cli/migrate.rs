@@ -1,0 +1,486 @@
+//! `pgship migrate <target>`: apply pending migrations directly, under the migration lock.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::project::Project;
+use super::{Globals, confirm, duration_arg};
+use crate::db::apply::{self, ApplyOptions, Event, TxMode, Work};
+use crate::db::plan::{self, Plan, Status};
+use crate::db::{ConnectOptions, DbUrl, connect, lock, state};
+use crate::error::{Error, ExitCode, Result};
+use crate::journal::console::Format;
+use crate::journal::{Journal, Level, phase, run_id};
+use crate::util::format_duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Environment name, `local`, or a postgres:// URL.
+    pub target: String,
+    /// Show what would be applied, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// `all`: every pending migration in one transaction (drizzle's semantics);
+    /// `per-migration`: commit each on its own.
+    #[arg(long, value_name = "MODE")]
+    pub tx_mode: Option<TxMode>,
+    /// How long one statement may wait for a lock before it gives up and is retried [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub lock_timeout: Option<Duration>,
+    /// How many times to retry after a lock timeout, with exponential backoff [default: 5].
+    #[arg(long, value_name = "N")]
+    pub lock_retries: Option<u32>,
+    /// How long to wait for another pgship run's migration lock [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub lock_wait: Option<Duration>,
+    /// Limit on one statement's run time [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub statement_timeout: Option<Duration>,
+    /// Proceed although applied migrations were edited (logged as a warning).
+    #[arg(long)]
+    pub allow_edited: bool,
+}
+
+/// Resolved engine settings: flags over pgship.toml over defaults.
+pub struct Settings {
+    pub tx_mode: TxMode,
+    pub lock_timeout: Duration,
+    pub lock_retries: u32,
+    pub lock_wait: Duration,
+    pub statement_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Settings {
+    pub fn resolve(project: &Project, args: &Args) -> Result<Settings> {
+        let f = &project.settings.file.apply;
+        let file_path = project
+            .settings
+            .config_path
+            .clone()
+            .unwrap_or_else(|| "pgship.toml".into());
+        let dur = |v: &Option<String>, key: &str, default: Duration| -> Result<Duration> {
+            match v {
+                None => Ok(default),
+                Some(s) => crate::util::parse_duration(s).map_err(|e| {
+                    Error::usage(format!("{}: [apply] {key}: {e}", file_path.display()))
+                }),
+            }
+        };
+        let tx_mode = match (&args.tx_mode, &f.tx_mode) {
+            (Some(m), _) => *m,
+            (None, Some(s)) => s.parse().map_err(|e| {
+                Error::usage(format!("{}: [apply] tx_mode: {e}", file_path.display()))
+            })?,
+            (None, None) => TxMode::All,
+        };
+        Ok(Settings {
+            tx_mode,
+            lock_timeout: match args.lock_timeout {
+                Some(d) => d,
+                None => dur(&f.lock_timeout, "lock_timeout", Duration::from_secs(2))?,
+            },
+            lock_retries: args.lock_retries.or(f.lock_retries).unwrap_or(5),
+            lock_wait: match args.lock_wait {
+                Some(d) => d,
+                None => dur(&f.lock_wait, "lock_wait", Duration::from_secs(60))?,
+            },
+            statement_timeout: match args.statement_timeout {
+                Some(d) => d,
+                None => dur(&f.statement_timeout, "statement_timeout", Duration::ZERO)?,
+            },
+            connect_timeout: dur(
+                &f.connect_timeout,
+                "connect_timeout",
+                Duration::from_secs(10),
+            )?,
+        })
+    }
+
+    /// Session settings sent as startup options.
+    pub fn session(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "lock_timeout".into(),
+                self.lock_timeout.as_millis().to_string(),
+            ),
+            (
+                "statement_timeout".into(),
+                self.statement_timeout.as_millis().to_string(),
+            ),
+        ]
+    }
+}
+
+pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
+    let project = Project::load(
+        &globals.project,
+        globals.config.as_deref(),
+        globals.migrations.as_deref(),
+    )?;
+    let target = project.settings.target(&args.target)?;
+    let url = DbUrl::parse(&target.url).map_err(crate::db::DbError::from)?;
+    execute(
+        globals,
+        &project,
+        &target.name,
+        target.protected,
+        &url,
+        &args,
+    )
+    .await
+}
+
+/// Apply `project`'s pending migrations to `url`. Shared with `demo`.
+pub async fn execute(
+    globals: &Globals,
+    project: &Project,
+    env_name: &str,
+    protected: bool,
+    url: &DbUrl,
+    args: &Args,
+) -> Result<ExitCode> {
+    let console = globals.console;
+    let settings = Settings::resolve(project, args)?;
+    let source = &project.source;
+    console.step(&format!(
+        "{} migrations in {} ({})",
+        source.migrations.len(),
+        source.dir.display(),
+        source.kind.as_str()
+    ));
+    let opts = ConnectOptions {
+        connect_timeout: settings.connect_timeout,
+        settings: settings.session(),
+    };
+    let conn = connect(url, &opts).await?;
+    console.step(&format!(
+        "connected to {} (PostgreSQL {})",
+        url.redacted(),
+        conn.version.text
+    ));
+    for p in &url.ignored {
+        console.detail(&format!("URL parameter `{p}` is not used by pgship"));
+    }
+
+    lock::acquire(
+        &conn.client,
+        lock::MIGRATE_LOCK_KEY,
+        settings.lock_wait,
+        |holder| {
+            let who = holder.map_or_else(|| "another session".to_string(), ToString::to_string);
+            console.warn(&format!(
+                "waiting up to {} for the migration lock held by {who}",
+                format_duration(settings.lock_wait)
+            ));
+        },
+    )
+    .await
+    .map_err(|e| Error::refused(e.to_string()))?;
+
+    let result = locked(
+        globals, project, env_name, protected, url, args, &settings, &conn,
+    )
+    .await;
+    let _ = lock::release(&conn.client, lock::MIGRATE_LOCK_KEY).await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn locked(
+    globals: &Globals,
+    project: &Project,
+    env_name: &str,
+    protected: bool,
+    url: &DbUrl,
+    args: &Args,
+    settings: &Settings,
+    conn: &crate::db::Conn,
+) -> Result<ExitCode> {
+    let console = globals.console;
+    let source = &project.source;
+    let st = state::read(&conn.client, &project.state).await?;
+    let plan = plan::classify(&source.migrations, &st.records, &st.partials);
+    let refusals = refusals(project, &plan, args.allow_edited);
+    if !refusals.is_empty() {
+        if console.format == Format::Json {
+            console.json(&json!({"target": url.redacted(), "status": "refused", "reasons": refusals, "applied": []}));
+        }
+        return Err(Error::refused(format!("refusing to migrate:\n  {}", refusals.join("\n  ")))
+            .with_hint("pgship never repairs state by itself: restore the files as they were applied, or fix the database by hand"));
+    }
+    let to_run = plan.to_run();
+    let names: Vec<&str> = to_run
+        .iter()
+        .map(|(i, _)| source.migrations[*i].name.as_str())
+        .collect();
+    if to_run.is_empty() {
+        console.ok("nothing to apply: the target is up to date");
+        if console.format == Format::Json {
+            console.json(&json!({"target": url.redacted(), "status": "up-to-date", "applied": [], "dry_run": args.dry_run}));
+        }
+        return Ok(ExitCode::Ok);
+    }
+    if args.dry_run {
+        if console.format == Format::Json {
+            console.json(&json!({"target": url.redacted(), "status": "dry-run", "pending": names, "applied": [], "dry_run": true}));
+        } else {
+            console.result(&format!(
+                "would apply {} migration(s) to {}:",
+                names.len(),
+                url.redacted()
+            ));
+            for (i, start) in &to_run {
+                let m = &source.migrations[*i];
+                let resume = if *start > 0 {
+                    format!(" (resuming at statement {})", start + 1)
+                } else {
+                    String::new()
+                };
+                console.result(&format!(
+                    "  {} ({} statements){resume}",
+                    m.name,
+                    m.statements.len()
+                ));
+            }
+        }
+        return Ok(ExitCode::Ok);
+    }
+    if protected {
+        confirm(
+            globals,
+            &format!(
+                "apply {} migration(s) to protected environment `{env_name}`?",
+                names.len()
+            ),
+        )?;
+    }
+    let edited: Vec<usize> = plan.indices(|s| matches!(s, Status::Edited { .. }));
+
+    state::bootstrap(&conn.client).await?;
+    let id = run_id("migrate", env_name);
+    let mut journal = Journal::create(&project.settings.project_dir, &id).map_err(|e| {
+        Error::usage(format!(
+            "cannot write the deployment log under .deployments/: {e}"
+        ))
+    })?;
+    state::start_deployment(&conn.client, &id, "migrate", env_name, &url.redacted()).await?;
+    journal.log(
+        phase::PREFLIGHT,
+        Level::Info,
+        format!("{} pending migration(s)", names.len()),
+        json!({"target": url.redacted(), "server_version": conn.version.text, "source": source.kind.as_str(),
+               "dir": source.dir.display().to_string(), "pending": names, "tx_mode": settings.tx_mode,
+               "lock_timeout_ms": settings.lock_timeout.as_millis() as u64, "lock_retries": settings.lock_retries}),
+    );
+    for i in &edited {
+        journal.log(
+            phase::PREFLIGHT,
+            Level::Warn,
+            format!(
+                "applied migration {} was edited; proceeding because of --allow-edited",
+                source.migrations[*i].name
+            ),
+            json!({"migration": source.migrations[*i].name, "allow_edited": true}),
+        );
+        console.warn(&format!(
+            "{} was edited after it was applied (--allow-edited)",
+            source.migrations[*i].name
+        ));
+    }
+    let work: Vec<Work<'_>> = to_run
+        .iter()
+        .map(|(i, start)| Work {
+            migration: &source.migrations[*i],
+            start_at: *start,
+        })
+        .collect();
+    let apply_opts = ApplyOptions {
+        tx_mode: settings.tx_mode,
+        lock_retries: settings.lock_retries,
+        backoff: Duration::from_millis(500),
+        deployment_id: id.clone(),
+        server_major: conn.version.major(),
+    };
+    console.step(&format!(
+        "applying {} migration(s), tx mode {:?}",
+        work.len(),
+        settings.tx_mode
+    ));
+    let outcome = {
+        let mut on_event = |e: Event<'_>| log_event(&mut journal, &console, e);
+        apply::apply(
+            &conn.client,
+            &project.state,
+            &work,
+            &apply_opts,
+            &mut on_event,
+        )
+        .await
+    };
+    let (code, status, applied, failure) = match &outcome {
+        Ok(report) => {
+            journal.log(
+                phase::SUCCESS,
+                Level::Info,
+                format!("applied {} migration(s) in {}", report.applied.len(), format_duration(report.duration)),
+                json!({"applied": report.applied, "duration_ms": report.duration.as_millis() as u64}),
+            );
+            (ExitCode::Ok, "succeeded", report.applied.clone(), None)
+        }
+        Err(f) => {
+            journal.log(
+                phase::FAILED,
+                Level::Error,
+                f.to_string(),
+                serde_json::to_value(f.as_ref()).unwrap_or_default(),
+            );
+            (
+                ExitCode::Refused,
+                "failed",
+                f.committed.clone(),
+                Some(f.as_ref().clone()),
+            )
+        }
+    };
+    let err_text = failure.as_ref().map(ToString::to_string);
+    let applied_count = i32::try_from(applied.len()).unwrap_or(i32::MAX);
+    state::finish_deployment(
+        &conn.client,
+        &id,
+        status,
+        applied_count,
+        err_text.as_deref(),
+    )
+    .await?;
+    if let Err(e) = journal.flush_db(&conn.client).await {
+        console.warn(&format!("could not write pgship.deployment_logs: {e}"));
+    }
+    if console.format == Format::Json {
+        console.json(&json!({
+            "target": url.redacted(), "deployment_id": id, "status": status, "applied": applied,
+            "failure": failure, "log": journal.dir.join("deployment.log").display().to_string(),
+        }));
+    }
+    match failure {
+        None => {
+            console.ok(&format!("applied {} migration(s) ({id})", applied.len()));
+            Ok(code)
+        }
+        Some(f) => Err(Error::refused(f.to_string()).with_hint(format!(
+            "the log is in {}",
+            journal.dir.join("deployment.log").display()
+        ))),
+    }
+}
+
+fn refusals(project: &Project, plan: &Plan, allow_edited: bool) -> Vec<String> {
+    let ms = &project.source.migrations;
+    let mut out = Vec::new();
+    for (i, s) in plan.statuses.iter().enumerate() {
+        match s {
+            Status::Edited { recorded } if !allow_edited => out.push(format!(
+                "edited: {} was applied with hash {} but {} now hashes to {} (use --allow-edited to proceed anyway)",
+                ms[i].name,
+                short(recorded),
+                ms[i].path.display(),
+                short(&ms[i].checksum)
+            )),
+            Status::Skipped => out.push(format!(
+                "skipped: {} is not applied but is ordered before the newest applied migration (drizzle would skip it forever); give it a later position or apply it by hand",
+                ms[i].name
+            )),
+            _ => {}
+        }
+    }
+    for r in &plan.missing {
+        let what = r
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("version {}", r.version));
+        out.push(format!(
+            "missing: {what} (hash {}) is applied but its file is not in the source",
+            short(&r.hash)
+        ));
+    }
+    out
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<'_>) {
+    match e {
+        Event::MigrationStarted { name, resume_at } => {
+            let msg = if resume_at > 0 {
+                format!("resuming {name} at statement {}", resume_at + 1)
+            } else {
+                format!("applying {name}")
+            };
+            console.step(&msg);
+            journal.log(
+                phase::DEPLOY,
+                Level::Info,
+                msg,
+                json!({"migration": name, "resume_at": resume_at}),
+            );
+        }
+        Event::StatementDone {
+            migration,
+            index,
+            line,
+            duration,
+            alone,
+        } => {
+            let ms = duration.as_secs_f64() * 1000.0;
+            console.detail(&format!(
+                "{migration} statement {index} (line {line}) {ms:.1}ms{}",
+                if alone { ", outside a transaction" } else { "" }
+            ));
+            journal.log(
+                phase::DEPLOY,
+                Level::Debug,
+                format!("{migration}: statement {index} done"),
+                json!({"migration": migration, "statement": index, "line": line, "duration_ms": ms, "outside_transaction": alone}),
+            );
+        }
+        Event::LockTimeout {
+            migration,
+            index,
+            attempt,
+            retries,
+            backoff,
+        } => {
+            let msg = format!(
+                "{migration} statement {index}: lock timeout; rolled back, retry {attempt}/{retries} in {}",
+                format_duration(backoff)
+            );
+            console.warn(&msg);
+            journal.log(phase::DEPLOY, Level::Warn, msg, json!({"migration": migration, "statement": index, "attempt": attempt, "backoff_ms": backoff.as_millis() as u64}));
+        }
+        Event::Committed { migrations } => {
+            journal.log(
+                phase::DEPLOY,
+                Level::Info,
+                format!("committed {}", migrations.join(", ")),
+                json!({"migrations": migrations}),
+            );
+        }
+        Event::InvalidIndexDropped { index } => {
+            let msg = format!("dropped invalid index {index} left by a failed concurrent build");
+            console.warn(&msg);
+            journal.log(phase::DEPLOY, Level::Warn, msg, json!({"index": index}));
+        }
+        Event::MigrationApplied { name, duration } => {
+            console.ok(&format!("{name} ({})", format_duration(duration)));
+            journal.log(
+                phase::DEPLOY,
+                Level::Info,
+                format!("applied {name}"),
+                json!({"migration": name, "duration_ms": duration.as_millis() as u64}),
+            );
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The command line: clap definitions and one file per command. Thin: each command resolves
+//! its inputs, calls the library, and renders the result.
+
+mod demo;
+mod migrate;
+pub mod project;
+mod status;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Error, ExitCode, Result};
+use crate::journal::Console;
+use crate::journal::console::Format;
+
+const AFTER_HELP: &str = "\
+Targets: an environment name (dev, uat, prod, or one declared in pgship.toml; its URL comes from
+<ENV>_POSTGRES_URL), `local` (LOCAL_POSTGRES_URL, else DATABASE_URL), or a postgres:// URL.
+Variables are read from the environment, .env.local and .env in the project folder.
+
+Exit codes: 0 success or nothing to do; 1 refused or failed before the target changed (a failed
+migration is rolled back); 2 usage, configuration or connection error.";
+
+/// Deploy PostgreSQL schema migrations safely.
+#[derive(Debug, Parser)]
+#[command(name = "pgship", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Project folder: where pgship.toml, .env.local, .env and drizzle.config.ts are looked up.
+    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    pub project: PathBuf,
+    /// Configuration file (default: pgship.toml in the project folder, if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Migrations folder (overrides pgship.toml and drizzle.config.ts).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Answer yes to confirmations (required for protected environments when not on a terminal).
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// More detail (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations directly to a target (no rehearsal), under an advisory lock.
+    ///
+    /// Reads the migration source, takes pgship's advisory lock on the target, refuses edited,
+    /// missing or skipped migrations, and applies what is pending: all in one transaction by
+    /// default, statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY, ...) on
+    /// their own between committed segments. Every statement runs with lock_timeout and is
+    /// retried with backoff when it times out waiting for a lock.
+    Migrate(migrate::Args),
+    /// Show applied, pending, edited, missing and skipped migrations of a target.
+    ///
+    /// Also reports the server version, the pg_dump that later phases would use, and who holds
+    /// the migration lock. Read-only: creates nothing.
+    Status(status::Args),
+    /// Run pgship on a throwaway local PostgreSQL cluster with an example shop project.
+    ///
+    /// Starts a cluster from the local PostgreSQL binaries (initdb, pg_ctl) on a free port,
+    /// applies the example's Drizzle migrations, prints the status, and removes the cluster,
+    /// also on Ctrl-C.
+    Demo(demo::Args),
+}
+
+/// Options every command shares.
+pub struct Globals {
+    pub project: PathBuf,
+    pub config: Option<PathBuf>,
+    pub migrations: Option<PathBuf>,
+    pub yes: bool,
+    pub console: Console,
+}
+
+/// Parse arguments, run, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let console = Console {
+        format: cli.format,
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            console.error(&format!("cannot start the async runtime: {e}"), None);
+            return ExitCode::Usage as i32;
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let globals = Globals {
+        project: cli.project.clone(),
+        config: cli.config.clone(),
+        migrations: cli.migrations.clone(),
+        yes: cli.yes,
+        console,
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Migrate(a) => migrate::run(&globals, a).await,
+            Command::Status(a) => status::run(&globals, a).await,
+            Command::Demo(a) => demo::run(&globals, a).await,
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(code) => code as i32,
+        Err(e) => {
+            console.error(&e.message, e.hint.as_deref());
+            e.code as i32
+        }
+    }
+}
+
+/// Parse a duration flag.
+pub fn duration_arg(s: &str) -> std::result::Result<Duration, String> {
+    crate::util::parse_duration(s)
+}
+
+/// Ask on a terminal; without one, require `--yes`.
+pub fn confirm(globals: &Globals, question: &str) -> Result<()> {
+    if globals.yes {
+        return Ok(());
+    }
+    if !Console::is_terminal() {
+        return Err(Error::usage(format!("{question}: confirmation needed"))
+            .with_hint("not on a terminal: pass --yes to confirm"));
+    }
+    anstream::eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Error::usage(format!("reading the answer: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(Error::refused("not confirmed; nothing was changed"))
+    }
+}

@@ -1,0 +1,105 @@
+//! Resolving the project: settings, the migrations folder and its kind, and where its state
+//! lives. Shared by every command that reads migrations.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Settings;
+use crate::db::state::StateTable;
+use crate::error::{Error, Result};
+use crate::source::{self, DrizzleTable, Source, SourceKind, drizzle_config};
+
+/// A project, read and validated.
+pub struct Project {
+    pub settings: Settings,
+    pub source: Source,
+    pub state: StateTable,
+}
+
+impl Project {
+    /// Load settings and read the migration source. Touches nothing.
+    pub fn load(
+        project_dir: &Path,
+        config: Option<&Path>,
+        migrations: Option<&Path>,
+    ) -> Result<Project> {
+        let settings = Settings::load(project_dir, config)?;
+        let dcfg = drizzle_config::find(project_dir)?;
+        let dir = migrations_dir(&settings, dcfg.as_ref(), migrations)?;
+        let kind = match settings.file.migrations.kind.as_deref() {
+            None | Some("auto") => source::detect(&dir)?,
+            Some("drizzle") => SourceKind::Drizzle,
+            Some("drizzle-v1") => SourceKind::DrizzleV1,
+            Some("sql") => SourceKind::Sql,
+            Some(other) => {
+                return Err(Error::usage(format!(
+                    "{}: [migrations] kind = \"{other}\": expected auto, drizzle, drizzle-v1 or sql",
+                    settings
+                        .config_path
+                        .as_deref()
+                        .unwrap_or(Path::new("pgship.toml"))
+                        .display()
+                )));
+            }
+        };
+        let source = source::read_as(&dir, kind)?;
+        let mut table = dcfg.map(|c| c.table).unwrap_or_default();
+        if let Some(s) = &settings.file.migrations.drizzle_schema {
+            table.schema = s.clone();
+        }
+        if let Some(t) = &settings.file.migrations.drizzle_table {
+            table.table = t.clone();
+        }
+        let state = StateTable::for_source(kind, &table);
+        Ok(Project {
+            settings,
+            source,
+            state,
+        })
+    }
+
+    pub fn drizzle_table(&self) -> Option<&DrizzleTable> {
+        self.state.drizzle.as_ref()
+    }
+}
+
+fn migrations_dir(
+    settings: &Settings,
+    dcfg: Option<&drizzle_config::DrizzleConfig>,
+    flag: Option<&Path>,
+) -> Result<PathBuf> {
+    let base = &settings.project_dir;
+    if let Some(f) = flag {
+        return Ok(if f.is_absolute() {
+            f.to_path_buf()
+        } else {
+            base.join(f)
+        });
+    }
+    if let Some(d) = &settings.file.migrations.dir {
+        return Ok(base.join(d));
+    }
+    if let Some(c) = dcfg {
+        if let Some(out) = &c.out {
+            return Ok(base.join(out));
+        }
+        if c.non_literal.iter().any(|k| k == "out") {
+            return Err(Error::usage(format!(
+                "{}: `out` is not a string literal, so pgship cannot read it without running Node",
+                c.path.display()
+            ))
+            .with_hint("pass --migrations DIR or set [migrations] dir in pgship.toml"));
+        }
+        return Ok(base.join("drizzle"));
+    }
+    for candidate in ["drizzle", "migrations"] {
+        let p = base.join(candidate);
+        if p.is_dir() {
+            return Ok(p);
+        }
+    }
+    Err(
+        Error::usage(format!("no migrations folder found in {}", base.display())).with_hint(
+            "pass --migrations DIR, set [migrations] dir in pgship.toml, or add drizzle.config.ts",
+        ),
+    )
+}

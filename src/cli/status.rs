@@ -1,0 +1,153 @@
+//! `pgship status <target>`: what is applied, pending, edited, missing, skipped or partial,
+//! the server version, the pg_dump later phases would use, and the lock holder. Read-only.
+
+use serde_json::{Value, json};
+
+use super::Globals;
+use super::project::Project;
+use crate::db::plan::{self, Status};
+use crate::db::{ConnectOptions, DbUrl, connect, lock, state, tools};
+use crate::error::{ExitCode, Result};
+use crate::journal::console::Format;
+use crate::source::MigrationId;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Environment name, `local`, or a postgres:// URL.
+    pub target: String,
+}
+
+pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
+    let project = Project::load(
+        &globals.project,
+        globals.config.as_deref(),
+        globals.migrations.as_deref(),
+    )?;
+    let target = project.settings.target(&args.target)?;
+    let url = DbUrl::parse(&target.url).map_err(crate::db::DbError::from)?;
+    show(globals, &project, &url).await
+}
+
+/// Collect and print the status of `project` on `url`. Shared with `demo`.
+pub async fn show(globals: &Globals, project: &Project, url: &DbUrl) -> Result<ExitCode> {
+    let report = collect(project, url).await?;
+    if globals.console.format == Format::Json {
+        globals.console.json(&report);
+    } else {
+        globals.console.result(&render(&report));
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// The status document (the `--format json` output).
+pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
+    let conn = connect(url, &ConnectOptions::default()).await?;
+    let st = state::read(&conn.client, &project.state).await?;
+    let holder = lock::holder(&conn.client, lock::MIGRATE_LOCK_KEY).await?;
+    let ms = &project.source.migrations;
+    let plan = plan::classify(ms, &st.records, &st.partials);
+    let pg_dump = tools::find_dump_tools(conn.version.major());
+    let mut applied = Vec::new();
+    let mut pending = Vec::new();
+    let mut edited = Vec::new();
+    let mut skipped = Vec::new();
+    let mut partial = Vec::new();
+    for (m, s) in ms.iter().zip(&plan.statuses) {
+        let created_at = match m.id {
+            MigrationId::Drizzle { when } => json!(when),
+            MigrationId::Sql { .. } => Value::Null,
+        };
+        let version = plan::version_of(m);
+        match s {
+            Status::Applied => applied.push(json!({"name": m.name, "hash": m.checksum, "created_at": created_at, "version": version})),
+            Status::Pending => pending.push(json!({"name": m.name, "version": version, "statements": m.statements.len()})),
+            Status::Edited { recorded } => edited.push(json!({"name": m.name, "hash": m.checksum, "recorded_hash": recorded, "version": version})),
+            Status::Skipped => skipped.push(json!({"name": m.name, "version": version})),
+            Status::Partial { statements_done } => partial.push(json!({"name": m.name, "version": version, "statements_done": statements_done, "statements": m.statements.len()})),
+        }
+    }
+    let missing: Vec<Value> = plan
+        .missing
+        .iter()
+        .map(|r| json!({"name": r.name, "hash": r.hash, "created_at": r.created_at, "version": r.version}))
+        .collect();
+    let (dump_path, dump_version, dump_problem) = match &pg_dump {
+        Ok(b) => (
+            json!(b.bin("pg_dump").display().to_string()),
+            json!(b.version),
+            Value::Null,
+        ),
+        Err(e) => (Value::Null, Value::Null, json!(e)),
+    };
+    let mut source = json!({"kind": project.source.kind.as_str(), "dir": project.source.dir.display().to_string()});
+    if let Some(t) = project.drizzle_table() {
+        source["state_table"] = json!(format!("{}.{}", t.schema, t.table));
+    }
+    Ok(json!({
+        "target": url.redacted(),
+        "server_version": conn.version.text,
+        "pg_dump": dump_path,
+        "pg_dump_version": dump_version,
+        "pg_dump_problem": dump_problem,
+        "source": source,
+        "applied": applied,
+        "pending": pending,
+        "edited": edited,
+        "missing": missing,
+        "skipped": skipped,
+        "partial": partial,
+        "lock": holder,
+    }))
+}
+
+fn render(r: &Value) -> String {
+    let mut out = String::new();
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    out.push_str(&format!("target:   {}\n", s(&r["target"])));
+    out.push_str(&format!(
+        "server:   PostgreSQL {}\n",
+        s(&r["server_version"])
+    ));
+    match r["pg_dump"].as_str() {
+        Some(p) => out.push_str(&format!("pg_dump:  {p} ({})\n", s(&r["pg_dump_version"]))),
+        None => out.push_str(&format!(
+            "pg_dump:  not found: {}\n",
+            s(&r["pg_dump_problem"])
+        )),
+    }
+    out.push_str(&format!(
+        "source:   {} ({})\n",
+        s(&r["source"]["dir"]),
+        s(&r["source"]["kind"])
+    ));
+    match r["lock"].as_object() {
+        Some(h) => out.push_str(&format!(
+            "lock:     held by pid {} ({}) since {}\n",
+            h["pid"],
+            h["application_name"].as_str().unwrap_or(""),
+            h["since"].as_str().unwrap_or("?")
+        )),
+        None => out.push_str("lock:     free\n"),
+    }
+    for (key, label) in [
+        ("applied", "applied"),
+        ("pending", "pending"),
+        ("partial", "partially applied (a rerun resumes them)"),
+        ("edited", "EDITED after being applied"),
+        ("missing", "MISSING (applied, file gone)"),
+        ("skipped", "SKIPPED (ordered before the newest applied one)"),
+    ] {
+        let items = r[key].as_array().cloned().unwrap_or_default();
+        if items.is_empty() && key != "applied" && key != "pending" {
+            continue;
+        }
+        out.push_str(&format!("\n{label}: {}\n", items.len()));
+        for it in items {
+            let name = it["name"]
+                .as_str()
+                .map_or_else(|| format!("version {}", s(&it["version"])), str::to_string);
+            out.push_str(&format!("  {name}\n"));
+        }
+    }
+    out.trim_end().to_string()
+}

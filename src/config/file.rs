@@ -1,0 +1,67 @@
+//! The `pgship.toml` file: every key optional, unknown keys refused with the key's name.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub migrations: MigrationsFile,
+    #[serde(default)]
+    pub apply: ApplyFile,
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvironmentFile>,
+}
+
+/// `[migrations]`: where the migrations are and how their state is kept.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationsFile {
+    /// The folder, relative to the project. Default: drizzle.config.ts's `out`, else
+    /// `drizzle`, else `migrations`.
+    pub dir: Option<String>,
+    /// `auto` (default), `drizzle`, `drizzle-v1` or `sql`.
+    pub kind: Option<String>,
+    /// Drizzle's state schema and table (default: from drizzle.config.ts, else drizzle's).
+    pub drizzle_schema: Option<String>,
+    pub drizzle_table: Option<String>,
+}
+
+/// `[apply]`: how migrations are applied.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyFile {
+    /// `all` (default) or `per-migration`.
+    pub tx_mode: Option<String>,
+    pub lock_timeout: Option<String>,
+    pub statement_timeout: Option<String>,
+    pub lock_retries: Option<u32>,
+    pub lock_wait: Option<String>,
+    pub connect_timeout: Option<String>,
+}
+
+/// `[environments.<name>]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentFile {
+    pub branch: Option<String>,
+    pub url_env: Option<String>,
+    pub app_url_env: Option<String>,
+    pub protected: Option<bool>,
+}
+
+pub(super) fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = fs_err::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().replace('\n', "\n  "),
+    })
+}

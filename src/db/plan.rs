@@ -1,0 +1,303 @@
+//! Which migrations are applied, pending, edited, missing, skipped or partially applied: pure
+//! code over the source and the state rows, so every case is a table test with no database.
+//!
+//! The rules follow drizzle's (a Drizzle migration is applied when a state row has its
+//! `created_at`), but pgship refuses what drizzle does silently: an applied file whose hash
+//! changed (edited), a state row whose file is gone (missing), and a migration ordered before
+//! the newest applied one that never ran (skipped: drizzle skips it forever, drizzle issue
+//! 5769). Nothing here ever repairs state.
+
+use std::cmp::Ordering;
+
+use crate::source::{Migration, MigrationId};
+
+/// A row of migration state, whatever table it came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppliedRecord {
+    /// Drizzle: `created_at` as text; SQL: the version.
+    pub version: String,
+    pub hash: String,
+    /// Drizzle's `created_at`, when the record came from drizzle's table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+    /// pgship's name for it, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A migration that a non-transactional step left half-applied: its first
+/// `statements_done` statements are committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialRecord {
+    pub version: String,
+    pub checksum: String,
+    pub statements_done: usize,
+}
+
+/// What state says about one migration of the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Applied,
+    Pending,
+    /// Applied, but the file's hash is not the one recorded.
+    Edited {
+        recorded: String,
+    },
+    /// Not applied, but ordered before the newest applied migration.
+    Skipped,
+    /// Its first `statements_done` statements are committed.
+    Partial {
+        statements_done: usize,
+    },
+}
+
+/// The classification of a whole source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// One status per migration, in source order.
+    pub statuses: Vec<Status>,
+    /// Records whose migration is no longer in the source.
+    pub missing: Vec<AppliedRecord>,
+}
+
+impl Plan {
+    pub fn indices(&self, pred: impl Fn(&Status) -> bool) -> Vec<usize> {
+        self.statuses
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| pred(s))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Migrations to run, in order, with how many statements are already committed.
+    pub fn to_run(&self) -> Vec<(usize, usize)> {
+        self.statuses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Status::Pending => Some((i, 0)),
+                Status::Partial { statements_done } => Some((i, *statements_done)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The version key a migration is recorded under.
+pub fn version_of(m: &Migration) -> String {
+    match &m.id {
+        MigrationId::Drizzle { when } => when.to_string(),
+        MigrationId::Sql { version } => version.clone(),
+    }
+}
+
+/// Compare two versions numerically (`10` > `9`, `007` == `7`), without overflow.
+pub fn cmp_versions(a: &str, b: &str) -> Ordering {
+    let a = a.trim_start_matches('0');
+    let b = b.trim_start_matches('0');
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Classify every migration of `migrations` against `records` and `partials`.
+pub fn classify(
+    migrations: &[Migration],
+    records: &[AppliedRecord],
+    partials: &[PartialRecord],
+) -> Plan {
+    let newest = records
+        .iter()
+        .map(|r| r.version.as_str())
+        .max_by(|a, b| cmp_versions(a, b));
+    let statuses = migrations
+        .iter()
+        .map(|m| {
+            let v = version_of(m);
+            let same = |x: &str| cmp_versions(x, &v) == Ordering::Equal;
+            if let Some(r) = records.iter().find(|r| same(&r.version)) {
+                return if r.hash == m.checksum {
+                    Status::Applied
+                } else {
+                    Status::Edited {
+                        recorded: r.hash.clone(),
+                    }
+                };
+            }
+            if let Some(p) = partials.iter().find(|p| same(&p.version)) {
+                return if p.checksum == m.checksum {
+                    Status::Partial {
+                        statements_done: p.statements_done,
+                    }
+                } else {
+                    Status::Edited {
+                        recorded: p.checksum.clone(),
+                    }
+                };
+            }
+            match newest {
+                Some(n) if cmp_versions(&v, n) != Ordering::Greater => Status::Skipped,
+                _ => Status::Pending,
+            }
+        })
+        .collect();
+    let missing = records
+        .iter()
+        .filter(|r| {
+            !migrations
+                .iter()
+                .any(|m| cmp_versions(&version_of(m), &r.version) == Ordering::Equal)
+        })
+        .cloned()
+        .collect();
+    Plan { statuses, missing }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn mig(name: &str, when: i64, hash: &str) -> Migration {
+        Migration {
+            name: name.into(),
+            order: 0,
+            id: MigrationId::Drizzle { when },
+            checksum: hash.into(),
+            raw: Vec::new(),
+            path: PathBuf::from(format!("{name}.sql")),
+            statements: Vec::new(),
+            down: None,
+        }
+    }
+
+    fn rec(when: i64, hash: &str) -> AppliedRecord {
+        AppliedRecord {
+            version: when.to_string(),
+            hash: hash.into(),
+            created_at: Some(when),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn table_of_cases() {
+        let ms = vec![
+            mig("a", 100, "ha"),
+            mig("b", 200, "hb"),
+            mig("c", 300, "hc"),
+            mig("d", 400, "hd"),
+        ];
+        // (records, expected statuses, missing count)
+        let cases: Vec<(Vec<AppliedRecord>, Vec<Status>, usize)> = vec![
+            (vec![], vec![Status::Pending; 4], 0),
+            (
+                vec![rec(100, "ha"), rec(200, "hb")],
+                vec![
+                    Status::Applied,
+                    Status::Applied,
+                    Status::Pending,
+                    Status::Pending,
+                ],
+                0,
+            ),
+            (
+                vec![rec(100, "ha"), rec(300, "hc")],
+                vec![
+                    Status::Applied,
+                    Status::Skipped,
+                    Status::Applied,
+                    Status::Pending,
+                ],
+                0,
+            ),
+            (
+                vec![rec(100, "edited"), rec(200, "hb")],
+                vec![
+                    Status::Edited {
+                        recorded: "edited".into(),
+                    },
+                    Status::Applied,
+                    Status::Pending,
+                    Status::Pending,
+                ],
+                0,
+            ),
+            (
+                vec![rec(100, "ha"), rec(150, "gone"), rec(200, "hb")],
+                vec![
+                    Status::Applied,
+                    Status::Applied,
+                    Status::Pending,
+                    Status::Pending,
+                ],
+                1,
+            ),
+            (
+                vec![
+                    rec(100, "ha"),
+                    rec(200, "hb"),
+                    rec(300, "hc"),
+                    rec(400, "hd"),
+                    rec(500, "future"),
+                ],
+                vec![Status::Applied; 4],
+                1,
+            ),
+        ];
+        for (i, (records, expected, missing)) in cases.into_iter().enumerate() {
+            let plan = classify(&ms, &records, &[]);
+            assert_eq!(plan.statuses, expected, "case {i}");
+            assert_eq!(plan.missing.len(), missing, "case {i}");
+        }
+    }
+
+    #[test]
+    fn partial_resumes_unless_edited() {
+        let ms = vec![mig("a", 100, "ha"), mig("b", 200, "hb")];
+        let recs = vec![rec(100, "ha")];
+        let partial = vec![PartialRecord {
+            version: "200".into(),
+            checksum: "hb".into(),
+            statements_done: 2,
+        }];
+        let plan = classify(&ms, &recs, &partial);
+        assert_eq!(plan.statuses[1], Status::Partial { statements_done: 2 });
+        assert_eq!(plan.to_run(), vec![(1, 2)]);
+        let partial = vec![PartialRecord {
+            version: "200".into(),
+            checksum: "other".into(),
+            statements_done: 2,
+        }];
+        assert_eq!(
+            classify(&ms, &recs, &partial).statuses[1],
+            Status::Edited {
+                recorded: "other".into()
+            }
+        );
+    }
+
+    #[test]
+    fn numeric_versions() {
+        assert_eq!(cmp_versions("10", "9"), Ordering::Greater);
+        assert_eq!(cmp_versions("007", "7"), Ordering::Equal);
+        assert_eq!(
+            cmp_versions("20250101000000", "20241231235959"),
+            Ordering::Greater
+        );
+        let mut m = mig("x", 0, "h");
+        m.id = MigrationId::Sql {
+            version: "002".into(),
+        };
+        let plan = classify(
+            &[m],
+            &[AppliedRecord {
+                version: "2".into(),
+                hash: "h".into(),
+                created_at: None,
+                name: None,
+            }],
+            &[],
+        );
+        assert_eq!(plan.statuses, vec![Status::Applied]);
+    }
+}

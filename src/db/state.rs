@@ -1,0 +1,337 @@
+//! Migration state: drizzle's own table, written exactly as drizzle-orm writes it, and
+//! pgship's schema `pgship` (`applied_migrations`, `deployments`, `deployment_logs`).
+//!
+//! Creating the `pgship` schema is idempotent and race-free: it runs under a transaction-level
+//! advisory lock, so two pgship processes bootstrapping one database at once both succeed.
+//! Reading state never creates anything.
+
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::plan::{AppliedRecord, PartialRecord};
+use super::{DbError, quote_ident};
+use crate::source::{DrizzleTable, SourceKind};
+
+const BOOTSTRAP_LOCK_KEY: i64 = 0x7067_7368_6970_6273; // "pgshipbs"
+
+const PGSHIP_DDL: &str = r#"
+CREATE SCHEMA IF NOT EXISTS pgship;
+CREATE TABLE IF NOT EXISTS pgship.deployments (
+    id text PRIMARY KEY,
+    kind text NOT NULL,
+    environment text NOT NULL,
+    target text NOT NULL,
+    status text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    applied_by text NOT NULL DEFAULT current_user,
+    migrations_applied integer NOT NULL DEFAULT 0,
+    error text
+);
+CREATE TABLE IF NOT EXISTS pgship.applied_migrations (
+    id bigserial PRIMARY KEY,
+    source_kind text NOT NULL,
+    version text NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    status text NOT NULL DEFAULT 'applied' CHECK (status IN ('applied', 'partial')),
+    statements_done integer NOT NULL,
+    statement_count integer NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    duration_ms bigint NOT NULL,
+    deployment_id text,
+    applied_by text NOT NULL DEFAULT current_user,
+    UNIQUE (source_kind, version)
+);
+CREATE INDEX IF NOT EXISTS applied_migrations_deployment_id_idx
+    ON pgship.applied_migrations (deployment_id);
+CREATE TABLE IF NOT EXISTS pgship.deployment_logs (
+    id bigserial PRIMARY KEY,
+    deployment_id text NOT NULL,
+    "timestamp" timestamptz NOT NULL,
+    phase text NOT NULL,
+    level text NOT NULL,
+    message text NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX IF NOT EXISTS deployment_logs_deployment_id_timestamp_idx
+    ON pgship.deployment_logs (deployment_id, "timestamp");
+"#;
+
+/// Where a source's state lives.
+#[derive(Debug, Clone)]
+pub struct StateTable {
+    pub kind: SourceKind,
+    /// Drizzle's table, for Drizzle sources.
+    pub drizzle: Option<DrizzleTable>,
+}
+
+impl StateTable {
+    pub fn for_source(kind: SourceKind, drizzle: &DrizzleTable) -> StateTable {
+        StateTable {
+            kind,
+            drizzle: kind.is_drizzle().then(|| drizzle.clone()),
+        }
+    }
+
+    /// `"drizzle"."__drizzle_migrations"`.
+    pub fn drizzle_qualified(&self) -> Option<String> {
+        self.drizzle
+            .as_ref()
+            .map(|d| format!("{}.{}", quote_ident(&d.schema), quote_ident(&d.table)))
+    }
+
+    /// The DDL drizzle-orm runs before migrating, byte for byte in effect.
+    pub fn drizzle_ddl(&self) -> Option<String> {
+        let d = self.drizzle.as_ref()?;
+        Some(format!(
+            "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE IF NOT EXISTS {}.{} (\n\tid SERIAL PRIMARY KEY,\n\thash text NOT NULL,\n\tcreated_at bigint\n)",
+            quote_ident(&d.schema),
+            quote_ident(&d.schema),
+            quote_ident(&d.table)
+        ))
+    }
+}
+
+/// What the database says about a source.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    pub records: Vec<AppliedRecord>,
+    pub partials: Vec<PartialRecord>,
+    /// Whether pgship's schema exists.
+    pub pgship_schema: bool,
+}
+
+/// Create pgship's schema if needed. Safe to run from many processes at once.
+pub async fn bootstrap(client: &Client) -> Result<(), DbError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('pgship.deployment_logs') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| DbError::query("checking pgship's schema", &e))?
+        .get(0);
+    if exists {
+        return Ok(());
+    }
+    let sql = format!(
+        "BEGIN;\nSELECT pg_advisory_xact_lock({BOOTSTRAP_LOCK_KEY});\n{PGSHIP_DDL}\nCOMMIT;"
+    );
+    if let Err(e) = client.batch_execute(&sql).await {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(DbError::query("creating pgship's schema", &e));
+    }
+    Ok(())
+}
+
+async fn relation_exists(client: &Client, qualified: &str) -> Result<bool, DbError> {
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])
+        .await
+        .map_err(|e| DbError::query(format!("looking up {qualified}"), &e))?
+        .get(0))
+}
+
+/// Read the state of `table` (never creates anything).
+pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError> {
+    let pgship_schema = relation_exists(client, "pgship.applied_migrations").await?;
+    let mut state = State {
+        pgship_schema,
+        ..State::default()
+    };
+    if let Some(q) = table.drizzle_qualified() {
+        if relation_exists(client, &q).await? {
+            let rows = client
+                .query(
+                    &format!("SELECT hash, created_at FROM {q} ORDER BY id"),
+                    &[],
+                )
+                .await
+                .map_err(|e| DbError::Query {
+                    context: format!("reading drizzle's state table {q}"),
+                    message: format!(
+                        "{} (pgship expects drizzle's columns id, hash, created_at)",
+                        super::describe(&e)
+                    ),
+                })?;
+            for r in rows {
+                let created_at: Option<i64> = r.get(1);
+                state.records.push(AppliedRecord {
+                    version: created_at.map_or_else(String::new, |c| c.to_string()),
+                    hash: r.get(0),
+                    created_at,
+                    name: None,
+                });
+            }
+        }
+    }
+    if pgship_schema {
+        let rows = client
+            .query(
+                "SELECT version, name, checksum, status, statements_done FROM pgship.applied_migrations \
+                 WHERE source_kind = $1 ORDER BY id",
+                &[&table.kind.as_str()],
+            )
+            .await
+            .map_err(|e| DbError::query("reading pgship.applied_migrations", &e))?;
+        for r in rows {
+            let status: String = r.get(3);
+            let version: String = r.get(0);
+            if status == "partial" {
+                let done: i32 = r.get(4);
+                state.partials.push(PartialRecord {
+                    version,
+                    checksum: r.get(2),
+                    statements_done: usize::try_from(done).unwrap_or(0),
+                });
+            } else if !table.kind.is_drizzle() {
+                state.records.push(AppliedRecord {
+                    version,
+                    hash: r.get(2),
+                    created_at: None,
+                    name: r.get(1),
+                });
+            } else if let Some(rec) = state.records.iter_mut().find(|x| x.version == version) {
+                rec.name = r.get(1);
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// One migration's record, as the engine writes it.
+#[derive(Debug, Clone)]
+pub struct RecordRow<'a> {
+    pub version: &'a str,
+    pub name: &'a str,
+    pub checksum: &'a str,
+    /// Drizzle's `created_at` (the journal's `when`).
+    pub created_at: Option<i64>,
+    pub complete: bool,
+    pub statements_done: usize,
+    pub statement_count: usize,
+    pub duration_ms: i64,
+    pub deployment_id: &'a str,
+}
+
+/// Write a migration's state inside the caller's transaction: drizzle's row (when complete)
+/// and pgship's row (upserted from `partial` to `applied`).
+pub async fn write_record(
+    client: &Client,
+    table: &StateTable,
+    row: &RecordRow<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    if row.complete {
+        if let Some(q) = table.drizzle_qualified() {
+            client
+                .execute(
+                    &format!("INSERT INTO {q} (\"hash\", \"created_at\") VALUES ($1, $2)"),
+                    &[&row.checksum, &row.created_at],
+                )
+                .await?;
+        }
+    }
+    let status = if row.complete { "applied" } else { "partial" };
+    let done = i32::try_from(row.statements_done).unwrap_or(i32::MAX);
+    let count = i32::try_from(row.statement_count).unwrap_or(i32::MAX);
+    let params: [&(dyn ToSql + Sync); 9] = [
+        &table.kind.as_str(),
+        &row.version,
+        &row.name,
+        &row.checksum,
+        &status,
+        &done,
+        &count,
+        &row.duration_ms,
+        &row.deployment_id,
+    ];
+    client
+        .execute(
+            "INSERT INTO pgship.applied_migrations \
+               (source_kind, version, name, checksum, status, statements_done, statement_count, duration_ms, deployment_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (source_kind, version) DO UPDATE SET \
+               name = EXCLUDED.name, checksum = EXCLUDED.checksum, status = EXCLUDED.status, \
+               statements_done = EXCLUDED.statements_done, statement_count = EXCLUDED.statement_count, \
+               duration_ms = pgship.applied_migrations.duration_ms + EXCLUDED.duration_ms, \
+               applied_at = now(), deployment_id = EXCLUDED.deployment_id, applied_by = current_user",
+            &params,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Record the start of a run in `pgship.deployments`.
+pub async fn start_deployment(
+    client: &Client,
+    id: &str,
+    kind: &str,
+    environment: &str,
+    target: &str,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO pgship.deployments (id, kind, environment, target, status) VALUES ($1, $2, $3, $4, 'running')",
+            &[&id, &kind, &environment, &target],
+        )
+        .await
+        .map_err(|e| DbError::query("recording the run in pgship.deployments", &e))?;
+    Ok(())
+}
+
+/// Record the end of a run.
+pub async fn finish_deployment(
+    client: &Client,
+    id: &str,
+    status: &str,
+    applied: i32,
+    error: Option<&str>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE pgship.deployments SET status = $2, finished_at = now(), migrations_applied = $3, error = $4 WHERE id = $1",
+            &[&id, &status, &applied, &error],
+        )
+        .await
+        .map_err(|e| DbError::query("recording the run's result in pgship.deployments", &e))?;
+    Ok(())
+}
+
+/// One line of the deployment log, as stored in `pgship.deployment_logs`.
+pub struct LogRow<'a> {
+    pub deployment_id: &'a str,
+    pub timestamp: jiff::Timestamp,
+    pub phase: &'a str,
+    pub level: &'a str,
+    pub message: &'a str,
+    pub metadata: &'a serde_json::Value,
+}
+
+/// Append log lines (outside any migration transaction, so failures are logged too).
+pub async fn write_logs(client: &Client, rows: &[LogRow<'_>]) -> Result<(), DbError> {
+    let stmt = client
+        .prepare(
+            "INSERT INTO pgship.deployment_logs (deployment_id, \"timestamp\", phase, level, message, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await
+        .map_err(|e| DbError::query("writing pgship.deployment_logs", &e))?;
+    for r in rows {
+        client
+            .execute(
+                &stmt,
+                &[
+                    &r.deployment_id,
+                    &r.timestamp,
+                    &r.phase,
+                    &r.level,
+                    &r.message,
+                    r.metadata,
+                ],
+            )
+            .await
+            .map_err(|e| DbError::query("writing pgship.deployment_logs", &e))?;
+    }
+    Ok(())
+}

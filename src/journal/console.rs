@@ -1,0 +1,84 @@
+//! Console output: colored on a terminal, plain otherwise, and silent except for the final
+//! document with `--format json`. Progress goes to stderr so stdout carries only results.
+
+use std::io::IsTerminal;
+
+use anstyle::{AnsiColor, Style};
+
+/// Output format of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Where people read what pgship does.
+#[derive(Debug, Clone, Copy)]
+pub struct Console {
+    pub format: Format,
+    pub verbose: u8,
+    pub quiet: bool,
+}
+
+const OK: Style = AnsiColor::Green.on_default();
+const WARN: Style = AnsiColor::Yellow.on_default();
+const ERR: Style = AnsiColor::Red.on_default().bold();
+const DIM: Style = Style::new().dimmed();
+
+impl Console {
+    fn progress_enabled(&self) -> bool {
+        !self.quiet && (self.format == Format::Text || self.verbose > 0)
+    }
+
+    /// A progress line.
+    pub fn step(&self, msg: &str) {
+        if self.progress_enabled() {
+            anstream::eprintln!("{DIM}·{DIM:#} {msg}");
+        }
+    }
+
+    /// A success line.
+    pub fn ok(&self, msg: &str) {
+        if self.progress_enabled() {
+            anstream::eprintln!("{OK}✓{OK:#} {msg}");
+        }
+    }
+
+    pub fn warn(&self, msg: &str) {
+        if !self.quiet || self.format == Format::Text {
+            anstream::eprintln!("{WARN}warning:{WARN:#} {msg}");
+        }
+    }
+
+    /// Detail shown with `-v`.
+    pub fn detail(&self, msg: &str) {
+        if self.verbose > 0 && !self.quiet {
+            anstream::eprintln!("{DIM}  {msg}{DIM:#}");
+        }
+    }
+
+    /// An error, always shown (on stderr).
+    pub fn error(&self, msg: &str, hint: Option<&str>) {
+        anstream::eprintln!("{ERR}error:{ERR:#} {msg}");
+        if let Some(h) = hint {
+            anstream::eprintln!("{WARN}hint:{WARN:#} {h}");
+        }
+    }
+
+    /// The result of a command, on stdout.
+    pub fn result(&self, text: &str) {
+        anstream::println!("{text}");
+    }
+
+    /// A JSON document on stdout.
+    pub fn json(&self, value: &serde_json::Value) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    }
+
+    pub fn is_terminal() -> bool {
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+}

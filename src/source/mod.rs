@@ -1,0 +1,384 @@
+//! Migration sources: read a migrations folder (Drizzle 0.x journal, Drizzle v1 folders, or a
+//! plain folder of SQL files) into one [`Migration`] type.
+//!
+//! This module does no database IO and never changes a file. Everything it returns is what the
+//! apply engine sends, byte for byte: for Drizzle that means the file is split exactly where
+//! drizzle-orm splits it (`--> statement-breakpoint`), so pgship and the app's own `migrate()`
+//! agree on what ran. Malformed input is an error that names the file and the problem.
+
+pub mod drizzle;
+pub mod drizzle_config;
+pub mod drizzle_v1;
+pub mod split;
+pub mod sql_dir;
+
+use std::path::{Path, PathBuf};
+
+/// Which kind of folder a source was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// drizzle-kit 0.x: `meta/_journal.json` + `<tag>.sql`.
+    Drizzle,
+    /// drizzle-kit v1: `<timestamp>_<name>/migration.sql`.
+    DrizzleV1,
+    /// `<version>_<name>.sql` with optional `<version>_<name>.down.sql`.
+    Sql,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Drizzle => "drizzle",
+            SourceKind::DrizzleV1 => "drizzle-v1",
+            SourceKind::Sql => "sql",
+        }
+    }
+
+    /// Drizzle kinds keep their state in drizzle's own table.
+    pub fn is_drizzle(self) -> bool {
+        matches!(self, SourceKind::Drizzle | SourceKind::DrizzleV1)
+    }
+}
+
+/// Whether a statement may run inside a transaction block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxRequirement {
+    /// Ordinary transactional SQL.
+    Any,
+    /// Refused by PostgreSQL inside a transaction block (CREATE INDEX CONCURRENTLY, VACUUM, ...).
+    NoTransaction,
+    /// `ALTER TYPE ... ADD VALUE`: refused in a transaction before PostgreSQL 12.
+    NoTransactionBeforePg12,
+}
+
+impl TxRequirement {
+    /// Can this statement run inside a transaction on a server of major version `major`?
+    pub fn allows_transaction(self, major: u32) -> bool {
+        match self {
+            TxRequirement::Any => true,
+            TxRequirement::NoTransaction => false,
+            TxRequirement::NoTransactionBeforePg12 => major >= 12,
+        }
+    }
+}
+
+/// One unit the engine sends as a single simple-protocol query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The exact text sent to the server (for Drizzle: the whole chunk between breakpoints).
+    pub sql: String,
+    /// Byte offset of `sql` in the file.
+    pub offset: usize,
+    /// 1-based line in the file of the statement's first token (not of leading blank lines
+    /// or comments).
+    pub line: u32,
+    /// Whether it may run inside a transaction.
+    pub tx: TxRequirement,
+}
+
+/// How a migration is identified in state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationId {
+    /// Drizzle: the journal's `when` (ms since the epoch), stored as `created_at`.
+    Drizzle { when: i64 },
+    /// SQL folder: the numeric version from the file name, kept as written (leading zeros
+    /// included) and compared numerically.
+    Sql { version: String },
+}
+
+/// A down (revert) script for a migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownScript {
+    pub path: PathBuf,
+    pub raw: Vec<u8>,
+    pub statements: Vec<Statement>,
+}
+
+/// One migration, as read from the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// Drizzle: the journal tag (`0000_init`); SQL: the file stem (`001_create_users`).
+    pub name: String,
+    /// Position in run order, from 0.
+    pub order: usize,
+    pub id: MigrationId,
+    /// sha256 hex of the raw file bytes (drizzle's definition; fixed for all kinds).
+    pub checksum: String,
+    pub raw: Vec<u8>,
+    pub path: PathBuf,
+    pub statements: Vec<Statement>,
+    pub down: Option<DownScript>,
+}
+
+/// Where a Drizzle source keeps its state (from `drizzle.config.ts`, with drizzle's defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrizzleTable {
+    pub schema: String,
+    pub table: String,
+}
+
+impl Default for DrizzleTable {
+    fn default() -> Self {
+        DrizzleTable {
+            schema: "drizzle".into(),
+            table: "__drizzle_migrations".into(),
+        }
+    }
+}
+
+/// A source that was read and validated.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub dir: PathBuf,
+    /// In run order.
+    pub migrations: Vec<Migration>,
+}
+
+/// A problem with the migrations folder. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SourceError {
+    pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        SourceError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Detect the kind of `dir` and read it.
+pub fn read(dir: &Path) -> Result<Source, SourceError> {
+    let kind = detect(dir)?;
+    read_as(dir, kind)
+}
+
+/// Read `dir` as a source of the given kind.
+pub fn read_as(dir: &Path, kind: SourceKind) -> Result<Source, SourceError> {
+    let migrations = match kind {
+        SourceKind::Drizzle => drizzle::read(dir)?,
+        SourceKind::DrizzleV1 => drizzle_v1::read(dir)?,
+        SourceKind::Sql => sql_dir::read(dir)?,
+    };
+    Ok(Source {
+        kind,
+        dir: dir.to_path_buf(),
+        migrations,
+    })
+}
+
+/// Tell which kind of migrations folder `dir` is.
+///
+/// `meta/_journal.json` means drizzle-kit 0.x; otherwise a subdirectory holding `migration.sql`
+/// means drizzle-kit v1; otherwise any `*.sql` file means a plain SQL folder. Anything else is an
+/// error, as is a `dir` that is missing or not a directory.
+pub fn detect(dir: &Path) -> Result<SourceKind, SourceError> {
+    let meta = fs_err::metadata(dir).map_err(|e| SourceError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    if !meta.is_dir() {
+        return Err(SourceError::invalid(dir, "not a directory"));
+    }
+    if dir.join("meta").join("_journal.json").is_file() {
+        return Ok(SourceKind::Drizzle);
+    }
+    let mut has_sql = false;
+    for entry in read_dir_sorted(dir)? {
+        if entry.is_dir() {
+            if entry.join("migration.sql").is_file() {
+                return Ok(SourceKind::DrizzleV1);
+            }
+        } else if entry.is_file()
+            && entry
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
+        {
+            has_sql = true;
+        }
+    }
+    if has_sql {
+        return Ok(SourceKind::Sql);
+    }
+    Err(SourceError::invalid(
+        dir,
+        "no migrations found: expected meta/_journal.json (drizzle-kit), \
+         <timestamp>_<name>/migration.sql folders (drizzle-kit v1) or <version>_<name>.sql files",
+    ))
+}
+
+/// The entries of `dir` (full paths), sorted by file name so results never depend on the order
+/// the file system lists them in.
+pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let io = |e: std::io::Error| SourceError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    let mut out = Vec::new();
+    for entry in fs_err::read_dir(dir).map_err(io)? {
+        out.push(entry.map_err(io)?.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// sha256 of `bytes` as lowercase hex (drizzle's `hash`).
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest.iter() {
+        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// `bytes` as UTF-8, or an error naming `path`, the byte offset and the line of the first
+/// invalid byte.
+pub(crate) fn utf8_text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, SourceError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        SourceError::invalid(
+            path,
+            format!(
+                "not valid UTF-8: invalid byte 0x{:02x} at byte offset {at} (line {line}); \
+                 migration files must be UTF-8 text",
+                bytes.get(at).copied().unwrap_or(0)
+            ),
+        )
+    })
+}
+
+/// Read a whole file; the error names the path.
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, SourceError> {
+    fs_err::read(path).map_err(|e| SourceError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+/// Reject what pgship cannot run from a migration's statements: transaction control anywhere,
+/// and a statement that cannot run in a transaction block sharing one query string with others.
+/// `text` is the whole file (for line numbers); `drizzle` picks the wording of the hint.
+pub(crate) fn check_statements(
+    path: &Path,
+    text: &str,
+    statements: &[Statement],
+    drizzle: bool,
+) -> Result<(), SourceError> {
+    for stmt in statements {
+        if let Some((keyword, at)) = split::transaction_control_at(&stmt.sql) {
+            let line = split::line_at(text, stmt.offset + at);
+            return Err(SourceError::invalid(
+                path,
+                format!(
+                    "line {line}: `{keyword}` is transaction control, which a migration must not \
+                     contain: pgship runs migrations in transactions it manages itself (and runs \
+                     statements such as CREATE INDEX CONCURRENTLY outside one automatically). \
+                     Remove the `{keyword}` statement."
+                ),
+            ));
+        }
+        if let Some(bad) = split::no_transaction_in_multi(&stmt.sql) {
+            let line = split::line_at(text, stmt.offset + bad.offset);
+            let why = bad.why.unwrap_or("this statement");
+            let hint = if drizzle {
+                "put a `--> statement-breakpoint` line between it and the other statements"
+            } else {
+                "end each statement with `;` so it is sent on its own"
+            };
+            return Err(SourceError::invalid(
+                path,
+                format!(
+                    "line {line}: {why} cannot run inside a transaction block, but it is sent in \
+                     one query string together with other statements (starting at line {}), \
+                     which PostgreSQL runs as a single transaction; {hint}",
+                    stmt.line
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/drizzle-app");
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        fs_err::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs_err::write(p, text).expect("write");
+    }
+
+    #[test]
+    fn detects_each_kind() {
+        let good = Path::new(APP).join("drizzle");
+        assert_eq!(detect(&good).expect("detects"), SourceKind::Drizzle);
+        let source = read(&good).expect("reads");
+        assert_eq!(source.kind, SourceKind::Drizzle);
+        assert_eq!(source.migrations.len(), 4);
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        write(tmp.path(), "20250101000000_init/migration.sql", "SELECT 1;");
+        write(tmp.path(), "README.md", "x");
+        assert_eq!(detect(tmp.path()).expect("detects"), SourceKind::DrizzleV1);
+        assert_eq!(read(tmp.path()).expect("reads").migrations.len(), 1);
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        write(tmp.path(), "001_init.sql", "SELECT 1;");
+        write(tmp.path(), "docs/notes.md", "x");
+        assert_eq!(detect(tmp.path()).expect("detects"), SourceKind::Sql);
+        assert_eq!(
+            read(tmp.path()).expect("reads").migrations[0].name,
+            "001_init"
+        );
+    }
+
+    #[test]
+    fn detect_errors_name_the_folder() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        write(tmp.path(), "README.md", "x");
+        let msg = detect(tmp.path()).expect_err("empty").to_string();
+        assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
+        assert!(
+            msg.contains("no migrations found") && msg.contains("meta/_journal.json"),
+            "{msg}"
+        );
+
+        let missing = tmp.path().join("nope");
+        let msg = detect(&missing).expect_err("missing").to_string();
+        assert!(msg.contains("nope"), "{msg}");
+
+        let file = tmp.path().join("README.md");
+        let msg = detect(&file).expect_err("file").to_string();
+        assert!(
+            msg.contains("README.md") && msg.contains("not a directory"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn sha256_hex_is_lowercase_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,864 @@
+//! Statement splitting and classification for migration files.
+//!
+//! Two ways to cut a file into the units the engine sends:
+//! - [`drizzle_chunks`]: exactly what drizzle-orm does (`text.split("--> statement-breakpoint")`),
+//!   each chunk kept byte for byte, so pgship sends what the app's own `migrate()` would send;
+//! - [`sql_statements`]: one statement per unit for plain SQL folders, using PostgreSQL's own
+//!   parser (or its scanner when the text does not parse), so quotes, dollar quotes, comments
+//!   and `BEGIN ATOMIC` bodies are respected.
+//!
+//! It also classifies statements: whether they may run inside a transaction block
+//! ([`tx_requirement`]) and whether they are transaction control ([`transaction_control`]),
+//! which pgship refuses because it owns transactions.
+//!
+//! This module must never change the text it is given (no trimming, no normalising of line
+//! endings), never drop text that holds SQL, never panic on odd input, and never talk to a
+//! database. Whatever it cannot classify is `TxRequirement::Any`: the server is the authority.
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::{self, Token};
+
+use super::{Statement, TxRequirement};
+
+/// The separator drizzle-kit writes and drizzle-orm splits on.
+pub const BREAKPOINT: &str = "--> statement-breakpoint";
+
+/// 1-based line number of `byte_offset` in `text` (offsets past the end count as the end).
+pub fn line_at(text: &str, byte_offset: usize) -> u32 {
+    let end = byte_offset.min(text.len());
+    let newlines = text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    u32::try_from(newlines)
+        .unwrap_or(u32::MAX - 1)
+        .saturating_add(1)
+}
+
+/// Split a Drizzle migration file exactly like drizzle-orm does.
+///
+/// Every chunk of `text.split("--> statement-breakpoint")` that holds at least one SQL token is
+/// returned unchanged (its leading newline included); chunks holding only whitespace and
+/// comments (for example after a trailing breakpoint) are dropped, which is harmless because the
+/// server treats them as empty queries. `offset` is the chunk's byte offset in the file and
+/// `line` the line of its first SQL token.
+pub fn drizzle_chunks(text: &str) -> Vec<Statement> {
+    let mut out = Vec::new();
+    let mut offset = 0usize;
+    let mut line_base = 1u32;
+    for chunk in text.split(BREAKPOINT) {
+        if let Some(first) = first_token_offset(chunk) {
+            let line = line_base.saturating_add(line_at(chunk, first) - 1);
+            out.push(Statement {
+                sql: chunk.to_string(),
+                offset,
+                line,
+                tx: tx_requirement(chunk),
+            });
+        }
+        // Lines advance over the chunk and the breakpoint (which holds no newline).
+        line_base = line_base.saturating_add(line_at(chunk, chunk.len()) - 1);
+        offset += chunk.len() + BREAKPOINT.len();
+    }
+    out
+}
+
+/// Split a plain SQL file into single statements.
+///
+/// Uses PostgreSQL's parser when the whole file parses (exact, and knows `BEGIN ATOMIC ... END`
+/// function bodies); otherwise PostgreSQL's scanner, which works on invalid SQL too. Any text the
+/// scanner would skip (a statement without a keyword, or everything after an unbalanced
+/// parenthesis) is kept as a statement of its own, so the server reports it rather than pgship
+/// silently dropping it. Pieces holding only whitespace, comments and `;` are dropped. `sql` is
+/// the piece without its terminating `;`.
+///
+/// The error is the scanner's message (for example an unterminated quoted string or comment);
+/// the caller adds the file name.
+pub fn sql_statements(text: &str) -> Result<Vec<Statement>, String> {
+    if text.as_bytes().contains(&0) {
+        let at = text.as_bytes().iter().position(|&b| b == 0).unwrap_or(0);
+        return Err(format!(
+            "line {}: the text contains a NUL byte, which PostgreSQL cannot receive in a query",
+            line_at(text, at)
+        ));
+    }
+    let ranges = match pg_query::split_with_parser(text) {
+        Ok(pieces) => pieces.iter().filter_map(|p| piece_range(text, p)).collect(),
+        Err(_) => scanner_ranges(text)?,
+    };
+    let mut out = Vec::new();
+    for (start, end) in ranges {
+        let Some(piece) = text.get(start..end) else {
+            continue;
+        };
+        let Some(first) = first_token_offset(piece) else {
+            continue;
+        };
+        out.push(Statement {
+            sql: piece.to_string(),
+            offset: start,
+            line: line_at(text, start + first),
+            tx: tx_requirement(piece),
+        });
+    }
+    Ok(out)
+}
+
+/// Byte range of `piece` (a sub-slice returned by pg_query) inside `text`.
+fn piece_range(text: &str, piece: &str) -> Option<(usize, usize)> {
+    let start = (piece.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start.checked_add(piece.len())?;
+    (end <= text.len()).then_some((start, end))
+}
+
+/// Split with the scanner and add back any text it skipped.
+fn scanner_ranges(text: &str) -> Result<Vec<(usize, usize)>, String> {
+    let pieces = pg_query::split_with_scanner(text).map_err(|e| scanner_message(text, &e))?;
+    let mut ranges: Vec<(usize, usize)> =
+        pieces.iter().filter_map(|p| piece_range(text, p)).collect();
+    let tokens = scan_tokens(text).map_err(|e| scanner_message(text, &e))?;
+
+    // Content tokens (not comments, not `;`) that no piece covers, grouped between pieces.
+    let mut extra: Vec<(usize, usize)> = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    let mut next_piece = 0usize;
+    for token in &tokens {
+        let (Ok(start), Ok(end)) = (usize::try_from(token.start), usize::try_from(token.end))
+        else {
+            continue;
+        };
+        while next_piece < ranges.len() && ranges[next_piece].1 <= start {
+            // A piece ends before this token: close the current group.
+            if let Some(group) = current.take() {
+                extra.push(group);
+            }
+            next_piece += 1;
+        }
+        let covered = next_piece < ranges.len() && ranges[next_piece].0 <= start;
+        if covered || is_comment(token) || token.token == Token::Ascii59 as i32 {
+            continue;
+        }
+        current = Some(match current {
+            Some((s, _)) => (s, end),
+            None => (start, end),
+        });
+    }
+    if let Some(group) = current {
+        extra.push(group);
+    }
+    ranges.extend(extra);
+    ranges.sort_unstable();
+    Ok(ranges)
+}
+
+fn scanner_message(text: &str, err: &pg_query::Error) -> String {
+    let msg = match err {
+        pg_query::Error::Split(m) | pg_query::Error::Scan(m) | pg_query::Error::Parse(m) => {
+            m.clone()
+        }
+        other => other.to_string(),
+    };
+    match unterminated_at(text) {
+        Some(at) => format!(
+            "cannot split into statements: {msg} (starting at line {})",
+            line_at(text, at)
+        ),
+        None => format!("cannot split into statements: {msg}"),
+    }
+}
+
+/// The scanner's tokens. Goes through `pg_query::scan` (protobuf) rather than
+/// `pg_query::scan_tokens`, which builds a slice from a null pointer when there are no tokens.
+fn scan_tokens(sql: &str) -> Result<Vec<protobuf::ScanToken>, pg_query::Error> {
+    if sql.bytes().all(|b| b.is_ascii_whitespace() || b == 0x0b) {
+        return Ok(Vec::new());
+    }
+    pg_query::scan(sql).map(|r| r.tokens)
+}
+
+fn is_comment(token: &protobuf::ScanToken) -> bool {
+    token.token == Token::SqlComment as i32 || token.token == Token::CComment as i32
+}
+
+/// Byte offset (in `sql`) of the first token that is not a comment, or `None` when the text holds
+/// only whitespace and comments.
+pub fn first_token_offset(sql: &str) -> Option<usize> {
+    match scan_tokens(sql) {
+        Ok(tokens) => tokens
+            .iter()
+            .find(|t| !is_comment(t))
+            .and_then(|t| usize::try_from(t.start).ok()),
+        Err(_) => manual_first_token(sql),
+    }
+}
+
+/// Fallback when the scanner fails (unterminated quote, NUL byte, ...): skip whitespace, `--`
+/// comments and (nested) `/* */` comments by hand. An unterminated comment counts as content,
+/// because the server would reject it.
+fn manual_first_token(sql: &str) -> Option<usize> {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => i += 1,
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => match block_comment_end(b, i) {
+                Some(end) => i = end,
+                None => return Some(i),
+            },
+            _ => return Some(i),
+        }
+    }
+    None
+}
+
+/// End (exclusive) of the nested `/* */` comment starting at `start`, if it is terminated.
+fn block_comment_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i + 1 < b.len() {
+        if b[i] == b'/' && b[i + 1] == b'*' {
+            depth += 1;
+            i += 2;
+        } else if b[i] == b'*' && b[i + 1] == b'/' {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return Some(i);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Best-effort position of an unterminated quote or comment, for error messages only.
+fn unterminated_at(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => match block_comment_end(b, i) {
+                Some(end) => i = end,
+                None => return Some(i),
+            },
+            q @ (b'\'' | b'"') => {
+                let start = i;
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return Some(start),
+                        Some(&c) if c == q && b.get(i + 1) == Some(&q) => i += 2,
+                        Some(&c) if c == q => {
+                            i += 1;
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'$' => {
+                // Dollar quote: $tag$ ... $tag$ (tag: letters, digits, underscores, not leading digit).
+                let start = i;
+                let mut j = i + 1;
+                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80)
+                {
+                    j += 1;
+                }
+                let tag_ok =
+                    b.get(j) == Some(&b'$') && !b.get(i + 1).is_some_and(|c| c.is_ascii_digit());
+                if !tag_ok {
+                    i += 1;
+                    continue;
+                }
+                let tag = &b[start..=j];
+                match find_bytes(&b[j + 1..], tag) {
+                    Some(pos) => i = j + 1 + pos + tag.len(),
+                    None => return Some(start),
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One statement of a unit, as far as the parser could tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementInfo {
+    /// Byte offset in the analysed text of the statement's first token.
+    pub offset: usize,
+    pub tx: TxRequirement,
+    /// What makes it non-transactional, e.g. `CREATE INDEX CONCURRENTLY`.
+    pub why: Option<&'static str>,
+    /// The transaction-control keyword(s) if it is one, e.g. `BEGIN`, `START TRANSACTION`.
+    pub transaction_control: Option<String>,
+}
+
+/// Parse `sql` and describe each statement, or `None` when it does not parse.
+pub fn analyze(sql: &str) -> Option<Vec<StatementInfo>> {
+    let parsed = pg_query::parse(sql, 0).ok()?;
+    let tokens = scan_tokens(sql).ok().unwrap_or_default();
+    let mut out = Vec::new();
+    for raw in &parsed.protobuf.stmts {
+        let location = usize::try_from(raw.stmt_location).unwrap_or(0);
+        let offset = tokens
+            .iter()
+            .filter(|t| !is_comment(t))
+            .filter_map(|t| usize::try_from(t.start).ok())
+            .find(|&s| s >= location)
+            .unwrap_or(location);
+        let node = raw.stmt.as_ref().and_then(|n| n.node.as_ref());
+        let (tx, why) = node.map(classify).unwrap_or((TxRequirement::Any, None));
+        let transaction_control = match node {
+            Some(NodeEnum::TransactionStmt(_)) => Some(keywords_at(sql, &tokens, offset)),
+            _ => None,
+        };
+        out.push(StatementInfo {
+            offset,
+            tx,
+            why,
+            transaction_control,
+        });
+    }
+    Some(out)
+}
+
+/// Whether `sql` may run inside a transaction block. With several statements the strictest
+/// wins; text that does not parse is `Any` (the server decides).
+pub fn tx_requirement(sql: &str) -> TxRequirement {
+    analyze(sql)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| s.tx)
+        .max_by_key(|tx| strictness(*tx))
+        .unwrap_or(TxRequirement::Any)
+}
+
+fn strictness(tx: TxRequirement) -> u8 {
+    match tx {
+        TxRequirement::Any => 0,
+        TxRequirement::NoTransactionBeforePg12 => 1,
+        TxRequirement::NoTransaction => 2,
+    }
+}
+
+/// The transaction-control keyword (`BEGIN`, `START TRANSACTION`, `COMMIT`, `END`, `ROLLBACK`,
+/// `ABORT`, `SAVEPOINT`, `RELEASE`, `ROLLBACK TO`, `PREPARE TRANSACTION`, `COMMIT PREPARED`,
+/// `ROLLBACK PREPARED`) of the first such statement in `sql`, if any.
+pub fn transaction_control(sql: &str) -> Option<String> {
+    transaction_control_at(sql).map(|(kw, _)| kw)
+}
+
+/// Like [`transaction_control`], with the byte offset of the statement in `sql`.
+///
+/// Uses the parser; when the text does not parse it falls back to the scanner and looks at the
+/// first keywords of each `;`-separated piece, so a stray `COMMIT;` is found even in a file with
+/// a syntax error elsewhere.
+pub fn transaction_control_at(sql: &str) -> Option<(String, usize)> {
+    if let Some(infos) = analyze(sql) {
+        return infos
+            .into_iter()
+            .find_map(|i| i.transaction_control.map(|kw| (kw, i.offset)));
+    }
+    let tokens = scan_tokens(sql).ok()?;
+    let mut at_start = true;
+    for (idx, token) in tokens.iter().enumerate() {
+        if is_comment(token) {
+            continue;
+        }
+        if token.token == Token::Ascii59 as i32 {
+            at_start = true;
+            continue;
+        }
+        if !at_start {
+            continue;
+        }
+        at_start = false;
+        let word = token_text(sql, token).to_ascii_uppercase();
+        let next = tokens[idx + 1..]
+            .iter()
+            .find(|t| !is_comment(t))
+            .map(|t| token_text(sql, t).to_ascii_uppercase());
+        let next = next.as_deref();
+        let is_control = match word.as_str() {
+            "BEGIN" => next != Some("ATOMIC"),
+            "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => true,
+            "START" | "PREPARE" => next == Some("TRANSACTION"),
+            _ => false,
+        };
+        if is_control {
+            let offset = usize::try_from(token.start).unwrap_or(0);
+            return Some((keywords_at(sql, &tokens, offset), offset));
+        }
+    }
+    None
+}
+
+fn token_text<'a>(sql: &'a str, token: &protobuf::ScanToken) -> &'a str {
+    let (Ok(s), Ok(e)) = (usize::try_from(token.start), usize::try_from(token.end)) else {
+        return "";
+    };
+    sql.get(s..e).unwrap_or("")
+}
+
+/// The keyword(s) naming the transaction-control statement starting at `offset`.
+fn keywords_at(sql: &str, tokens: &[protobuf::ScanToken], offset: usize) -> String {
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| !is_comment(t) && usize::try_from(t.start).is_ok_and(|s| s >= offset))
+        .take(2)
+        .map(|t| token_text(sql, t).to_ascii_uppercase())
+        .collect();
+    let first = words
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "BEGIN".to_string());
+    let second = words.get(1).map(String::as_str);
+    match (first.as_str(), second) {
+        ("START" | "PREPARE", Some("TRANSACTION"))
+        | ("COMMIT" | "ROLLBACK", Some("PREPARED"))
+        | ("ROLLBACK", Some("TO")) => format!("{first} {}", second.unwrap_or_default()),
+        _ => first,
+    }
+}
+
+/// If `sql` holds more than one statement and one of them cannot run inside a transaction block,
+/// the offending statement (PostgreSQL runs a multi-statement query string as one implicit
+/// transaction, so it would fail).
+pub fn no_transaction_in_multi(sql: &str) -> Option<StatementInfo> {
+    let infos = analyze(sql)?;
+    if infos.len() < 2 {
+        return None;
+    }
+    infos
+        .into_iter()
+        .find(|i| i.tx == TxRequirement::NoTransaction)
+}
+
+fn classify(node: &NodeEnum) -> (TxRequirement, Option<&'static str>) {
+    use TxRequirement::{Any, NoTransaction, NoTransactionBeforePg12};
+    let no = |why: &'static str| (NoTransaction, Some(why));
+    match node {
+        NodeEnum::IndexStmt(s) if s.concurrent => no("CREATE INDEX CONCURRENTLY"),
+        NodeEnum::DropStmt(s) if s.concurrent => no("DROP INDEX CONCURRENTLY"),
+        NodeEnum::ReindexStmt(s) => {
+            let kind = protobuf::ReindexObjectType::try_from(s.kind).ok();
+            if option_true(&s.params, "concurrently") {
+                no("REINDEX CONCURRENTLY")
+            } else if matches!(
+                kind,
+                Some(
+                    protobuf::ReindexObjectType::ReindexObjectSchema
+                        | protobuf::ReindexObjectType::ReindexObjectSystem
+                        | protobuf::ReindexObjectType::ReindexObjectDatabase
+                )
+            ) {
+                no("REINDEX SCHEMA/SYSTEM/DATABASE")
+            } else {
+                (Any, None)
+            }
+        }
+        NodeEnum::VacuumStmt(s) if s.is_vacuumcmd => no("VACUUM"),
+        NodeEnum::CreatedbStmt(_) => no("CREATE DATABASE"),
+        NodeEnum::DropdbStmt(_) => no("DROP DATABASE"),
+        NodeEnum::CreateTableSpaceStmt(_) => no("CREATE TABLESPACE"),
+        NodeEnum::DropTableSpaceStmt(_) => no("DROP TABLESPACE"),
+        NodeEnum::AlterSystemStmt(_) => no("ALTER SYSTEM"),
+        NodeEnum::AlterDatabaseStmt(s) if has_option(&s.options, "tablespace") => {
+            no("ALTER DATABASE ... SET TABLESPACE")
+        }
+        NodeEnum::CreateSubscriptionStmt(s) => {
+            // Only creating the replication slot is refused in a transaction block.
+            let no_slot = option_is_false(&s.options, "create_slot")
+                || option_is_false(&s.options, "connect");
+            if no_slot {
+                (Any, None)
+            } else {
+                no("CREATE SUBSCRIPTION")
+            }
+        }
+        NodeEnum::DropSubscriptionStmt(_) => no("DROP SUBSCRIPTION"),
+        NodeEnum::AlterSubscriptionStmt(s) => {
+            use protobuf::AlterSubscriptionType as T;
+            match T::try_from(s.kind).ok() {
+                Some(T::AlterSubscriptionRefresh) => {
+                    no("ALTER SUBSCRIPTION ... REFRESH PUBLICATION")
+                }
+                Some(
+                    T::AlterSubscriptionSetPublication
+                    | T::AlterSubscriptionAddPublication
+                    | T::AlterSubscriptionDropPublication,
+                ) if !option_is_false(&s.options, "refresh") => {
+                    no("ALTER SUBSCRIPTION ... PUBLICATION (with refresh)")
+                }
+                _ => (Any, None),
+            }
+        }
+        NodeEnum::AlterTableStmt(s) => {
+            let detach_concurrently = s.cmds.iter().any(|cmd| match cmd.node.as_ref() {
+                Some(NodeEnum::AlterTableCmd(c)) => {
+                    c.subtype == protobuf::AlterTableType::AtDetachPartition as i32
+                        && matches!(
+                            c.def.as_ref().and_then(|d| d.node.as_ref()),
+                            Some(NodeEnum::PartitionCmd(p)) if p.concurrent
+                        )
+                }
+                _ => false,
+            });
+            if detach_concurrently {
+                no("ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY")
+            } else {
+                (Any, None)
+            }
+        }
+        NodeEnum::ClusterStmt(s) if s.relation.is_none() => no("CLUSTER without a table"),
+        NodeEnum::DiscardStmt(s) if s.target == protobuf::DiscardMode::DiscardAll as i32 => {
+            no("DISCARD ALL")
+        }
+        NodeEnum::AlterEnumStmt(s) if !s.new_val.is_empty() && s.old_val.is_empty() => {
+            (NoTransactionBeforePg12, Some("ALTER TYPE ... ADD VALUE"))
+        }
+        _ => (Any, None),
+    }
+}
+
+fn def_elems<'a>(
+    options: &'a [protobuf::Node],
+    name: &'a str,
+) -> impl Iterator<Item = &'a protobuf::DefElem> {
+    options.iter().filter_map(move |o| match o.node.as_ref() {
+        Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case(name) => Some(d.as_ref()),
+        _ => None,
+    })
+}
+
+fn has_option(options: &[protobuf::Node], name: &str) -> bool {
+    def_elems(options, name).next().is_some()
+}
+
+/// PostgreSQL's `defGetBoolean`: no argument means true.
+fn def_bool(d: &protobuf::DefElem) -> Option<bool> {
+    match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+        None => Some(true),
+        Some(NodeEnum::Integer(i)) => Some(i.ival != 0),
+        Some(NodeEnum::Boolean(b)) => Some(b.boolval),
+        Some(NodeEnum::String(s)) => match s.sval.to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" | "t" | "y" => Some(true),
+            "false" | "off" | "no" | "0" | "f" | "n" => Some(false),
+            _ => None,
+        },
+        Some(NodeEnum::AConst(c)) => match c.val.as_ref() {
+            Some(protobuf::a_const::Val::Ival(i)) => Some(i.ival != 0),
+            Some(protobuf::a_const::Val::Boolval(b)) => Some(b.boolval),
+            _ => None,
+        },
+        Some(_) => None,
+    }
+}
+
+fn option_true(options: &[protobuf::Node], name: &str) -> bool {
+    def_elems(options, name).any(|d| def_bool(d) != Some(false))
+}
+
+fn option_is_false(options: &[protobuf::Node], name: &str) -> bool {
+    def_elems(options, name).any(|d| def_bool(d) == Some(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/drizzle-app");
+
+    fn read(rel: &str) -> String {
+        fs_err::read_to_string(format!("{FIXTURE}/{rel}")).expect("fixture readable")
+    }
+
+    #[test]
+    fn line_at_counts_newlines() {
+        assert_eq!(line_at("", 0), 1);
+        assert_eq!(line_at("a\nb\nc", 0), 1);
+        assert_eq!(line_at("a\nb\nc", 2), 2);
+        assert_eq!(line_at("a\nb\nc", 4), 3);
+        assert_eq!(line_at("a\nb\nc", 999), 3);
+    }
+
+    #[test]
+    fn drizzle_chunks_rejoin_to_the_file() {
+        for tag in [
+            "0000_init",
+            "0001_add_product_components",
+            "0002_rename_full_name",
+            "0003_drop_order_total",
+        ] {
+            let text = read(&format!("drizzle/{tag}.sql"));
+            let chunks = drizzle_chunks(&text);
+            let joined: Vec<&str> = chunks.iter().map(|c| c.sql.as_str()).collect();
+            assert_eq!(joined.join(BREAKPOINT), text, "{tag}");
+            for c in &chunks {
+                assert_eq!(&text[c.offset..c.offset + c.sql.len()], c.sql);
+                assert_eq!(c.tx, TxRequirement::Any);
+            }
+        }
+        // 0000_init: 14 breakpoints, so 15 statements (1 enum, 5 tables, 5 FKs, 4 indexes).
+        let init_text = read("drizzle/0000_init.sql");
+        assert_eq!(init_text.matches(BREAKPOINT).count(), 14);
+        let init = drizzle_chunks(&init_text);
+        assert_eq!(init.len(), 15);
+        assert_eq!(init[0].line, 1);
+        assert!(
+            init[1].sql.starts_with('\n'),
+            "leading newline kept: {:?}",
+            init[1].sql
+        );
+    }
+
+    #[test]
+    fn drizzle_bad_statement_three_is_on_line_12() {
+        let text = read("drizzle-bad/0004_broken_custom.sql");
+        let chunks = drizzle_chunks(&text);
+        assert_eq!(chunks.len(), 4);
+        // Line 1 is the custom-file banner, lines 2-3 comments: the first token is on line 4.
+        assert_eq!(chunks[0].line, 4);
+        assert_eq!(chunks[1].line, 11);
+        assert_eq!(chunks[2].line, 12);
+        assert!(chunks[2].sql.contains("no_such_table"));
+        let nth_line = text.lines().nth(11).expect("line 12 exists");
+        assert!(nth_line.contains("no_such_table"));
+        assert_eq!(chunks[3].line, 13);
+    }
+
+    #[test]
+    fn drizzle_drops_only_empty_chunks() {
+        let text = "CREATE TABLE a (id int);--> statement-breakpoint\n-- just a comment\n/* and */\n--> statement-breakpoint\n\n  SELECT 1;\n--> statement-breakpoint\n";
+        let chunks = drizzle_chunks(text);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[0].offset, 0);
+        assert_eq!(chunks[1].sql, "\n\n  SELECT 1;\n");
+        assert_eq!(chunks[1].line, 6);
+        assert_eq!(
+            &text[chunks[1].offset..chunks[1].offset + chunks[1].sql.len()],
+            chunks[1].sql
+        );
+    }
+
+    #[test]
+    fn drizzle_chunk_with_broken_quote_is_kept() {
+        let text = "SELECT 'abc;--> statement-breakpoint\ndef';";
+        let chunks = drizzle_chunks(text);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[0].line, 1);
+        assert_eq!(chunks[1].line, 2);
+        assert_eq!(chunks[0].tx, TxRequirement::Any);
+    }
+
+    #[test]
+    fn sql_statements_respect_dollar_quotes_and_comments() {
+        let text = "-- header\nCREATE FUNCTION f() RETURNS int AS $$\nBEGIN\n  PERFORM 1; RETURN 2;\nEND;\n$$ LANGUAGE plpgsql;\n\n/* c; */ SELECT ';' AS x;\nSELECT $tag$ ; $tag$;\n";
+        let stmts = sql_statements(text).expect("splits");
+        assert_eq!(stmts.len(), 3, "{stmts:#?}");
+        assert!(stmts[0].sql.contains("PERFORM 1; RETURN 2;"));
+        assert_eq!(stmts[0].line, 2);
+        assert_eq!(stmts[1].line, 8);
+        assert!(stmts[1].sql.contains("SELECT ';'"));
+        assert_eq!(stmts[2].line, 9);
+        for s in &stmts {
+            assert_eq!(&text[s.offset..s.offset + s.sql.len()], s.sql);
+        }
+    }
+
+    #[test]
+    fn sql_statements_keep_begin_atomic_bodies_whole() {
+        let text = "CREATE FUNCTION g() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\n  SELECT 2;\nEND;\nSELECT g();";
+        let stmts = sql_statements(text).expect("splits");
+        assert_eq!(stmts.len(), 2, "{stmts:#?}");
+        assert!(stmts[0].sql.contains("SELECT 2;"));
+        assert_eq!(stmts[1].line, 6);
+    }
+
+    #[test]
+    fn sql_statements_work_on_invalid_sql_and_keep_skipped_text() {
+        let text = "CREATE TABLE a (id int);\nthis is not sql;\nasdf;\nALTER TABLE no_such ADD COLUMN x int;";
+        let stmts = sql_statements(text).expect("splits");
+        let texts: Vec<&str> = stmts.iter().map(|s| s.sql.trim()).collect();
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        assert_eq!(texts[0], "CREATE TABLE a (id int)");
+        assert_eq!(texts[1], "this is not sql");
+        assert_eq!(texts[2], "asdf");
+        assert_eq!(stmts[2].line, 3);
+        assert_eq!(stmts[3].line, 4);
+
+        // Unbalanced parenthesis: the scanner would swallow everything; nothing may vanish.
+        let text = "SELECT (1;\nSELECT 2;";
+        let stmts = sql_statements(text).expect("splits");
+        assert!(!stmts.is_empty());
+        let all: String = stmts.iter().map(|s| s.sql.as_str()).collect();
+        assert!(all.contains("SELECT 2"), "{stmts:#?}");
+    }
+
+    #[test]
+    fn sql_statements_report_scanner_errors() {
+        let err = sql_statements("SELECT 1;\nSELECT 'unterminated;\n").expect_err("must fail");
+        assert!(err.contains("unterminated"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = sql_statements("SELECT 1;\n/* never closed").expect_err("must fail");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn sql_statements_drop_comment_only_pieces() {
+        let stmts = sql_statements("-- nothing\n/* here */\n;\n").expect("splits");
+        assert!(stmts.is_empty());
+        assert!(sql_statements("").expect("splits").is_empty());
+    }
+
+    #[test]
+    fn no_transaction_cases() {
+        let no = [
+            "CREATE INDEX CONCURRENTLY i ON t (a)",
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a)",
+            "DROP INDEX CONCURRENTLY i",
+            "REINDEX INDEX CONCURRENTLY i",
+            "REINDEX (CONCURRENTLY) TABLE t",
+            "REINDEX (VERBOSE, CONCURRENTLY true) INDEX i",
+            "REINDEX DATABASE d",
+            "VACUUM",
+            "VACUUM (ANALYZE) t",
+            "VACUUM FULL t",
+            "CREATE DATABASE d",
+            "DROP DATABASE d",
+            "CREATE TABLESPACE ts LOCATION '/x'",
+            "DROP TABLESPACE ts",
+            "ALTER SYSTEM SET work_mem = '64MB'",
+            "ALTER DATABASE d SET TABLESPACE ts",
+            "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p",
+            "DROP SUBSCRIPTION s",
+            "ALTER SUBSCRIPTION s REFRESH PUBLICATION",
+            "ALTER TABLE p DETACH PARTITION c CONCURRENTLY",
+            "CLUSTER",
+            "DISCARD ALL",
+        ];
+        for sql in no {
+            assert_eq!(tx_requirement(sql), TxRequirement::NoTransaction, "{sql}");
+        }
+        let any = [
+            "CREATE INDEX i ON t (a)",
+            "DROP INDEX i",
+            "REINDEX INDEX i",
+            "REINDEX (CONCURRENTLY false) INDEX i",
+            "ANALYZE t",
+            "ALTER DATABASE d SET work_mem = '1MB'",
+            "ALTER DATABASE d RENAME TO e",
+            "ALTER TABLE p DETACH PARTITION c",
+            "CLUSTER t USING i",
+            "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p WITH (connect = false)",
+            "ALTER TYPE e RENAME VALUE 'a' TO 'b'",
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY mv",
+            "this does not parse",
+            "",
+        ];
+        for sql in any {
+            assert_eq!(tx_requirement(sql), TxRequirement::Any, "{sql}");
+        }
+        assert_eq!(
+            tx_requirement("ALTER TYPE e ADD VALUE 'x'"),
+            TxRequirement::NoTransactionBeforePg12
+        );
+        assert_eq!(
+            tx_requirement("ALTER TYPE e ADD VALUE IF NOT EXISTS 'x' BEFORE 'y'"),
+            TxRequirement::NoTransactionBeforePg12
+        );
+        // Strictest wins.
+        assert_eq!(
+            tx_requirement("ALTER TYPE e ADD VALUE 'x'; CREATE INDEX CONCURRENTLY i ON t (a);"),
+            TxRequirement::NoTransaction
+        );
+        assert_eq!(
+            tx_requirement("SELECT 1; ALTER TYPE e ADD VALUE 'x';"),
+            TxRequirement::NoTransactionBeforePg12
+        );
+    }
+
+    #[test]
+    fn multi_statement_no_transaction_is_found() {
+        let sql = "CREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY i ON t (a);";
+        let bad = no_transaction_in_multi(sql).expect("found");
+        assert_eq!(line_at(sql, bad.offset), 2);
+        assert_eq!(bad.why, Some("CREATE INDEX CONCURRENTLY"));
+        assert!(no_transaction_in_multi("CREATE INDEX CONCURRENTLY i ON t (a);").is_none());
+        assert!(no_transaction_in_multi("SELECT 1; SELECT 2;").is_none());
+    }
+
+    #[test]
+    fn transaction_control_is_detected() {
+        let cases = [
+            ("BEGIN;", "BEGIN"),
+            ("begin transaction isolation level serializable", "BEGIN"),
+            ("START TRANSACTION", "START TRANSACTION"),
+            ("COMMIT", "COMMIT"),
+            ("END", "END"),
+            ("ROLLBACK", "ROLLBACK"),
+            ("ABORT", "ABORT"),
+            ("SAVEPOINT s", "SAVEPOINT"),
+            ("RELEASE SAVEPOINT s", "RELEASE"),
+            ("ROLLBACK TO SAVEPOINT s", "ROLLBACK TO"),
+            ("PREPARE TRANSACTION 'x'", "PREPARE TRANSACTION"),
+            ("COMMIT PREPARED 'x'", "COMMIT PREPARED"),
+            ("ROLLBACK PREPARED 'x'", "ROLLBACK PREPARED"),
+        ];
+        for (sql, kw) in cases {
+            assert_eq!(transaction_control(sql).as_deref(), Some(kw), "{sql}");
+        }
+        let text = "CREATE TABLE a (id int);\n-- done\nCOMMIT;";
+        let (kw, off) = transaction_control_at(text).expect("found");
+        assert_eq!(kw, "COMMIT");
+        assert_eq!(line_at(text, off), 3);
+        // Also when another statement does not parse.
+        let text = "CREATE TABLE a (id int;\nCOMMIT;";
+        let (kw, off) = transaction_control_at(text).expect("found");
+        assert_eq!(kw, "COMMIT");
+        assert_eq!(line_at(text, off), 2);
+
+        for sql in [
+            "SELECT 1",
+            "CREATE FUNCTION f() RETURNS void AS $$ BEGIN COMMIT; END $$ LANGUAGE plpgsql",
+            "DO $$ BEGIN PERFORM 1; END $$",
+            "CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END",
+            "PREPARE q AS SELECT 1",
+            "SELECT 'BEGIN'",
+        ] {
+            assert_eq!(transaction_control(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn first_token_skips_comments() {
+        assert_eq!(
+            first_token_offset("  -- a\n /* b /* nested */ */ SELECT 1"),
+            Some(29)
+        );
+        assert_eq!(first_token_offset("\n\n"), None);
+        assert_eq!(first_token_offset("-- only\n"), None);
+        // Scanner failure falls back to the manual skip.
+        assert_eq!(first_token_offset("-- c\n  'open"), Some(7));
+        assert_eq!(first_token_offset("/* open"), Some(0));
+    }
+}

