@@ -60,9 +60,22 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         })?;
         opts.bin = Some(bin);
     }
+    // Handlers first: a Ctrl-C from here on must remove the cluster, never kill pgship with it.
+    let mut signals = Signals::install()?;
     console.step("starting a throwaway PostgreSQL cluster");
-    let mut cluster = tokio::task::spawn_blocking(move || LocalCluster::start(&opts))
-        .await
+    let start = tokio::task::spawn_blocking(move || LocalCluster::start(&opts));
+    tokio::pin!(start);
+    let started_cluster = tokio::select! {
+        r = &mut start => r,
+        () = signals.recv() => {
+            // initdb/pg_ctl cannot be cut short safely: let them finish, then remove the cluster.
+            if let Ok(Ok(mut c)) = start.await {
+                c.stop();
+            }
+            return Err(Error::refused("interrupted; the throwaway cluster was removed"));
+        }
+    };
+    let mut cluster = started_cluster
         .map_err(|e| Error::usage(format!("starting the cluster: {e}")))?
         .map_err(|e| Error::usage(e.to_string()))?;
     console.ok(&format!(
@@ -74,7 +87,7 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
     let project_dir = cluster.dir.join("project");
     let result = tokio::select! {
         r = demo(globals, &project_dir, &cluster) => r,
-        () = shutdown_signal() => Err(Error::refused("interrupted; the throwaway cluster is removed")),
+        () = signals.recv() => Err(Error::refused("interrupted; the throwaway cluster was removed")),
     };
     cluster.stop();
     if result.is_ok() {
@@ -133,16 +146,23 @@ fn write_example(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGINT and SIGTERM, listened for from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let err = |e: std::io::Error| Error::usage(format!("cannot install signal handlers: {e}"));
+        Ok(Signals { term: signal(SignalKind::terminate()).map_err(err)?, int: signal(SignalKind::interrupt()).map_err(err)? })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
