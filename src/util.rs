@@ -23,7 +23,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         other => return Err(format!("invalid duration `{text}`: unknown unit `{other}`")),
     };
     let ms = value * factor_ms;
-    if !ms.is_finite() || ms < 0.0 || ms > 1e12 {
+    if !ms.is_finite() || !(0.0..=1e12).contains(&ms) {
         return Err(format!("invalid duration `{text}`"));
     }
     Ok(Duration::from_micros((ms * 1000.0).round() as u64))

@@ -14,7 +14,11 @@ fn demo_applies_the_example_and_cleans_up() {
     }
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("applied: 4"), "{}", out.stdout);
-    assert!(out.stdout.contains("0003_seed_and_concurrent_index"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("0003_seed_and_concurrent_index"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("pending: 0"), "{}", out.stdout);
     let cluster_dir = out
         .stderr
@@ -23,7 +27,10 @@ fn demo_applies_the_example_and_cleans_up() {
         .expect("the demo names its cluster folder")
         .trim()
         .to_string();
-    assert!(!std::path::Path::new(&cluster_dir).exists(), "{cluster_dir} was left behind");
+    assert!(
+        !std::path::Path::new(&cluster_dir).exists(),
+        "{cluster_dir} was left behind"
+    );
 }
 
 #[test]
@@ -46,6 +53,7 @@ fn demo_is_cleaned_up_on_ctrl_c() {
         }
     }
     let Some(cluster_dir) = cluster_dir else {
+        let _ = child.wait();
         assert!(!in_ci(), "the demo did not start a cluster");
         return;
     };
@@ -53,7 +61,10 @@ fn demo_is_cleaned_up_on_ctrl_c() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
-    assert!(!std::path::Path::new(&cluster_dir).exists(), "{cluster_dir} left behind; {rest:?}");
+    assert!(
+        !std::path::Path::new(&cluster_dir).exists(),
+        "{cluster_dir} left behind; {rest:?}"
+    );
     // Interrupted (exit 1) or, if the demo won the race, finished (exit 0); never a crash.
     assert!(matches!(status.code(), Some(0 | 1)), "{status:?} {rest:?}");
 }
@@ -62,38 +73,77 @@ fn demo_is_cleaned_up_on_ctrl_c() {
 fn status_json_document() {
     let Some(db) = TestDb::new() else { return };
     let project = project_with("drizzle-app/drizzle");
-    std::fs::write(project.path().join(".env"), format!("DEV_POSTGRES_URL={}\n", db.url)).unwrap();
+    std::fs::write(
+        project.path().join(".env"),
+        format!("DEV_POSTGRES_URL={}\n", db.url),
+    )
+    .unwrap();
     let out = run(pgship(project.path()).args(["status", "dev", "--format", "json"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document on stdout");
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("one JSON document on stdout");
     assert_eq!(v["pending"].as_array().unwrap().len(), 4);
     assert_eq!(v["applied"].as_array().unwrap().len(), 0);
-    assert!(v["server_version"].as_str().unwrap().starts_with("15") || v["server_version"].as_str().unwrap().contains('.'));
+    assert!(
+        v["server_version"].as_str().unwrap().starts_with("15")
+            || v["server_version"].as_str().unwrap().contains('.')
+    );
     assert!(std::path::Path::new(v["pg_dump"].as_str().unwrap()).exists());
     assert_eq!(v["source"]["kind"], "drizzle");
     assert_eq!(v["source"]["state_table"], "drizzle.__drizzle_migrations");
     // status creates nothing.
-    assert!(db.scalar("SELECT nspname FROM pg_namespace WHERE nspname IN ('pgship', 'drizzle')").is_none());
+    assert!(
+        db.scalar("SELECT nspname FROM pg_namespace WHERE nspname IN ('pgship', 'drizzle')")
+            .is_none()
+    );
     assert_eq!(run(pgship(project.path()).args(["migrate", "dev"])).code, 0);
     let out = run(pgship(project.path()).args(["status", "dev", "--format", "json"]));
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let applied: Vec<&str> = v["applied"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
-    assert_eq!(applied, ["0000_init", "0001_add_product_components", "0002_rename_full_name", "0003_drop_order_total"]);
-    assert_eq!(v["applied"][0]["hash"], "e926c27758a8b58fba4c96570c4ca46b6c28d5cd511c283aee0d2dc58c53b6d8");
+    let applied: Vec<&str> = v["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            "0000_init",
+            "0001_add_product_components",
+            "0002_rename_full_name",
+            "0003_drop_order_total"
+        ]
+    );
+    assert_eq!(
+        v["applied"][0]["hash"],
+        "e926c27758a8b58fba4c96570c4ca46b6c28d5cd511c283aee0d2dc58c53b6d8"
+    );
     assert_eq!(v["applied"][0]["created_at"], 1795484177772_i64);
     // The log of the run is on disk, as JSON lines with the seed's fields.
-    let runs: Vec<_> = std::fs::read_dir(project.path().join(".deployments")).unwrap().flatten().collect();
+    let runs: Vec<_> = std::fs::read_dir(project.path().join(".deployments"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert_eq!(runs.len(), 1);
     let name = runs[0].file_name().into_string().unwrap();
     assert!(name.starts_with("migrate-dev-"), "{name}");
     let log = std::fs::read_to_string(runs[0].path().join("deployment.log")).unwrap();
     for line in log.lines() {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();
-        for key in ["timestamp", "deploymentId", "phase", "level", "message", "metadata"] {
+        for key in [
+            "timestamp",
+            "deploymentId",
+            "phase",
+            "level",
+            "message",
+            "metadata",
+        ] {
             assert!(e.get(key).is_some(), "{key} missing in {line}");
         }
     }
-    let db_lines = db.scalar(&format!("SELECT count(*) FROM pgship.deployment_logs WHERE deployment_id = '{name}'"));
+    let db_lines = db.scalar(&format!(
+        "SELECT count(*) FROM pgship.deployment_logs WHERE deployment_id = '{name}'"
+    ));
     assert_eq!(db_lines, Some(log.lines().count().to_string()));
 }
 
@@ -101,14 +151,26 @@ fn status_json_document() {
 fn protected_environment_needs_yes_off_a_terminal() {
     let Some(db) = TestDb::new() else { return };
     let project = project_with("drizzle-app/drizzle");
-    std::fs::write(project.path().join(".env"), format!("PROD_POSTGRES_URL={}\n", db.url)).unwrap();
-    let out = run(pgship(project.path()).args(["migrate", "prod"]).stdin(std::process::Stdio::null()));
+    std::fs::write(
+        project.path().join(".env"),
+        format!("PROD_POSTGRES_URL={}\n", db.url),
+    )
+    .unwrap();
+    let out = run(pgship(project.path())
+        .args(["migrate", "prod"])
+        .stdin(std::process::Stdio::null()));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("--yes"), "{}", out.stderr);
-    assert!(db.scalar("SELECT to_regclass('public.users')::text").is_none());
+    assert!(
+        db.scalar("SELECT to_regclass('public.users')::text")
+            .is_none()
+    );
     let out = run(pgship(project.path()).args(["migrate", "prod", "--yes"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(db.scalar("SELECT to_regclass('public.users')::text").is_some());
+    assert!(
+        db.scalar("SELECT to_regclass('public.users')::text")
+            .is_some()
+    );
 }
 
 #[test]
@@ -117,19 +179,38 @@ fn dry_run_changes_nothing() {
     let project = project_with("drizzle-app/drizzle");
     let out = run(pgship(project.path()).args(["migrate", &db.url, "--dry-run"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("would apply 4 migration(s)"), "{}", out.stdout);
-    assert!(out.stdout.contains("0000_init (15 statements)"), "{}", out.stdout);
-    assert!(db.scalar("SELECT nspname FROM pg_namespace WHERE nspname IN ('pgship', 'drizzle')").is_none());
+    assert!(
+        out.stdout.contains("would apply 4 migration(s)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("0000_init (15 statements)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        db.scalar("SELECT nspname FROM pg_namespace WHERE nspname IN ('pgship', 'drizzle')")
+            .is_none()
+    );
     assert!(!project.path().join(".deployments").exists());
 }
 
 #[test]
 fn configuration_and_target_errors_exit_2_and_name_the_thing() {
     let project = project_with("drizzle-app/drizzle");
-    std::fs::write(project.path().join("pgship.toml"), "[apply]\nlock_timout = \"2s\"\n").unwrap();
+    std::fs::write(
+        project.path().join("pgship.toml"),
+        "[apply]\nlock_timout = \"2s\"\n",
+    )
+    .unwrap();
     let out = run(pgship(project.path()).args(["status", "dev"]));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("pgship.toml") && out.stderr.contains("lock_timout"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("pgship.toml") && out.stderr.contains("lock_timout"),
+        "{}",
+        out.stderr
+    );
     std::fs::remove_file(project.path().join("pgship.toml")).unwrap();
 
     let out = run(pgship(project.path()).args(["status", "dev"]));
@@ -137,10 +218,21 @@ fn configuration_and_target_errors_exit_2_and_name_the_thing() {
     assert!(out.stderr.contains("DEV_POSTGRES_URL"), "{}", out.stderr);
     let out = run(pgship(project.path()).args(["status", "staging"]));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("unknown target `staging`"), "{}", out.stderr);
-    let out = run(pgship(project.path()).args(["migrate", "postgres://u:s3cret@ep-cool-123-pooler.us-east-2.aws.neon.tech/db"]));
+    assert!(
+        out.stderr.contains("unknown target `staging`"),
+        "{}",
+        out.stderr
+    );
+    let out = run(pgship(project.path()).args([
+        "migrate",
+        "postgres://u:s3cret@ep-cool-123-pooler.us-east-2.aws.neon.tech/db",
+    ]));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("pooler") && out.stderr.contains("ep-cool-123.us-east-2.aws.neon.tech"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("pooler") && out.stderr.contains("ep-cool-123.us-east-2.aws.neon.tech"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("s3cret"));
 
     std::fs::write(
@@ -150,16 +242,26 @@ fn configuration_and_target_errors_exit_2_and_name_the_thing() {
     .unwrap();
     let out = run(pgship(project.path()).args(["status", "dev"]));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("drizzle.config.ts") && out.stderr.contains("mysql"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("drizzle.config.ts") && out.stderr.contains("mysql"),
+        "{}",
+        out.stderr
+    );
 
     std::fs::write(
         project.path().join("drizzle.config.ts"),
         "export default { dialect: \"postgresql\", out: \"./db/migrations\", migrations: { schema: \"audit\", table: \"applied\" } };\n",
     )
     .unwrap();
-    copy_dir(&project.path().join("drizzle"), &project.path().join("db/migrations"));
+    copy_dir(
+        &project.path().join("drizzle"),
+        &project.path().join("db/migrations"),
+    );
     let Some(db) = TestDb::new() else { return };
     let out = run(pgship(project.path()).args(["migrate", &db.url]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(db.scalar("SELECT count(*) FROM audit.applied").as_deref(), Some("4"));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM audit.applied").as_deref(),
+        Some("4")
+    );
 }

@@ -262,7 +262,8 @@ fn edited_missing_and_skipped_are_refused_and_named() {
 #[test]
 fn malformed_sources_exit_2_and_touch_nothing() {
     let Some(db) = TestDb::new() else { return };
-    let cases: Vec<(&str, Box<dyn Fn(&std::path::Path)>, &str)> = vec![
+    type Breaker = Box<dyn Fn(&std::path::Path)>;
+    let cases: Vec<(&str, Breaker, &str)> = vec![
         (
             "not json",
             Box::new(|d| std::fs::write(d.join("meta/_journal.json"), "{ not json").unwrap()),

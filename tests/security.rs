@@ -12,7 +12,10 @@ use pgship::cluster::{ClusterOptions, LocalCluster};
 use pgship::db::{ConnectOptions, DbUrl, connect};
 
 /// Scan every process's command line for `needle` until `stop` is set.
-fn watch_cmdlines(needle: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+fn watch_cmdlines(
+    needle: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
     std::thread::spawn(move || {
         let mut scans = 0;
         let mut hits = Vec::new();
@@ -44,11 +47,19 @@ fn canary_password_never_leaks() {
     assert!(canary.len() >= 32);
     let project = project_with("drizzle-app/drizzle-bad");
     // The URL reaches pgship through .env, as a user would configure it, so no argv holds it.
-    std::fs::write(project.path().join(".env"), format!("DEV_POSTGRES_URL={}\n", good.expose())).unwrap();
+    std::fs::write(
+        project.path().join(".env"),
+        format!("DEV_POSTGRES_URL={}\n", good.expose()),
+    )
+    .unwrap();
     let wrong = format!("canary-wrong-{}", pgship::util::random_hex(8));
     let mut bad = good.clone();
     bad.password = Some(pgship::db::url::Secret::new(wrong.clone()));
-    std::fs::write(project.path().join(".env.local"), format!("UAT_POSTGRES_URL={}\n", bad.expose())).unwrap();
+    std::fs::write(
+        project.path().join(".env.local"),
+        format!("UAT_POSTGRES_URL={}\n", bad.expose()),
+    )
+    .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_cmdlines(canary.clone(), stop.clone());
@@ -69,45 +80,88 @@ fn canary_password_never_leaks() {
     let (scans, hits) = watcher.join().unwrap();
     let (_, hits_wrong) = watcher_wrong.join().unwrap();
     assert!(scans > 10, "the argv watcher only scanned {scans} times");
-    assert!(hits.is_empty() && hits_wrong.is_empty(), "password in a command line: {hits:?} {hits_wrong:?}");
+    assert!(
+        hits.is_empty() && hits_wrong.is_empty(),
+        "password in a command line: {hits:?} {hits_wrong:?}"
+    );
 
-    assert_eq!(outputs[1].1.code, 1, "the bad set fails: {}", outputs[1].1.stderr);
-    assert_eq!(outputs[4].1.code, 2, "a wrong password is a connection error: {}", outputs[4].1.stderr);
-    assert!(outputs[4].1.stderr.contains("password authentication failed"), "{}", outputs[4].1.stderr);
+    assert_eq!(
+        outputs[1].1.code, 1,
+        "the bad set fails: {}",
+        outputs[1].1.stderr
+    );
+    assert_eq!(
+        outputs[4].1.code, 2,
+        "a wrong password is a connection error: {}",
+        outputs[4].1.stderr
+    );
+    assert!(
+        outputs[4]
+            .1
+            .stderr
+            .contains("password authentication failed"),
+        "{}",
+        outputs[4].1.stderr
+    );
     for (what, out) in &outputs {
         for secret in [&canary, &wrong] {
-            assert!(!out.stdout.contains(secret.as_str()) && !out.stderr.contains(secret.as_str()), "{what} printed a password");
+            assert!(
+                !out.stdout.contains(secret.as_str()) && !out.stderr.contains(secret.as_str()),
+                "{what} printed a password"
+            );
         }
-        assert!(out.stdout.contains("***") || out.stderr.contains("***"), "{what} shows no redacted URL");
+        assert!(
+            out.stdout.contains("***") || out.stderr.contains("***"),
+            "{what} shows no redacted URL"
+        );
     }
     let mut logs = 0;
-    for e in std::fs::read_dir(project.path().join(".deployments")).unwrap().flatten() {
+    for e in std::fs::read_dir(project.path().join(".deployments"))
+        .unwrap()
+        .flatten()
+    {
         let text = std::fs::read_to_string(e.path().join("deployment.log")).unwrap();
         assert!(!text.contains(&canary) && !text.contains(&wrong));
         logs += 1;
     }
     assert!(logs >= 2);
-    let table = query(&good.expose(), "SELECT string_agg(message || metadata::text, ' ') FROM pgship.deployment_logs");
+    let table = query(
+        &good.expose(),
+        "SELECT string_agg(message || metadata::text, ' ') FROM pgship.deployment_logs",
+    );
     let table = table[0][0].clone().unwrap();
     assert!(table.contains("0004_broken_custom"));
     assert!(!table.contains(&canary));
-    let deployments = query(&good.expose(), "SELECT string_agg(target || coalesce(error, ''), ' ') FROM pgship.deployments");
+    let deployments = query(
+        &good.expose(),
+        "SELECT string_agg(target || coalesce(error, ''), ' ') FROM pgship.deployments",
+    );
     assert!(!deployments[0][0].clone().unwrap().contains(&canary));
 }
 
-fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "pgship test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "pgship test CA");
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().unwrap();
     let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let (ca, crt, key) = (dir.join("ca.pem"), dir.join("server.crt"), dir.join("server.key"));
+    let (ca, crt, key) = (
+        dir.join("ca.pem"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    );
     std::fs::write(&ca, ca_cert.pem()).unwrap();
     std::fs::write(&crt, leaf.pem()).unwrap();
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
@@ -118,7 +172,10 @@ fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, 
 fn tls_modes_and_channel_binding() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, crt, key) = tls_files(dir.path());
-    let cluster = match LocalCluster::start(&ClusterOptions { tls: Some((crt, key)), ..Default::default() }) {
+    let cluster = match LocalCluster::start(&ClusterOptions {
+        tls: Some((crt, key)),
+        ..Default::default()
+    }) {
         Ok(c) => c,
         Err(e) if !in_ci() => return eprintln!("SKIPPED: {e}"),
         Err(e) => panic!("{e}"),
@@ -126,10 +183,15 @@ fn tls_modes_and_channel_binding() {
     let rt = rt();
     let ssl_in_use = |url: &DbUrl| -> Result<bool, String> {
         rt.block_on(async {
-            let c = connect(url, &ConnectOptions::default()).await.map_err(|e| format!("{e} {:?}", e.hint()))?;
+            let c = connect(url, &ConnectOptions::default())
+                .await
+                .map_err(|e| format!("{e} {:?}", e.hint()))?;
             let row = c
                 .client
-                .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(row.get(0))
@@ -137,32 +199,67 @@ fn tls_modes_and_channel_binding() {
     };
     let ca_path = ca.display().to_string();
     // require: encrypted, certificate not verified (libpq's meaning).
-    assert_eq!(ssl_in_use(&cluster.url_with("postgres", "sslmode=require")), Ok(true));
+    assert_eq!(
+        ssl_in_use(&cluster.url_with("postgres", "sslmode=require")),
+        Ok(true)
+    );
     // channel binding over TLS with SCRAM.
-    assert_eq!(ssl_in_use(&cluster.url_with("postgres", "sslmode=require&channel_binding=require")), Ok(true));
+    assert_eq!(
+        ssl_in_use(&cluster.url_with("postgres", "sslmode=require&channel_binding=require")),
+        Ok(true)
+    );
     // verify-full without the CA: refused, with a hint naming sslrootcert.
     let err = ssl_in_use(&cluster.url_with("postgres", "sslmode=verify-full")).unwrap_err();
     assert!(err.contains("sslrootcert"), "{err}");
     // verify-full and verify-ca with the CA: accepted.
-    assert_eq!(ssl_in_use(&cluster.url_with("postgres", &format!("sslmode=verify-full&sslrootcert={ca_path}"))), Ok(true));
-    assert_eq!(ssl_in_use(&cluster.url_with("postgres", &format!("sslmode=verify-ca&sslrootcert={ca_path}"))), Ok(true));
+    assert_eq!(
+        ssl_in_use(&cluster.url_with(
+            "postgres",
+            &format!("sslmode=verify-full&sslrootcert={ca_path}")
+        )),
+        Ok(true)
+    );
+    assert_eq!(
+        ssl_in_use(&cluster.url_with(
+            "postgres",
+            &format!("sslmode=verify-ca&sslrootcert={ca_path}")
+        )),
+        Ok(true)
+    );
     // verify-full checks the host name: the certificate names localhost, not 127.0.0.1.
-    let mut by_ip = cluster.url_with("postgres", &format!("sslmode=verify-full&sslrootcert={ca_path}"));
+    let mut by_ip = cluster.url_with(
+        "postgres",
+        &format!("sslmode=verify-full&sslrootcert={ca_path}"),
+    );
     by_ip.hosts[0].host = "127.0.0.1".into();
     assert!(ssl_in_use(&by_ip).is_err());
     by_ip.sslmode = pgship::db::url::SslMode::VerifyCa;
     assert_eq!(ssl_in_use(&by_ip), Ok(true));
     // channel_binding=require without TLS cannot be satisfied.
-    assert!(ssl_in_use(&cluster.url_with("postgres", "sslmode=disable&channel_binding=require")).is_err());
+    assert!(
+        ssl_in_use(&cluster.url_with("postgres", "sslmode=disable&channel_binding=require"))
+            .is_err()
+    );
     // Unknown libpq parameters do not break anything.
-    assert_eq!(ssl_in_use(&cluster.url_with("postgres", "sslmode=require&gssencmode=disable&pgbouncer=true")), Ok(true));
+    assert_eq!(
+        ssl_in_use(&cluster.url_with(
+            "postgres",
+            "sslmode=require&gssencmode=disable&pgbouncer=true"
+        )),
+        Ok(true)
+    );
     // The same through the command line.
     let project = project_with("drizzle-app/drizzle");
     let url = cluster.url_with("postgres", "sslmode=verify-full").expose();
     let out = run(pgship(project.path()).args(["status", &url]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("sslrootcert"), "{}", out.stderr);
-    let url = cluster.url_with("postgres", &format!("sslmode=verify-full&sslrootcert={ca_path}&channel_binding=require")).expose();
+    let url = cluster
+        .url_with(
+            "postgres",
+            &format!("sslmode=verify-full&sslrootcert={ca_path}&channel_binding=require"),
+        )
+        .expose();
     let out = run(pgship(project.path()).args(["migrate", &url]));
     assert_eq!(out.code, 0, "{}", out.stderr);
 }

@@ -156,7 +156,10 @@ impl Signals {
     fn install() -> Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
         let err = |e: std::io::Error| Error::usage(format!("cannot install signal handlers: {e}"));
-        Ok(Signals { term: signal(SignalKind::terminate()).map_err(err)?, int: signal(SignalKind::interrupt()).map_err(err)? })
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(err)?,
+            int: signal(SignalKind::interrupt()).map_err(err)?,
+        })
     }
 
     async fn recv(&mut self) {

@@ -80,7 +80,8 @@ fn migrations_dir(
     }
     if let Some(c) = dcfg {
         if let Some(out) = &c.out {
-            return Ok(base.join(out));
+            let out = out.trim_start_matches("./");
+            return Ok(base.join(if out.is_empty() { "." } else { out }));
         }
         if c.non_literal.iter().any(|k| k == "out") {
             return Err(Error::usage(format!(
