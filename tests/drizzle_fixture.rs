@@ -315,3 +315,47 @@ fn malformed_sources_exit_2_and_touch_nothing() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("no migrations found"), "{}", out.stderr);
 }
+
+#[test]
+fn drizzle_v1_folders_keep_drizzle_v1_state() {
+    let Some(db) = TestDb::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("drizzle");
+    for (folder, sql) in [
+        (
+            "20261101120000_init",
+            "CREATE TABLE \"things\" (\n\t\"id\" serial PRIMARY KEY NOT NULL\n);\n",
+        ),
+        (
+            "20261102093000_add_label",
+            "ALTER TABLE \"things\" ADD COLUMN \"label\" text;",
+        ),
+    ] {
+        std::fs::create_dir_all(m.join(folder)).unwrap();
+        std::fs::write(m.join(folder).join("migration.sql"), sql).unwrap();
+        std::fs::write(m.join(folder).join("snapshot.json"), "{}").unwrap();
+    }
+    let out = run(pgship(dir.path()).args(["migrate", &db.url]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rows = db.query("SELECT name, created_at::text, applied_at IS NOT NULL FROM drizzle.__drizzle_migrations ORDER BY id");
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                Some("20261101120000_init".into()),
+                Some("1793534400000".into()),
+                Some("t".into())
+            ],
+            vec![
+                Some("20261102093000_add_label".into()),
+                Some("1793611800000".into()),
+                Some("t".into())
+            ],
+        ]
+    );
+    let out = run(pgship(dir.path()).args(["status", &db.url, "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["source"]["kind"], "drizzle-v1");
+    assert_eq!(v["applied"].as_array().unwrap().len(), 2);
+    assert_eq!(v["pending"].as_array().unwrap().len(), 0);
+}

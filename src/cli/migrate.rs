@@ -201,7 +201,12 @@ async fn locked(
     let console = globals.console;
     let source = &project.source;
     let st = state::read(&conn.client, &project.state).await?;
-    let plan = plan::classify(&source.migrations, &st.records, &st.partials);
+    let plan = plan::classify(
+        &source.migrations,
+        &st.records,
+        &st.partials,
+        project.state.matching(),
+    );
     let refusals = refusals(project, &plan, args.allow_edited);
     if !refusals.is_empty() {
         if console.format == Format::Json {

@@ -45,7 +45,7 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
     let st = state::read(&conn.client, &project.state).await?;
     let holder = lock::holder(&conn.client, lock::MIGRATE_LOCK_KEY).await?;
     let ms = &project.source.migrations;
-    let plan = plan::classify(ms, &st.records, &st.partials);
+    let plan = plan::classify(ms, &st.records, &st.partials, project.state.matching());
     let pg_dump = tools::find_dump_tools(conn.version.major());
     let mut applied = Vec::new();
     let mut pending = Vec::new();

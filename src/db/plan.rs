@@ -99,22 +99,44 @@ pub fn cmp_versions(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
+/// How records are matched to migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matching {
+    /// By version (`created_at` for Drizzle 0.x, the file version for SQL folders); a
+    /// migration not applied but at or below the newest applied version is skipped.
+    Version,
+    /// By name (drizzle v1 keys its rows by folder name; rows without a name fall back to
+    /// `created_at`); a migration not applied but ordered before an applied one is skipped.
+    Name,
+}
+
 /// Classify every migration of `migrations` against `records` and `partials`.
 pub fn classify(
     migrations: &[Migration],
     records: &[AppliedRecord],
     partials: &[PartialRecord],
+    matching: Matching,
 ) -> Plan {
+    let matches = |r: &AppliedRecord, m: &Migration| {
+        let same_version = cmp_versions(&r.version, &version_of(m)) == Ordering::Equal;
+        match matching {
+            Matching::Version => same_version,
+            Matching::Name => r.name.as_deref().map_or(same_version, |n| n == m.name),
+        }
+    };
     let newest = records
         .iter()
         .map(|r| r.version.as_str())
         .max_by(|a, b| cmp_versions(a, b));
+    let last_applied = migrations
+        .iter()
+        .rposition(|m| records.iter().any(|r| matches(r, m)));
     let statuses = migrations
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(i, m)| {
             let v = version_of(m);
-            let same = |x: &str| cmp_versions(x, &v) == Ordering::Equal;
-            if let Some(r) = records.iter().find(|r| same(&r.version)) {
+            if let Some(r) = records.iter().find(|r| matches(r, m)) {
                 return if r.hash == m.checksum {
                     Status::Applied
                 } else {
@@ -123,7 +145,10 @@ pub fn classify(
                     }
                 };
             }
-            if let Some(p) = partials.iter().find(|p| same(&p.version)) {
+            if let Some(p) = partials
+                .iter()
+                .find(|p| cmp_versions(&p.version, &v) == Ordering::Equal)
+            {
                 return if p.checksum == m.checksum {
                     Status::Partial {
                         statements_done: p.statements_done,
@@ -134,19 +159,22 @@ pub fn classify(
                     }
                 };
             }
-            match newest {
-                Some(n) if cmp_versions(&v, n) != Ordering::Greater => Status::Skipped,
-                _ => Status::Pending,
+            let skipped = match matching {
+                Matching::Version => {
+                    newest.is_some_and(|n| cmp_versions(&v, n) != Ordering::Greater)
+                }
+                Matching::Name => last_applied.is_some_and(|last| i < last),
+            };
+            if skipped {
+                Status::Skipped
+            } else {
+                Status::Pending
             }
         })
         .collect();
     let missing = records
         .iter()
-        .filter(|r| {
-            !migrations
-                .iter()
-                .any(|m| cmp_versions(&version_of(m), &r.version) == Ordering::Equal)
-        })
+        .filter(|r| !migrations.iter().any(|m| matches(r, m)))
         .cloned()
         .collect();
     Plan { statuses, missing }
@@ -245,7 +273,7 @@ mod tests {
             ),
         ];
         for (i, (records, expected, missing)) in cases.into_iter().enumerate() {
-            let plan = classify(&ms, &records, &[]);
+            let plan = classify(&ms, &records, &[], Matching::Version);
             assert_eq!(plan.statuses, expected, "case {i}");
             assert_eq!(plan.missing.len(), missing, "case {i}");
         }
@@ -260,7 +288,7 @@ mod tests {
             checksum: "hb".into(),
             statements_done: 2,
         }];
-        let plan = classify(&ms, &recs, &partial);
+        let plan = classify(&ms, &recs, &partial, Matching::Version);
         assert_eq!(plan.statuses[1], Status::Partial { statements_done: 2 });
         assert_eq!(plan.to_run(), vec![(1, 2)]);
         let partial = vec![PartialRecord {
@@ -269,10 +297,42 @@ mod tests {
             statements_done: 2,
         }];
         assert_eq!(
-            classify(&ms, &recs, &partial).statuses[1],
+            classify(&ms, &recs, &partial, Matching::Version).statuses[1],
             Status::Edited {
                 recorded: "other".into()
             }
+        );
+    }
+
+    #[test]
+    fn drizzle_v1_matches_by_name() {
+        let ms = vec![
+            mig("20250101000000_a", 1000, "ha"),
+            mig("20250102000000_b", 2000, "hb"),
+            mig("20250103000000_c", 3000, "hc"),
+        ];
+        let named = |name: &str, when: i64, hash: &str| AppliedRecord {
+            version: when.to_string(),
+            hash: hash.into(),
+            created_at: Some(when),
+            name: Some(name.into()),
+        };
+        let recs = vec![
+            named("20250101000000_a", 1000, "ha"),
+            named("20250103000000_c", 3000, "hc"),
+            named("gone", 9000, "hg"),
+        ];
+        let plan = classify(&ms, &recs, &[], Matching::Name);
+        assert_eq!(
+            plan.statuses,
+            vec![Status::Applied, Status::Skipped, Status::Applied]
+        );
+        assert_eq!(plan.missing.len(), 1);
+        // A row without a name (a 0.x-shaped table) falls back to created_at.
+        let plan = classify(&ms, &[rec(1000, "ha")], &[], Matching::Name);
+        assert_eq!(
+            plan.statuses,
+            vec![Status::Applied, Status::Pending, Status::Pending]
         );
     }
 
@@ -297,6 +357,7 @@ mod tests {
                 name: None,
             }],
             &[],
+            Matching::Version,
         );
         assert_eq!(plan.statuses, vec![Status::Applied]);
     }

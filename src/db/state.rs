@@ -81,15 +81,30 @@ impl StateTable {
             .map(|d| format!("{}.{}", quote_ident(&d.schema), quote_ident(&d.table)))
     }
 
-    /// The DDL drizzle-orm runs before migrating, byte for byte in effect.
+    /// The DDL drizzle-orm runs before migrating, the same in effect: drizzle-kit 0.x's
+    /// three columns, or v1's five (`name` keys the rows there).
     pub fn drizzle_ddl(&self) -> Option<String> {
         let d = self.drizzle.as_ref()?;
+        let v1 = if self.kind == SourceKind::DrizzleV1 {
+            ",\n\tname text,\n\tapplied_at timestamp with time zone DEFAULT now()"
+        } else {
+            ""
+        };
         Some(format!(
-            "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE IF NOT EXISTS {}.{} (\n\tid SERIAL PRIMARY KEY,\n\thash text NOT NULL,\n\tcreated_at bigint\n)",
+            "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE IF NOT EXISTS {}.{} (\n\tid SERIAL PRIMARY KEY,\n\thash text NOT NULL,\n\tcreated_at bigint{v1}\n)",
             quote_ident(&d.schema),
             quote_ident(&d.schema),
             quote_ident(&d.table)
         ))
+    }
+
+    /// How state rows are matched to migrations.
+    pub fn matching(&self) -> super::plan::Matching {
+        if self.kind == SourceKind::DrizzleV1 {
+            super::plan::Matching::Name
+        } else {
+            super::plan::Matching::Version
+        }
     }
 }
 
@@ -142,9 +157,19 @@ pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError>
     };
     if let Some(q) = table.drizzle_qualified() {
         if relation_exists(client, &q).await? {
+            let has_name: bool = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
+                     AND attname = 'name' AND NOT attisdropped)",
+                    &[&q],
+                )
+                .await
+                .map_err(|e| DbError::query(format!("reading {q}"), &e))?
+                .get(0);
+            let name_col = if has_name { "name" } else { "NULL::text" };
             let rows = client
                 .query(
-                    &format!("SELECT hash, created_at FROM {q} ORDER BY id"),
+                    &format!("SELECT hash, created_at, {name_col} FROM {q} ORDER BY id"),
                     &[],
                 )
                 .await
@@ -161,7 +186,7 @@ pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError>
                     version: created_at.map_or_else(String::new, |c| c.to_string()),
                     hash: r.get(0),
                     created_at,
-                    name: None,
+                    name: r.get(2),
                 });
             }
         }
@@ -192,7 +217,11 @@ pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError>
                     created_at: None,
                     name: r.get(1),
                 });
-            } else if let Some(rec) = state.records.iter_mut().find(|x| x.version == version) {
+            } else if let Some(rec) = state
+                .records
+                .iter_mut()
+                .find(|x| x.version == version && x.name.is_none())
+            {
                 rec.name = r.get(1);
             }
         }
@@ -224,12 +253,19 @@ pub async fn write_record(
 ) -> Result<(), tokio_postgres::Error> {
     if row.complete {
         if let Some(q) = table.drizzle_qualified() {
-            client
-                .execute(
-                    &format!("INSERT INTO {q} (\"hash\", \"created_at\") VALUES ($1, $2)"),
-                    &[&row.checksum, &row.created_at],
-                )
-                .await?;
+            if table.kind == SourceKind::DrizzleV1 {
+                let sql = format!(
+                    r#"INSERT INTO {q} ("hash", "created_at", "name") VALUES ($1, $2, $3)"#
+                );
+                client
+                    .execute(&sql, &[&row.checksum, &row.created_at, &row.name])
+                    .await?;
+            } else {
+                let sql = format!(r#"INSERT INTO {q} ("hash", "created_at") VALUES ($1, $2)"#);
+                client
+                    .execute(&sql, &[&row.checksum, &row.created_at])
+                    .await?;
+            }
         }
     }
     let status = if row.complete { "applied" } else { "partial" };
