@@ -114,13 +114,7 @@ impl Settings {
 }
 
 pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
-    let project = Project::load(
-        &globals.project,
-        globals.config.as_deref(),
-        globals.migrations.as_deref(),
-    )?;
-    let target = project.settings.target(&args.target)?;
-    let url = DbUrl::parse(&target.url).map_err(crate::db::DbError::from)?;
+    let (project, target, url) = Project::with_target(globals, &args.target)?;
     execute(
         globals,
         &project,
@@ -308,11 +302,11 @@ async fn locked(
         deployment_id: id.clone(),
         server_major: conn.version.major(),
     };
-    console.step(&format!(
-        "applying {} migration(s), tx mode {:?}",
-        work.len(),
-        settings.tx_mode
-    ));
+    let mode = match settings.tx_mode {
+        TxMode::All => "in one transaction",
+        TxMode::PerMigration => "one transaction each",
+    };
+    console.step(&format!("applying {} migration(s), {mode}", work.len()));
     let outcome = {
         let mut on_event = |e: Event<'_>| log_event(&mut journal, &console, e);
         apply::apply(

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Settings;
+use crate::config::{Settings, Target};
+use crate::db::DbUrl;
 use crate::db::state::StateTable;
 use crate::error::{Error, Result};
 use crate::source::{self, DrizzleTable, Source, SourceKind, drizzle_config};
@@ -55,6 +56,18 @@ impl Project {
             source,
             state,
         })
+    }
+
+    /// Load the project of `globals` and resolve a `<target>` argument against it.
+    pub fn with_target(globals: &super::Globals, arg: &str) -> Result<(Project, Target, DbUrl)> {
+        let project = Project::load(
+            &globals.project,
+            globals.config.as_deref(),
+            globals.migrations.as_deref(),
+        )?;
+        let target = project.settings.target(arg)?;
+        let url = DbUrl::parse(&target.url).map_err(crate::db::DbError::from)?;
+        Ok((project, target, url))
     }
 
     pub fn drizzle_table(&self) -> Option<&DrizzleTable> {

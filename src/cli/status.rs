@@ -18,13 +18,7 @@ pub struct Args {
 }
 
 pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
-    let project = Project::load(
-        &globals.project,
-        globals.config.as_deref(),
-        globals.migrations.as_deref(),
-    )?;
-    let target = project.settings.target(&args.target)?;
-    let url = DbUrl::parse(&target.url).map_err(crate::db::DbError::from)?;
+    let (project, _target, url) = Project::with_target(globals, &args.target)?;
     show(globals, &project, &url).await
 }
 
