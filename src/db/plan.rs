@@ -92,12 +92,9 @@ pub fn version_of(m: &Migration) -> String {
     }
 }
 
-/// Compare two versions numerically (`10` > `9`, `007` == `7`), without overflow.
-pub fn cmp_versions(a: &str, b: &str) -> Ordering {
-    let a = a.trim_start_matches('0');
-    let b = b.trim_start_matches('0');
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
+/// Compare two versions numerically (`10` > `9`, `007` == `7`), without overflow: the same
+/// order the SQL folder reader sorts files in.
+pub use crate::source::sql_dir::compare_versions as cmp_versions;
 
 /// How records are matched to migrations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -235,16 +235,7 @@ pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
 }
 
 /// sha256 of `bytes` as lowercase hex (drizzle's `hash`).
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest.iter() {
-        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(b & 0x0f)]));
-    }
-    out
-}
+pub(crate) use crate::util::sha256_hex;
 
 /// `bytes` as UTF-8, or an error naming `path`, the byte offset and the line of the first
 /// invalid byte.
