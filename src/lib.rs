@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod config;
 pub mod db;
 pub mod error;

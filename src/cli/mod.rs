@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one file per command. Thin: each command resolves
 //! its inputs, calls the library, and renders the result.
 
+mod compare;
 mod demo;
 mod migrate;
 pub mod project;
@@ -73,6 +74,14 @@ pub enum Command {
     /// applies the example's Drizzle migrations, prints the status, and removes the cluster,
     /// also on Ctrl-C.
     Demo(demo::Args),
+    /// Compare the schemas (and with --data, the data) of two databases.
+    ///
+    /// Lists what would change in TARGET if SOURCE's schema were deployed onto it, in the
+    /// vocabulary of docs/compare.md (`table-added` is a table SOURCE has and TARGET lacks),
+    /// marks breaking changes with the [policy.breaking] action, and prints both schema
+    /// fingerprints. Compares every schema but system schemas, pgship's own and the
+    /// migration-state schema. Read-only on both databases.
+    Compare(compare::Args),
 }
 
 /// Options every command shares.
@@ -116,6 +125,7 @@ pub fn main() -> i32 {
             Command::Migrate(a) => migrate::run(&globals, a).await,
             Command::Status(a) => status::run(&globals, a).await,
             Command::Demo(a) => demo::run(&globals, a).await,
+            Command::Compare(a) => compare::run(&globals, a).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(2));

@@ -16,6 +16,29 @@ pub struct ConfigFile {
     pub apply: ApplyFile,
     #[serde(default)]
     pub environments: BTreeMap<String, EnvironmentFile>,
+    #[serde(default)]
+    pub policy: PolicyFile,
+    #[serde(default)]
+    pub compare: CompareFile,
+}
+
+/// `[policy]`: what each kind of finding or breaking change does.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// `[policy.breaking]`: breaking-change kind (`table-removed`, `column-removed`,
+    /// `column-type-changed`, `enum-value-removed`, `column-nullability-changed`) ->
+    /// `abort`, `warn` or `allow`.
+    #[serde(default)]
+    pub breaking: BTreeMap<String, String>,
+}
+
+/// `[compare]`: defaults of `pgship compare`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareFile {
+    /// Tables larger than this get no content hash with `--data` (e.g. `256MB`).
+    pub data_max_size: Option<String>,
 }
 
 /// `[migrations]`: where the migrations are and how their state is kept.

@@ -10,7 +10,7 @@ mod env;
 mod file;
 
 pub use env::Env;
-pub use file::{ApplyFile, ConfigFile, EnvironmentFile, MigrationsFile};
+pub use file::{ApplyFile, CompareFile, ConfigFile, EnvironmentFile, MigrationsFile, PolicyFile};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

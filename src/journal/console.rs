@@ -10,6 +10,8 @@ use anstyle::{AnsiColor, Style};
 pub enum Format {
     Text,
     Json,
+    /// Markdown (compare; other commands print text).
+    Markdown,
 }
 
 /// Where people read what pgship does.
@@ -27,7 +29,7 @@ const DIM: Style = Style::new().dimmed();
 
 impl Console {
     fn progress_enabled(&self) -> bool {
-        !self.quiet && (self.format == Format::Text || self.verbose > 0)
+        !self.quiet && (self.format != Format::Json || self.verbose > 0)
     }
 
     /// A progress line.
@@ -45,7 +47,7 @@ impl Console {
     }
 
     pub fn warn(&self, msg: &str) {
-        if !self.quiet || self.format == Format::Text {
+        if !self.quiet || self.format != Format::Json {
             anstream::eprintln!("{WARN}warning:{WARN:#} {msg}");
         }
     }

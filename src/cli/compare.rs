@@ -1,0 +1,163 @@
+//! `pgship compare <source> <target>`: what would change in target if source's schema were
+//! deployed onto it, with breaking changes marked, schema fingerprints, and with `--data`
+//! row counts, content hashes and orphaned foreign-key rows. Read-only on both databases
+//! (the fdw engine creates its objects in a transaction it rolls back).
+
+use std::time::Instant;
+
+use super::Globals;
+use crate::compare::report::{self, Fingerprints, Report};
+use crate::compare::{BreakingPolicy, SchemaFilter, diff, introspect};
+use crate::config::Settings;
+use crate::db::{ConnectOptions, DbError, DbUrl, connect};
+use crate::error::{Error, ExitCode, Result};
+use crate::journal::console::Format;
+use crate::source::drizzle_config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// Read both catalogs over two connections and diff them in pgship (covers everything).
+    Catalog,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The schema to deploy: an environment name, `local`, or a postgres:// URL.
+    pub source: String,
+    /// The database it would be deployed onto: an environment name, `local`, or a URL.
+    pub target: String,
+    /// How differences are computed.
+    #[arg(long, value_enum, default_value = "catalog")]
+    pub engine: Engine,
+    /// Compare only this schema (repeatable).
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Leave this schema out (repeatable).
+    #[arg(long = "exclude-schema", value_name = "SCHEMA")]
+    pub exclude_schemas: Vec<String>,
+    /// Also compare pgship's own schema and the migration-state schema (drizzle's).
+    #[arg(long)]
+    pub include_state: bool,
+    /// Also compare data: row counts, content hashes and orphaned foreign-key rows.
+    #[arg(long)]
+    pub data: bool,
+    /// With --data: estimated row counts (pg_class.reltuples) instead of count(*), no hashes.
+    #[arg(long, requires = "data")]
+    pub fast: bool,
+    /// With --data: tables larger than this get no content hash (default 256MB, or
+    /// [compare] data_max_size).
+    #[arg(long, value_name = "SIZE", requires = "data", value_parser = crate::util::parse_size)]
+    pub data_max_size: Option<u64>,
+    /// Exit 1 when anything differs.
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+/// The schemas compared by default: all but system schemas, pgship's and the state schema.
+pub fn schema_filter(settings: &Settings, args: &Args) -> SchemaFilter {
+    let mut exclude = args.exclude_schemas.clone();
+    if !args.include_state {
+        exclude.push("pgship".into());
+        let state = settings
+            .file
+            .migrations
+            .drizzle_schema
+            .clone()
+            .or_else(|| {
+                drizzle_config::find(&settings.project_dir)
+                    .ok()
+                    .flatten()
+                    .map(|c| c.table.schema)
+            })
+            .unwrap_or_else(|| "drizzle".into());
+        exclude.push(state);
+    }
+    SchemaFilter {
+        include: args.schemas.clone(),
+        exclude,
+    }
+}
+
+fn resolve(settings: &Settings, arg: &str) -> Result<DbUrl> {
+    let target = settings.target(arg)?;
+    Ok(DbUrl::parse(&target.url).map_err(DbError::from)?)
+}
+
+pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
+    let console = &globals.console;
+    let settings = Settings::load(&globals.project, globals.config.as_deref())?;
+    let policy = BreakingPolicy::from_config(&settings.file.policy.breaking).map_err(|e| {
+        Error::usage(format!(
+            "{}: {e}",
+            settings
+                .config_path
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "pgship.toml".into())
+        ))
+    })?;
+    let source_url = resolve(&settings, &args.source)?;
+    let target_url = resolve(&settings, &args.target)?;
+    let filter = schema_filter(&settings, &args);
+    let started = Instant::now();
+
+    console.step(&format!(
+        "connecting to {} and {}",
+        source_url.redacted(),
+        target_url.redacted()
+    ));
+    let opts = ConnectOptions::default();
+    let (source, target) =
+        tokio::try_join!(connect(&source_url, &opts), connect(&target_url, &opts))?;
+    console.step("reading both schemas");
+    let (source_model, target_model) = tokio::try_join!(
+        introspect::introspect(&source.client, &filter),
+        introspect::introspect(&target.client, &filter)
+    )?;
+    console.detail(&format!(
+        "source: {} objects, target: {} objects ({} catalog queries each)",
+        source_model.object_count(),
+        target_model.object_count(),
+        introspect::query_count()
+    ));
+    let fingerprints = Fingerprints {
+        source: source_model.fingerprint(),
+        target: target_model.fingerprint(),
+    };
+    let (engine, mut differences, not_covered) = match args.engine {
+        Engine::Catalog => (
+            "catalog",
+            diff::diff(&source_model, &target_model),
+            Vec::new(),
+        ),
+    };
+    policy.apply(&mut differences);
+    let identical = differences.is_empty();
+    let report = Report {
+        source: source_url.redacted(),
+        target: target_url.redacted(),
+        engine,
+        identical,
+        fingerprints,
+        differences,
+        not_covered,
+        data: None,
+    };
+    console.ok(&format!(
+        "compared in {:.2}s",
+        started.elapsed().as_secs_f64()
+    ));
+    match console.format {
+        Format::Json => console.result(
+            &serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::usage(format!("internal error: rendering the report: {e}")))?,
+        ),
+        Format::Markdown => console.result(&report::markdown(&report, None)),
+        Format::Text => console.result(&report::text(&report, None)),
+    }
+    Ok(if args.exit_code && !report.identical {
+        ExitCode::Refused
+    } else {
+        ExitCode::Ok
+    })
+}

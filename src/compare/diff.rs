@@ -1,0 +1,684 @@
+//! The catalog engine: two [`Model`]s in, the differences out, in the vocabulary of
+//! compare-vocabulary.md with its normalization rules:
+//!
+//! 1. the parts of an added or removed table, view or materialized view get no lines;
+//! 2. sequences are always listed, identity sequences never (they are their column's);
+//! 3. indexes and constraints are separate objects;
+//! 4. side effects on columns are listed (a new primary key makes its columns NOT NULL);
+//! 5. same name with another definition is `*-changed`, another kind is removed plus added;
+//! 6. a partition's or INHERITS child's column change that is exactly its parent's is implied;
+//! 7. privileges are compared for roles other than the owner.
+//!
+//! `source` is what would be deployed, `target` what it would be deployed onto: `*-added`
+//! is in source only, and `X -> Y` reads "target has X, source has Y".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio_postgres::Client;
+
+use super::model::*;
+use super::{Difference, Kind, SchemaFilter};
+use crate::db::DbError;
+
+/// Introspect both databases (concurrently) and diff them.
+pub async fn catalog_compare(
+    source: &Client,
+    target: &Client,
+    filter: &SchemaFilter,
+) -> Result<Vec<Difference>, DbError> {
+    let (s, t) = tokio::try_join!(
+        super::introspect::introspect(source, filter),
+        super::introspect::introspect(target, filter)
+    )?;
+    Ok(diff(&s, &t))
+}
+
+fn line(kind: Kind, object: &str, line: String) -> Difference {
+    let mut d = Difference::new(kind, object, None);
+    d.line = line;
+    d
+}
+
+fn none_or(v: Option<&str>) -> &str {
+    v.unwrap_or("none")
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+/// Added, removed and common keys of two maps.
+fn split<'a, K: Ord, V>(
+    source: &'a BTreeMap<K, V>,
+    target: &'a BTreeMap<K, V>,
+) -> (Vec<&'a K>, Vec<&'a K>, Vec<(&'a K, &'a V, &'a V)>) {
+    let added = source.keys().filter(|k| !target.contains_key(*k)).collect();
+    let removed = target.keys().filter(|k| !source.contains_key(*k)).collect();
+    let common = source
+        .iter()
+        .filter_map(|(k, s)| target.get(k).map(|t| (k, s, t)))
+        .collect();
+    (added, removed, common)
+}
+
+fn sets<'a, K: Ord>(source: &'a BTreeSet<K>, target: &'a BTreeSet<K>) -> (Vec<&'a K>, Vec<&'a K>) {
+    (
+        source.difference(target).collect(),
+        target.difference(source).collect(),
+    )
+}
+
+/// Everything that would change in `target` if `source` were deployed onto it.
+pub fn diff(source: &Model, target: &Model) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let (added, removed) = sets(&source.schemas, &target.schemas);
+    out.extend(
+        added
+            .into_iter()
+            .map(|s| Difference::new(Kind::SchemaAdded, s, None)),
+    );
+    out.extend(
+        removed
+            .into_iter()
+            .map(|s| Difference::new(Kind::SchemaRemoved, s, None)),
+    );
+
+    let (added, removed, common) = split(&source.extensions, &target.extensions);
+    out.extend(
+        added
+            .into_iter()
+            .map(|s| Difference::new(Kind::ExtensionAdded, s, None)),
+    );
+    out.extend(
+        removed
+            .into_iter()
+            .map(|s| Difference::new(Kind::ExtensionRemoved, s, None)),
+    );
+    for (name, s, t) in common {
+        if s != t {
+            out.push(Difference::new(
+                Kind::ExtensionVersionChanged,
+                name,
+                Some(format!("{t} -> {s}")),
+            ));
+        }
+    }
+
+    let (added, removed) = sets(&source.collations, &target.collations);
+    out.extend(
+        added
+            .into_iter()
+            .map(|s| Difference::new(Kind::CollationAdded, s, None)),
+    );
+    out.extend(
+        removed
+            .into_iter()
+            .map(|s| Difference::new(Kind::CollationRemoved, s, None)),
+    );
+
+    enums(source, target, &mut out);
+
+    let (added, removed, common) = split(&source.domains, &target.domains);
+    out.extend(
+        added
+            .into_iter()
+            .map(|s| Difference::new(Kind::DomainAdded, s, None)),
+    );
+    out.extend(
+        removed
+            .into_iter()
+            .map(|s| Difference::new(Kind::DomainRemoved, s, None)),
+    );
+    for (name, s, t) in common {
+        if s != t {
+            out.push(Difference::new(Kind::DomainChanged, name, None));
+        }
+    }
+
+    sequences(source, target, &mut out);
+    tables(source, target, &mut out);
+    views(source, target, &mut out);
+    indexes(source, target, &mut out);
+    functions(source, target, &mut out);
+    super::sort(&mut out);
+    out
+}
+
+fn enums(source: &Model, target: &Model, out: &mut Vec<Difference>) {
+    let (added, removed, common) = split(&source.enums, &target.enums);
+    out.extend(
+        added
+            .into_iter()
+            .map(|s| Difference::new(Kind::EnumAdded, s, None)),
+    );
+    out.extend(
+        removed
+            .into_iter()
+            .map(|s| Difference::new(Kind::EnumRemoved, s, None)),
+    );
+    for (name, s, t) in common {
+        for label in s.iter().filter(|l| !t.contains(l)) {
+            out.push(Difference::new(
+                Kind::EnumValueAdded,
+                name,
+                Some(label.clone()),
+            ));
+        }
+        for label in t.iter().filter(|l| !s.contains(l)) {
+            out.push(Difference::enum_value_removed(name, label));
+        }
+        let s_common: Vec<&String> = s.iter().filter(|l| t.contains(l)).collect();
+        let t_common: Vec<&String> = t.iter().filter(|l| s.contains(l)).collect();
+        if s_common != t_common {
+            out.push(Difference::new(Kind::EnumValuesReordered, name, None));
+        }
+    }
+}
+
+fn options_changes(
+    kind: Kind,
+    object: &str,
+    s: &SequenceOptions,
+    t: &SequenceOptions,
+    out: &mut Vec<Difference>,
+) {
+    for ((attr, sv), (_, tv)) in s.fields().into_iter().zip(t.fields()) {
+        if sv != tv {
+            out.push(Difference::new(
+                kind,
+                object,
+                Some(format!("{attr} {tv} -> {sv}")),
+            ));
+        }
+    }
+}
+
+fn sequences(source: &Model, target: &Model, out: &mut Vec<Difference>) {
+    let (added, removed, common) = split(&source.sequences, &target.sequences);
+    out.extend(
+        added
+            .into_iter()
+            .map(|s| Difference::new(Kind::SequenceAdded, s, None)),
+    );
+    out.extend(
+        removed
+            .into_iter()
+            .map(|s| Difference::new(Kind::SequenceRemoved, s, None)),
+    );
+    for (name, s, t) in common {
+        if s.data_type != t.data_type {
+            out.push(Difference::new(
+                Kind::SequenceChanged,
+                name,
+                Some(format!("type {} -> {}", t.data_type, s.data_type)),
+            ));
+        }
+        options_changes(Kind::SequenceChanged, name, &s.options, &t.options, out);
+        if s.owner != t.owner {
+            out.push(Difference::new(
+                Kind::SequenceOwnerChanged,
+                name,
+                Some(format!(
+                    "{} -> {}",
+                    none_or(t.owner.as_deref()),
+                    none_or(s.owner.as_deref())
+                )),
+            ));
+        }
+        privileges(name, &s.privileges, &t.privileges, out);
+    }
+}
+
+fn privileges(rel: &str, s: &Privileges, t: &Privileges, out: &mut Vec<Difference>) {
+    let empty = BTreeMap::new();
+    let roles: BTreeSet<&String> = s.keys().chain(t.keys()).collect();
+    for role in roles {
+        let sp = s.get(role).unwrap_or(&empty);
+        let tp = t.get(role).unwrap_or(&empty);
+        for (privilege, &sg) in sp {
+            match tp.get(privilege) {
+                None => out.push(line(
+                    Kind::PrivilegeGranted,
+                    rel,
+                    format!(
+                        "privilege-granted {rel} {role} {privilege}{}",
+                        if sg { " with-grant-option" } else { "" }
+                    ),
+                )),
+                Some(&tg) if tg != sg => out.push(line(
+                    Kind::PrivilegeGrantOptionChanged,
+                    rel,
+                    format!(
+                        "privilege-grant-option-changed {rel} {role} {privilege} {} -> {}",
+                        on_off(tg),
+                        on_off(sg)
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+        for privilege in tp.keys().filter(|p| !sp.contains_key(*p)) {
+            out.push(line(
+                Kind::PrivilegeRevoked,
+                rel,
+                format!("privilege-revoked {rel} {role} {privilege}"),
+            ));
+        }
+    }
+}
+
+fn comment(
+    what: &str,
+    name: &str,
+    s: &Option<String>,
+    t: &Option<String>,
+    out: &mut Vec<Difference>,
+) {
+    if s != t {
+        out.push(line(
+            Kind::CommentChanged,
+            name,
+            format!("comment-changed {what} {name}"),
+        ));
+    }
+}
+
+fn named_defs(
+    kinds: (Kind, Kind, Kind),
+    parent: &str,
+    s: &BTreeMap<String, String>,
+    t: &BTreeMap<String, String>,
+    out: &mut Vec<Difference>,
+) {
+    let (added, removed, common) = split(s, t);
+    out.extend(
+        added
+            .into_iter()
+            .map(|n| Difference::new(kinds.0, format!("{parent}.{n}"), None)),
+    );
+    out.extend(
+        removed
+            .into_iter()
+            .map(|n| Difference::new(kinds.1, format!("{parent}.{n}"), None)),
+    );
+    for (n, sd, td) in common {
+        if sd != td {
+            out.push(Difference::new(kinds.2, format!("{parent}.{n}"), None));
+        }
+    }
+}
+
+fn columns(name: &str, s: &Table, t: &Table, out: &mut Vec<Difference>) {
+    let (added, removed, common) = split(&s.columns, &t.columns);
+    for c in added {
+        out.push(Difference::new(
+            Kind::ColumnAdded,
+            format!("{name}.{c}"),
+            Some(s.columns[c].data_type.clone()),
+        ));
+    }
+    for c in removed {
+        out.push(Difference::column_removed(&format!("{name}.{c}")));
+    }
+    for (c, sc, tc) in common {
+        let obj = format!("{name}.{c}");
+        if sc.data_type != tc.data_type {
+            out.push(Difference::column_type_changed(
+                &obj,
+                &tc.data_type,
+                &sc.data_type,
+            ));
+        }
+        if sc.not_null != tc.not_null {
+            out.push(Difference::column_nullability_changed(
+                &obj,
+                tc.not_null,
+                sc.not_null,
+            ));
+        }
+        if sc.default != tc.default {
+            out.push(Difference::new(
+                Kind::ColumnDefaultChanged,
+                &obj,
+                Some(format!(
+                    "{} -> {}",
+                    none_or(tc.default.as_deref()),
+                    none_or(sc.default.as_deref())
+                )),
+            ));
+        }
+        if sc.collation != tc.collation {
+            out.push(Difference::new(
+                Kind::ColumnCollationChanged,
+                &obj,
+                Some(format!(
+                    "{} -> {}",
+                    none_or(tc.collation.as_deref()),
+                    none_or(sc.collation.as_deref())
+                )),
+            ));
+        }
+        if sc.generated != tc.generated {
+            out.push(Difference::new(
+                Kind::ColumnGeneratedChanged,
+                &obj,
+                Some(format!(
+                    "{} -> {}",
+                    none_or(tc.generated.as_deref()),
+                    none_or(sc.generated.as_deref())
+                )),
+            ));
+        }
+        if sc.identity != tc.identity {
+            out.push(Difference::new(
+                Kind::ColumnIdentityChanged,
+                &obj,
+                Some(format!(
+                    "{} -> {}",
+                    Identity::word(tc.identity),
+                    Identity::word(sc.identity)
+                )),
+            ));
+        }
+        if let (Some(so), Some(to)) = (&sc.identity_options, &tc.identity_options) {
+            options_changes(Kind::ColumnIdentityOptionsChanged, &obj, so, to, out);
+        }
+        comment("column", &obj, &sc.comment, &tc.comment, out);
+    }
+}
+
+fn tables(source: &Model, target: &Model, out: &mut Vec<Difference>) {
+    let (added, removed, common) = split(&source.tables, &target.tables);
+    out.extend(
+        added
+            .into_iter()
+            .map(|t| Difference::new(Kind::TableAdded, t, None)),
+    );
+    out.extend(removed.into_iter().map(|t| Difference::table_removed(t)));
+    // Per-table lines first, so that children's lines implied by a parent's can be dropped.
+    let mut per_table: BTreeMap<&str, Vec<Difference>> = BTreeMap::new();
+    for (name, s, t) in &common {
+        let mut d = Vec::new();
+        if s.unlogged != t.unlogged {
+            let w = |u: bool| if u { "unlogged" } else { "logged" };
+            d.push(Difference::new(
+                Kind::TablePersistenceChanged,
+                *name,
+                Some(format!("{} -> {}", w(t.unlogged), w(s.unlogged))),
+            ));
+        }
+        if s.rls != t.rls {
+            d.push(Difference::new(
+                Kind::TableRlsChanged,
+                *name,
+                Some(format!("{} -> {}", on_off(t.rls), on_off(s.rls))),
+            ));
+        }
+        if s.force_rls != t.force_rls {
+            d.push(Difference::new(
+                Kind::TableRlsForceChanged,
+                *name,
+                Some(format!(
+                    "{} -> {}",
+                    on_off(t.force_rls),
+                    on_off(s.force_rls)
+                )),
+            ));
+        }
+        if s.replica_identity != t.replica_identity {
+            d.push(Difference::new(
+                Kind::TableReplicaIdentityChanged,
+                *name,
+                Some(format!(
+                    "{} -> {}",
+                    t.replica_identity.word(),
+                    s.replica_identity.word()
+                )),
+            ));
+        }
+        if s.partition_key != t.partition_key {
+            d.push(Difference::new(
+                Kind::TablePartitioningChanged,
+                *name,
+                Some(format!(
+                    "{} -> {}",
+                    none_or(t.partition_key.as_deref()),
+                    none_or(s.partition_key.as_deref())
+                )),
+            ));
+        }
+        if s.partition_of != t.partition_of {
+            if let Some(p) = &t.partition_of {
+                d.push(line(
+                    Kind::PartitionDetached,
+                    name,
+                    format!("partition-detached {} {name}", p.parent),
+                ));
+            }
+            if let Some(p) = &s.partition_of {
+                d.push(line(
+                    Kind::PartitionAttached,
+                    name,
+                    format!("partition-attached {} {name} {}", p.parent, p.bound),
+                ));
+            }
+        }
+        if s.inherits != t.inherits {
+            let w = |v: &Vec<String>| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            d.push(Difference::new(
+                Kind::TableInheritsChanged,
+                *name,
+                Some(format!("{} -> {}", w(&t.inherits), w(&s.inherits))),
+            ));
+        }
+        columns(name, s, t, &mut d);
+        // Constraints: same name and kind with another definition is changed; another kind
+        // is removed plus added.
+        let (c_added, c_removed, c_common) = split(&s.constraints, &t.constraints);
+        let con = |kind: Kind, c: &str, k: ConstraintKind| {
+            Difference::new(kind, format!("{name}.{c}"), Some(k.word().to_string()))
+        };
+        for c in c_added {
+            d.push(con(Kind::ConstraintAdded, c, s.constraints[c].kind));
+        }
+        for c in c_removed {
+            d.push(con(Kind::ConstraintRemoved, c, t.constraints[c].kind));
+        }
+        for (c, sc, tc) in c_common {
+            if sc.kind != tc.kind {
+                d.push(con(Kind::ConstraintRemoved, c, tc.kind));
+                d.push(con(Kind::ConstraintAdded, c, sc.kind));
+            } else if sc.definition != tc.definition {
+                d.push(con(Kind::ConstraintChanged, c, sc.kind));
+            }
+        }
+        named_defs(
+            (
+                Kind::TriggerAdded,
+                Kind::TriggerRemoved,
+                Kind::TriggerChanged,
+            ),
+            name,
+            &s.triggers,
+            &t.triggers,
+            &mut d,
+        );
+        named_defs(
+            (Kind::PolicyAdded, Kind::PolicyRemoved, Kind::PolicyChanged),
+            name,
+            &s.policies,
+            &t.policies,
+            &mut d,
+        );
+        privileges(name, &s.privileges, &t.privileges, &mut d);
+        comment("table", name, &s.comment, &t.comment, &mut d);
+        per_table.insert(name.as_str(), d);
+    }
+    // Rule 6: a child's column line that is exactly its parent's line is implied by it.
+    for (name, s, t) in &common {
+        let mut parents: BTreeSet<&str> = BTreeSet::new();
+        for table in [s, t] {
+            if let Some(p) = &table.partition_of {
+                parents.insert(&p.parent);
+            }
+            parents.extend(table.inherits.iter().map(String::as_str));
+        }
+        let implied: BTreeSet<String> = parents
+            .iter()
+            .filter_map(|p| per_table.get(p))
+            .flatten()
+            .filter(|d| is_column_kind(d.kind))
+            .filter_map(|d| {
+                let parent = d.object.rsplit_once('.')?.0;
+                let column = &d.object[parent.len()..];
+                Some(d.line.replacen(
+                    &format!(" {parent}{column}"),
+                    &format!(" {name}{column}"),
+                    1,
+                ))
+            })
+            .collect();
+        if let Some(lines) = per_table.get_mut(name.as_str()) {
+            lines.retain(|d| !(is_column_kind(d.kind) && implied.contains(&d.line)));
+        }
+    }
+    out.extend(per_table.into_values().flatten());
+}
+
+fn is_column_kind(k: Kind) -> bool {
+    matches!(
+        k,
+        Kind::ColumnAdded
+            | Kind::ColumnRemoved
+            | Kind::ColumnTypeChanged
+            | Kind::ColumnNullabilityChanged
+            | Kind::ColumnDefaultChanged
+            | Kind::ColumnCollationChanged
+            | Kind::ColumnGeneratedChanged
+            | Kind::ColumnIdentityChanged
+            | Kind::ColumnIdentityOptionsChanged
+    )
+}
+
+fn views(source: &Model, target: &Model, out: &mut Vec<Difference>) {
+    let words = |m: bool| {
+        if m {
+            (
+                Kind::MaterializedViewAdded,
+                Kind::MaterializedViewRemoved,
+                Kind::MaterializedViewChanged,
+                "materialized-view",
+            )
+        } else {
+            (
+                Kind::ViewAdded,
+                Kind::ViewRemoved,
+                Kind::ViewChanged,
+                "view",
+            )
+        }
+    };
+    for (name, s) in &source.views {
+        match target.views.get(name) {
+            Some(t) if t.materialized == s.materialized => {
+                let (_, _, changed, what) = words(s.materialized);
+                if s.definition != t.definition {
+                    out.push(Difference::new(changed, name, None));
+                }
+                named_defs(
+                    (
+                        Kind::TriggerAdded,
+                        Kind::TriggerRemoved,
+                        Kind::TriggerChanged,
+                    ),
+                    name,
+                    &s.triggers,
+                    &t.triggers,
+                    out,
+                );
+                privileges(name, &s.privileges, &t.privileges, out);
+                comment(what, name, &s.comment, &t.comment, out);
+            }
+            Some(t) => {
+                out.push(Difference::new(words(t.materialized).1, name, None));
+                out.push(Difference::new(words(s.materialized).0, name, None));
+            }
+            None => out.push(Difference::new(words(s.materialized).0, name, None)),
+        }
+    }
+    for (name, t) in &target.views {
+        if !source.views.contains_key(name) {
+            out.push(Difference::new(words(t.materialized).1, name, None));
+        }
+    }
+}
+
+/// The kind of relation `name` is in `m`: table, view or materialized view.
+fn relation_kind(m: &Model, name: &str) -> Option<&'static str> {
+    if m.tables.contains_key(name) {
+        Some("table")
+    } else {
+        m.views
+            .get(name)
+            .map(|v| if v.materialized { "matview" } else { "view" })
+    }
+}
+
+fn indexes(source: &Model, target: &Model, out: &mut Vec<Difference>) {
+    // An index's relation exists on both sides with the same kind: otherwise its lines are
+    // implied by the relation's own.
+    let kept = |table: &str| {
+        relation_kind(source, table).is_some()
+            && relation_kind(source, table) == relation_kind(target, table)
+    };
+    let (added, removed, common) = split(&source.indexes, &target.indexes);
+    for i in added {
+        if kept(&source.indexes[i].table) {
+            out.push(Difference::new(Kind::IndexAdded, i, None));
+        }
+    }
+    for i in removed {
+        if kept(&target.indexes[i].table) {
+            out.push(Difference::new(Kind::IndexRemoved, i, None));
+        }
+    }
+    for (i, s, t) in common {
+        match (kept(&s.table), kept(&t.table)) {
+            (true, true) => {
+                if s.definition != t.definition {
+                    out.push(Difference::new(Kind::IndexChanged, i, None));
+                }
+                comment("index", i, &s.comment, &t.comment, out);
+            }
+            (true, false) => out.push(Difference::new(Kind::IndexAdded, i, None)),
+            (false, true) => out.push(Difference::new(Kind::IndexRemoved, i, None)),
+            (false, false) => {}
+        }
+    }
+}
+
+fn functions(source: &Model, target: &Model, out: &mut Vec<Difference>) {
+    let (added, removed, common) = split(&source.functions, &target.functions);
+    out.extend(
+        added
+            .into_iter()
+            .map(|f| Difference::new(Kind::FunctionAdded, f, None)),
+    );
+    out.extend(
+        removed
+            .into_iter()
+            .map(|f| Difference::new(Kind::FunctionRemoved, f, None)),
+    );
+    for (name, s, t) in common {
+        if s.definition != t.definition || s.procedure != t.procedure {
+            out.push(Difference::new(Kind::FunctionChanged, name, None));
+        }
+        comment("function", name, &s.comment, &t.comment, out);
+    }
+}

@@ -1,0 +1,284 @@
+//! The schema model: everything `compare` looks at, and nothing else, so that two models are
+//! equal exactly when the diff finds no difference. Pure data: no IO.
+//!
+//! Objects are keyed by their vocabulary name (`schema.table`, `schema.index`, ...) in
+//! ordered maps, so the model, its JSON and its fingerprint do not depend on OIDs or on the
+//! order the catalog returned rows in. Only what the vocabulary can report is kept: owners,
+//! OIDs, tablespaces and statistics are not.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Model {
+    pub schemas: BTreeSet<String>,
+    /// Extension name -> installed version.
+    pub extensions: BTreeMap<String, String>,
+    /// `schema.collation`.
+    pub collations: BTreeSet<String>,
+    /// `schema.type` -> labels in their sort order.
+    pub enums: BTreeMap<String, Vec<String>>,
+    pub domains: BTreeMap<String, Domain>,
+    /// `schema.sequence` (identity sequences are part of their column).
+    pub sequences: BTreeMap<String, Sequence>,
+    /// Tables and partitioned tables, `schema.table`.
+    pub tables: BTreeMap<String, Table>,
+    /// Views and materialized views, `schema.view`.
+    pub views: BTreeMap<String, View>,
+    /// `schema.index`, including indexes behind constraints; not indexes cloned onto
+    /// partitions from a partitioned index.
+    pub indexes: BTreeMap<String, Index>,
+    /// Functions and procedures, `schema.name(argtypes)`.
+    pub functions: BTreeMap<String, Function>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Domain {
+    /// The domain's base type, default, NOT NULL, collation and CHECK constraints, as one
+    /// normalized definition.
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SequenceOptions {
+    pub start: i64,
+    pub increment: i64,
+    pub max: i64,
+    pub min: i64,
+    pub cache: i64,
+    pub cycle: bool,
+}
+
+impl SequenceOptions {
+    /// `(attribute, value)` pairs in the vocabulary's order.
+    pub fn fields(&self) -> [(&'static str, String); 6] {
+        [
+            ("start", self.start.to_string()),
+            ("increment", self.increment.to_string()),
+            ("max", self.max.to_string()),
+            ("min", self.min.to_string()),
+            ("cache", self.cache.to_string()),
+            ("cycle", self.cycle.to_string()),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Sequence {
+    /// `format_type` of the sequence's data type.
+    pub data_type: String,
+    pub options: SequenceOptions,
+    /// `schema.table.column` of the owning column (OWNED BY), if any.
+    pub owner: Option<String>,
+    pub privileges: Privileges,
+}
+
+/// Relation privileges for roles other than the owner: role -> PRIVILEGE -> grant option.
+/// The role is `PUBLIC` for the public pseudo-role.
+pub type Privileges = BTreeMap<String, BTreeMap<String, bool>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Identity {
+    Always,
+    ByDefault,
+}
+
+impl Identity {
+    pub fn word(id: Option<Identity>) -> &'static str {
+        match id {
+            None => "none",
+            Some(Identity::Always) => "always",
+            Some(Identity::ByDefault) => "by-default",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Column {
+    /// `format_type(atttypid, atttypmod)` with `search_path = public`.
+    pub data_type: String,
+    pub not_null: bool,
+    /// `pg_get_expr` of the default (not of a generation expression).
+    pub default: Option<String>,
+    pub identity: Option<Identity>,
+    /// The identity sequence's options, when `identity` is set.
+    pub identity_options: Option<SequenceOptions>,
+    /// The generation expression of a generated column.
+    pub generated: Option<String>,
+    /// An explicit collation differing from the type's.
+    pub collation: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConstraintKind {
+    PrimaryKey,
+    ForeignKey,
+    Unique,
+    Check,
+    Exclusion,
+}
+
+impl ConstraintKind {
+    pub fn from_contype(c: &str) -> Option<ConstraintKind> {
+        Some(match c {
+            "p" => ConstraintKind::PrimaryKey,
+            "f" => ConstraintKind::ForeignKey,
+            "u" => ConstraintKind::Unique,
+            "c" => ConstraintKind::Check,
+            "x" => ConstraintKind::Exclusion,
+            _ => return None,
+        })
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            ConstraintKind::PrimaryKey => "primary-key",
+            ConstraintKind::ForeignKey => "foreign-key",
+            ConstraintKind::Unique => "unique",
+            ConstraintKind::Check => "check",
+            ConstraintKind::Exclusion => "exclusion",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Constraint {
+    pub kind: ConstraintKind,
+    /// `pg_get_constraintdef`.
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicaIdentity {
+    Default,
+    Full,
+    Nothing,
+    Index,
+}
+
+impl ReplicaIdentity {
+    pub fn from_char(c: &str) -> ReplicaIdentity {
+        match c {
+            "f" => ReplicaIdentity::Full,
+            "n" => ReplicaIdentity::Nothing,
+            "i" => ReplicaIdentity::Index,
+            _ => ReplicaIdentity::Default,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            ReplicaIdentity::Default => "default",
+            ReplicaIdentity::Full => "full",
+            ReplicaIdentity::Nothing => "nothing",
+            ReplicaIdentity::Index => "index",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Partition {
+    /// `schema.table` of the partitioned parent.
+    pub parent: String,
+    /// `pg_get_expr(relpartbound)`: `FOR VALUES FROM (...) TO (...)`.
+    pub bound: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Table {
+    pub unlogged: bool,
+    /// `pg_get_partkeydef` of a partitioned table.
+    pub partition_key: Option<String>,
+    pub partition_of: Option<Partition>,
+    /// INHERITS parents (not partition parents), in declaration order.
+    pub inherits: Vec<String>,
+    pub rls: bool,
+    pub force_rls: bool,
+    pub replica_identity: ReplicaIdentity,
+    pub columns: BTreeMap<String, Column>,
+    pub constraints: BTreeMap<String, Constraint>,
+    /// Trigger name -> `pg_get_triggerdef` and its enabled state.
+    pub triggers: BTreeMap<String, String>,
+    /// Policy name -> its normalized definition.
+    pub policies: BTreeMap<String, String>,
+    pub privileges: Privileges,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct View {
+    pub materialized: bool,
+    /// `pg_get_viewdef`.
+    pub definition: String,
+    pub triggers: BTreeMap<String, String>,
+    pub privileges: Privileges,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Index {
+    /// `schema.table` or `schema.view` it is on.
+    pub table: String,
+    /// `pg_get_indexdef`.
+    pub definition: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Function {
+    pub procedure: bool,
+    /// `pg_get_functiondef`: signature, body, language, volatility and other properties.
+    pub definition: String,
+    pub comment: Option<String>,
+}
+
+impl Model {
+    /// A stable hash of the model: SHA-256 of its canonical JSON (ordered maps, no OIDs).
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_vec(self).expect("the model serializes");
+        crate::util::sha256_hex(&json)
+    }
+
+    /// How many objects the model holds (for summaries).
+    pub fn object_count(&self) -> usize {
+        self.schemas.len()
+            + self.extensions.len()
+            + self.collations.len()
+            + self.enums.len()
+            + self.domains.len()
+            + self.sequences.len()
+            + self.tables.len()
+            + self.views.len()
+            + self.indexes.len()
+            + self.functions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_ignores_insertion_order_and_sees_changes() {
+        let mut a = Model::default();
+        a.schemas.insert("public".into());
+        a.schemas.insert("other".into());
+        a.enums
+            .insert("public.mood".into(), vec!["sad".into(), "happy".into()]);
+        let mut b = Model::default();
+        b.enums
+            .insert("public.mood".into(), vec!["sad".into(), "happy".into()]);
+        b.schemas.insert("other".into());
+        b.schemas.insert("public".into());
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.enums
+            .insert("public.mood".into(), vec!["happy".into(), "sad".into()]);
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint().len(), 64);
+    }
+}
