@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use super::Globals;
+use crate::compare::data::{self, DataOptions, DataReport};
 use crate::compare::report::{self, Fingerprints, Report};
 use crate::compare::{BreakingPolicy, SchemaFilter, diff, introspect};
 use crate::config::Settings;
@@ -132,7 +133,28 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         ),
     };
     policy.apply(&mut differences);
-    let identical = differences.is_empty();
+    let data_report: Option<DataReport> = if args.data {
+        let max_bytes = match (args.data_max_size, &settings.file.compare.data_max_size) {
+            (Some(n), _) => n,
+            (None, Some(text)) => crate::util::parse_size(text)
+                .map_err(|e| Error::usage(format!("[compare] data_max_size: {e}")))?,
+            (None, None) => DataOptions::default().max_bytes,
+        };
+        let opts = DataOptions {
+            fast: args.fast,
+            max_bytes,
+        };
+        console.step(if args.fast {
+            "comparing data (estimated row counts, content hashes, orphaned rows)"
+        } else {
+            "comparing data (row counts, content hashes, orphaned rows)"
+        });
+        Some(data::compare(&source.client, &target.client, &filter, &opts).await?)
+    } else {
+        None
+    };
+    let identical =
+        differences.is_empty() && !data_report.as_ref().is_some_and(DataReport::differs);
     let report = Report {
         source: source_url.redacted(),
         target: target_url.redacted(),
@@ -141,7 +163,11 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         fingerprints,
         differences,
         not_covered,
-        data: None,
+        data: data_report
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| Error::usage(format!("internal error: rendering the data report: {e}")))?,
     };
     console.ok(&format!(
         "compared in {:.2}s",
@@ -152,8 +178,14 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
             &serde_json::to_string_pretty(&report)
                 .map_err(|e| Error::usage(format!("internal error: rendering the report: {e}")))?,
         ),
-        Format::Markdown => console.result(&report::markdown(&report, None)),
-        Format::Text => console.result(&report::text(&report, None)),
+        Format::Markdown => console.result(&report::markdown(
+            &report,
+            data_report.as_ref().map(report::data_markdown).as_deref(),
+        )),
+        Format::Text => console.result(&report::text(
+            &report,
+            data_report.as_ref().map(report::data_text).as_deref(),
+        )),
     }
     Ok(if args.exit_code && !report.identical {
         ExitCode::Refused

@@ -47,11 +47,11 @@ fn on_off(b: bool) -> &'static str {
     if b { "on" } else { "off" }
 }
 
+/// Keys only in source, keys only in target, and keys in both with both values.
+type Split<'a, K, V> = (Vec<&'a K>, Vec<&'a K>, Vec<(&'a K, &'a V, &'a V)>);
+
 /// Added, removed and common keys of two maps.
-fn split<'a, K: Ord, V>(
-    source: &'a BTreeMap<K, V>,
-    target: &'a BTreeMap<K, V>,
-) -> (Vec<&'a K>, Vec<&'a K>, Vec<(&'a K, &'a V, &'a V)>) {
+fn split<'a, K: Ord, V>(source: &'a BTreeMap<K, V>, target: &'a BTreeMap<K, V>) -> Split<'a, K, V> {
     let added = source.keys().filter(|k| !target.contains_key(*k)).collect();
     let removed = target.keys().filter(|k| !source.contains_key(*k)).collect();
     let common = source
@@ -680,5 +680,209 @@ fn functions(source: &Model, target: &Model, out: &mut Vec<Difference>) {
             out.push(Difference::new(Kind::FunctionChanged, name, None));
         }
         comment("function", name, &s.comment, &t.comment, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            unlogged: false,
+            partition_key: None,
+            partition_of: None,
+            inherits: vec![],
+            rls: false,
+            force_rls: false,
+            replica_identity: ReplicaIdentity::Default,
+            columns: BTreeMap::new(),
+            constraints: BTreeMap::new(),
+            triggers: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            privileges: Privileges::new(),
+            comment: None,
+        }
+    }
+
+    fn col(t: &str, not_null: bool) -> Column {
+        Column {
+            data_type: t.into(),
+            not_null,
+            ..Default::default()
+        }
+    }
+
+    fn lines(s: &Model, t: &Model) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in diff(s, t) {
+            out.push(d.line.clone());
+            out.extend(d.breaking_line());
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn identical_models_give_nothing_and_equal_fingerprints() {
+        let mut m = Model::default();
+        m.schemas.insert("public".into());
+        let mut t = table();
+        t.columns.insert("id".into(), col("integer", true));
+        m.tables.insert("public.t".into(), t);
+        assert!(diff(&m, &m.clone()).is_empty());
+        assert_eq!(m.fingerprint(), m.clone().fingerprint());
+    }
+
+    #[test]
+    fn parts_of_added_and_removed_tables_are_implied() {
+        let mut s = Model::default();
+        let mut t = table();
+        t.columns.insert("id".into(), col("integer", true));
+        t.comment = Some("x".into());
+        s.tables.insert("public.new".into(), t);
+        s.indexes.insert(
+            "public.new_pkey".into(),
+            Index {
+                table: "public.new".into(),
+                definition: "CREATE UNIQUE INDEX new_pkey ON public.new USING btree (id)".into(),
+                comment: None,
+            },
+        );
+        s.sequences.insert(
+            "public.new_id_seq".into(),
+            Sequence {
+                data_type: "integer".into(),
+                owner: Some("public.new.id".into()),
+                ..Default::default()
+            },
+        );
+        let t = Model::default();
+        assert_eq!(
+            lines(&s, &t),
+            vec!["sequence-added public.new_id_seq", "table-added public.new"]
+        );
+        assert_eq!(
+            lines(&t, &s),
+            vec![
+                "breaking table-removed public.new",
+                "sequence-removed public.new_id_seq",
+                "table-removed public.new"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_child_column_change_equal_to_the_parents_is_implied() {
+        let mut target = Model::default();
+        let mut parent = table();
+        parent.partition_key = Some("RANGE (at)".into());
+        parent.columns.insert("at".into(), col("date", true));
+        let mut child = table();
+        child.partition_of = Some(Partition {
+            parent: "public.p".into(),
+            bound: "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')".into(),
+        });
+        child.columns.insert("at".into(), col("date", true));
+        target.tables.insert("public.p".into(), parent.clone());
+        target.tables.insert("public.p_2024".into(), child.clone());
+        let mut source = target.clone();
+        for t in ["public.p", "public.p_2024"] {
+            let tb = source.tables.get_mut(t).unwrap();
+            tb.columns.insert("note".into(), col("text", false));
+        }
+        // Only in the child, and so not implied:
+        source
+            .tables
+            .get_mut("public.p_2024")
+            .unwrap()
+            .columns
+            .insert("extra".into(), col("text", false));
+        assert_eq!(
+            lines(&source, &target),
+            vec![
+                "column-added public.p.note text",
+                "column-added public.p_2024.extra text"
+            ]
+        );
+    }
+
+    #[test]
+    fn kind_changes_are_removed_plus_added() {
+        let mut target = Model::default();
+        target.tables.insert("public.x".into(), table());
+        target.views.insert(
+            "public.v".into(),
+            View {
+                materialized: false,
+                definition: " SELECT 1;".into(),
+                triggers: BTreeMap::new(),
+                privileges: Privileges::new(),
+                comment: None,
+            },
+        );
+        let mut source = Model::default();
+        let mut v = target.views["public.v"].clone();
+        source.views.insert("public.x".into(), v.clone());
+        v.materialized = true;
+        source.views.insert("public.v".into(), v);
+        assert_eq!(
+            lines(&source, &target),
+            vec![
+                "breaking table-removed public.x",
+                "materialized-view-added public.v",
+                "table-removed public.x",
+                "view-added public.x",
+                "view-removed public.v",
+            ]
+        );
+    }
+
+    #[test]
+    fn sequence_options_privileges_and_enums() {
+        let mut target = Model::default();
+        target
+            .sequences
+            .insert("public.s".into(), Sequence::default());
+        target
+            .enums
+            .insert("public.e".into(), vec!["a".into(), "b".into(), "c".into()]);
+        let mut t = table();
+        t.privileges
+            .entry("app".into())
+            .or_default()
+            .insert("SELECT".into(), false);
+        t.privileges
+            .entry("PUBLIC".into())
+            .or_default()
+            .insert("SELECT".into(), false);
+        target.tables.insert("public.t".into(), t);
+        let mut source = target.clone();
+        let s = source.sequences.get_mut("public.s").unwrap();
+        s.options.increment = 5;
+        s.options.cycle = true;
+        s.owner = Some("public.t.id".into());
+        source
+            .enums
+            .insert("public.e".into(), vec!["c".into(), "a".into(), "d".into()]);
+        let p = &mut source.tables.get_mut("public.t").unwrap().privileges;
+        p.get_mut("app").unwrap().insert("SELECT".into(), true);
+        p.get_mut("app").unwrap().insert("INSERT".into(), false);
+        p.remove("PUBLIC");
+        assert_eq!(
+            lines(&source, &target),
+            vec![
+                "breaking enum-value-removed public.e b",
+                "enum-value-added public.e d",
+                "enum-value-removed public.e b",
+                "enum-values-reordered public.e",
+                "privilege-grant-option-changed public.t app SELECT off -> on",
+                "privilege-granted public.t app INSERT",
+                "privilege-revoked public.t PUBLIC SELECT",
+                "sequence-changed public.s cycle off -> on",
+                "sequence-changed public.s increment 0 -> 5",
+                "sequence-owner-changed public.s none -> public.t.id",
+            ]
+        );
     }
 }

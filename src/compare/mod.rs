@@ -6,8 +6,10 @@
 //! - [`introspect`]: reads a model from a live database in a fixed number of queries.
 //! - [`diff`]: model against model, giving [`Difference`]s (the catalog engine).
 //! - [`types`]: which column type changes are compatible.
+//! - [`data`]: row counts, content hashes and orphaned foreign-key rows.
 //! - [`report`]: text, markdown and JSON rendering.
 
+pub mod data;
 pub mod diff;
 pub mod introspect;
 pub mod model;

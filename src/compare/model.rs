@@ -59,7 +59,7 @@ impl SequenceOptions {
             ("max", self.max.to_string()),
             ("min", self.min.to_string()),
             ("cache", self.cache.to_string()),
-            ("cycle", self.cycle.to_string()),
+            ("cycle", if self.cycle { "on" } else { "off" }.to_string()),
         ]
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::data::{Contents, DataReport};
 use super::{Action, Difference, Kind};
 
 #[derive(Debug, Clone, Serialize)]
@@ -293,4 +294,105 @@ mod tests {
         assert!(m.contains("| `table-removed public.legacy` | abort |"));
         assert!(m.contains("<details>"));
     }
+}
+
+fn rows(n: i64, exact: bool) -> String {
+    match (n, exact) {
+        (-1, _) => "unknown".into(),
+        (n, true) => n.to_string(),
+        (n, false) => format!("~{n}"),
+    }
+}
+
+fn contents_word(c: Contents) -> &'static str {
+    match c {
+        Contents::Equal => "equal",
+        Contents::Different => "DIFFERENT",
+        Contents::NotCompared => "not compared",
+    }
+}
+
+/// The `--data` part of the text report: tables that differ or were not compared, orphaned
+/// rows, and a count of the tables that are equal.
+pub fn data_text(d: &DataReport) -> String {
+    let mut out = String::from("data\n");
+    let mut equal = 0;
+    for t in &d.tables {
+        if !t.differs() && t.contents == Contents::Equal {
+            equal += 1;
+            continue;
+        }
+        out.push_str(&format!(
+            "  {} rows {} -> {} (target -> source), contents {}",
+            t.table,
+            rows(t.target_rows, t.exact),
+            rows(t.source_rows, t.exact),
+            contents_word(t.contents)
+        ));
+        if let Some(n) = &t.note {
+            out.push_str(&format!(" ({n})"));
+        }
+        out.push('\n');
+    }
+    for o in d.orphans.iter().filter(|o| o.rows > 0) {
+        out.push_str(&format!(
+            "  {}: {} orphaned row{} for {} -> {}{}\n",
+            o.side,
+            o.rows,
+            if o.rows == 1 { "" } else { "s" },
+            o.constraint,
+            o.references,
+            if o.not_valid { " (NOT VALID)" } else { "" }
+        ));
+    }
+    let keys = d.orphans.len();
+    out.push_str(&format!(
+        "  {equal} of {} tables equal; {keys} foreign keys checked, {} with orphaned rows\n",
+        d.tables.len(),
+        d.orphans.iter().filter(|o| o.rows > 0).count()
+    ));
+    out
+}
+
+/// The `--data` part of the markdown report.
+pub fn data_markdown(d: &DataReport) -> String {
+    let mut out = String::from("**Data**\n\n");
+    let differing: Vec<_> = d
+        .tables
+        .iter()
+        .filter(|t| t.differs() || t.contents != Contents::Equal)
+        .collect();
+    if !differing.is_empty() {
+        out.push_str("| table | target rows | source rows | contents | note |\n| --- | --- | --- | --- | --- |\n");
+        for t in differing {
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} |\n",
+                md_escape(&t.table),
+                rows(t.target_rows, t.exact),
+                rows(t.source_rows, t.exact),
+                contents_word(t.contents),
+                t.note.as_deref().unwrap_or("").replace('|', "\\|")
+            ));
+        }
+        out.push('\n');
+    }
+    for o in d.orphans.iter().filter(|o| o.rows > 0) {
+        out.push_str(&format!(
+            "- {}: {} orphaned rows for `{}`{}\n",
+            o.side,
+            o.rows,
+            md_escape(&o.constraint),
+            if o.not_valid { " (NOT VALID)" } else { "" }
+        ));
+    }
+    out.push_str(&format!(
+        "\n{} of {} tables equal, {} foreign keys checked.\n",
+        d.tables
+            .iter()
+            .filter(|t| !t.differs() && t.contents == Contents::Equal)
+            .count(),
+        d.tables.len(),
+        d.orphans.len()
+    ));
+    out
 }
