@@ -520,18 +520,32 @@ fn tables(source: &Model, target: &Model, out: &mut Vec<Difference>) {
         comment("table", name, &s.comment, &t.comment, &mut d);
         per_table.insert(name.as_str(), d);
     }
-    // Rule 6: a child's column line that is exactly its parent's line is implied by it.
-    for (name, s, t) in &common {
-        let mut parents: BTreeSet<&str> = BTreeSet::new();
-        for table in [s, t] {
-            if let Some(p) = &table.partition_of {
-                parents.insert(&p.parent);
+    // Rule 6: a child's column line that is exactly an ancestor's line (parent, or the
+    // parent's parent, ...) is implied by it.
+    let parents_of = |name: &str| -> BTreeSet<String> {
+        let mut p = BTreeSet::new();
+        for m in [source, target] {
+            if let Some(t) = m.tables.get(name) {
+                if let Some(part) = &t.partition_of {
+                    p.insert(part.parent.clone());
+                }
+                p.extend(t.inherits.iter().cloned());
             }
-            parents.extend(table.inherits.iter().map(String::as_str));
         }
-        let implied: BTreeSet<String> = parents
+        p
+    };
+    let raw = per_table.clone();
+    for (name, _, _) in &common {
+        let mut ancestors = BTreeSet::new();
+        let mut todo: Vec<String> = parents_of(name).into_iter().collect();
+        while let Some(a) = todo.pop() {
+            if a != **name && ancestors.insert(a.clone()) {
+                todo.extend(parents_of(&a));
+            }
+        }
+        let implied: BTreeSet<String> = ancestors
             .iter()
-            .filter_map(|p| per_table.get(p))
+            .filter_map(|a| raw.get(a.as_str()))
             .flatten()
             .filter(|d| is_column_kind(d.kind))
             .filter_map(|d| {

@@ -93,12 +93,16 @@ fn widens(base: &str, old: &[&str], new: &[&str]) -> bool {
 /// `None` when changing a column from `old` to `new` is compatible, else why it is not.
 pub fn incompatibility(old: &str, new: &str) -> Option<String> {
     let (o, n) = (parse(old), parse(new));
+    // Anything goes to unbounded text or varchar (arrays included: their text form).
+    if n.dims == 0 && n.mods.is_empty() && (n.base == "text" || n.base == "character varying") {
+        return None;
+    }
     if o.dims != n.dims {
         return Some(format!(
             "{old} -> {new} changes the array dimensions: existing values and the code that reads them do not fit"
         ));
     }
-    // Anything goes to unbounded text or varchar.
+    // Arrays of the same depth: unbounded text or varchar elements take anything.
     if n.mods.is_empty() && (n.base == "text" || n.base == "character varying") {
         return None;
     }
@@ -182,6 +186,8 @@ mod tests {
             ("integer", "text"),
             ("mood", "text"),
             ("jsonb", "character varying"),
+            ("integer[]", "text"),
+            ("integer[]", "text[]"),
         ] {
             assert_eq!(incompatibility(o, n), None, "{o} -> {n}");
         }
@@ -199,6 +205,7 @@ mod tests {
             ("text", "integer"),
             ("timestamp with time zone", "timestamp without time zone"),
             ("integer", "integer[]"),
+            ("text", "text[]"),
             ("bigint[]", "integer[]"),
             ("numeric(12,2)", "numeric(10,2)"),
             ("numeric(10,2)", "numeric(10,4)"),
