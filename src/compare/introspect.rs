@@ -106,8 +106,10 @@ fn queries() -> Vec<String> {
                   WHERE i.inhrelid = c.oid AND NOT c.relispartition), '{{}}'), \
                c.relrowsecurity, c.relforcerowsecurity, c.relreplident::text, \
                CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END, \
-               pg_catalog.obj_description(c.oid, 'pg_class') \
+               d.description \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_catalog.pg_description d ON d.objoid = c.oid \
+               AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 \
              WHERE c.relkind IN ('r', 'p', 'v', 'm') AND c.relpersistence <> 't' AND {f} AND {}",
             not_ext("pg_class", "c.oid")
         ),
@@ -115,7 +117,7 @@ fn queries() -> Vec<String> {
         format!(
             "SELECT n.nspname, c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), \
                a.attnotnull, \
-               CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END, \
+               CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, 0) END, \
                CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END, \
                a.attidentity::text, \
                CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN \
@@ -123,11 +125,13 @@ fn queries() -> Vec<String> {
                          ELSE cn.nspname || '.' || co.collname END \
                   FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace \
                   WHERE co.oid = a.attcollation) END, \
-               pg_catalog.col_description(c.oid, a.attnum) \
+               d.description \
              FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
              LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
+             LEFT JOIN pg_catalog.pg_description d ON d.objoid = c.oid \
+               AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = a.attnum \
              WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND a.attnum > 0 \
                AND NOT a.attisdropped AND {f} AND {}",
             not_ext("pg_class", "c.oid")
@@ -145,10 +149,12 @@ fn queries() -> Vec<String> {
         // 9 indexes (not those attached to a partitioned parent index)
         format!(
             "SELECT n.nspname, i.relname, c.relname, pg_catalog.pg_get_indexdef(i.oid), \
-               pg_catalog.obj_description(i.oid, 'pg_class') \
+               d.description \
              FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
              JOIN pg_catalog.pg_class c ON c.oid = x.indrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace \
+             LEFT JOIN pg_catalog.pg_description d ON d.objoid = i.oid \
+               AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 \
              WHERE NOT i.relispartition AND c.relkind IN ('r', 'p', 'm') AND c.relpersistence <> 't' \
                AND {f} AND {}",
             not_ext("pg_class", "c.oid")
@@ -177,8 +183,10 @@ fn queries() -> Vec<String> {
         // 12 functions and procedures
         format!(
             "SELECT n.nspname, p.proname, pg_catalog.oidvectortypes(p.proargtypes), p.prokind::text, \
-               pg_catalog.pg_get_functiondef(p.oid), pg_catalog.obj_description(p.oid, 'pg_proc') \
+               pg_catalog.pg_get_functiondef(p.oid), d.description \
              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+             LEFT JOIN pg_catalog.pg_description d ON d.objoid = p.oid \
+               AND d.classoid = 'pg_catalog.pg_proc'::regclass AND d.objsubid = 0 \
              WHERE p.prokind IN ('f', 'p', 'w') AND {f} AND {}",
             not_ext("pg_proc", "p.oid")
         ),

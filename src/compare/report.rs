@@ -230,72 +230,6 @@ pub fn markdown(report: &Report, data_md: Option<&str>) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::compare::BreakingPolicy;
-
-    fn report() -> Report {
-        let mut differences = vec![
-            Difference::column_removed("public.orders.total_cents"),
-            Difference::new(
-                Kind::ColumnAdded,
-                "public.orders.total",
-                Some("numeric(12,2)".into()),
-            ),
-            Difference::new(Kind::IndexAdded, "public.orders_total_idx", None),
-            Difference::table_removed("public.legacy"),
-        ];
-        BreakingPolicy::default().apply(&mut differences);
-        crate::compare::sort(&mut differences);
-        Report {
-            source: "postgres://u@h/a".into(),
-            target: "postgres://u@h/b".into(),
-            engine: "catalog",
-            identical: false,
-            fingerprints: Fingerprints {
-                source: "a".repeat(64),
-                target: "b".repeat(64),
-            },
-            differences,
-            not_covered: vec![],
-            data: None,
-        }
-    }
-
-    #[test]
-    fn text_groups_by_table_and_marks_breaking() {
-        let t = text(&report(), None);
-        let orders = t.find("\npublic.orders\n").expect("a group for the table");
-        let removed = t
-            .find("- column-removed public.orders.total_cents")
-            .unwrap();
-        assert!(removed > orders);
-        assert!(t.contains("BREAKING (warn)"));
-        assert!(t.contains("BREAKING (abort)"));
-        assert!(t.contains("4 differences, 2 breaking (1 that policy aborts on)"));
-    }
-
-    #[test]
-    fn lines_repeat_breaking_ones() {
-        let l = report().lines();
-        assert!(l.contains(&"breaking table-removed public.legacy".to_string()));
-        assert!(l.contains(&"index-added public.orders_total_idx".to_string()));
-        assert!(
-            !l.iter()
-                .any(|x| x == "breaking index-added public.orders_total_idx")
-        );
-    }
-
-    #[test]
-    fn markdown_has_a_breaking_table() {
-        let m = markdown(&report(), None);
-        assert!(m.starts_with("### pgship compare: 4 differences, 2 breaking"));
-        assert!(m.contains("| `table-removed public.legacy` | abort |"));
-        assert!(m.contains("<details>"));
-    }
-}
-
 fn rows(n: i64, exact: bool) -> String {
     match (n, exact) {
         (-1, _) => "unknown".into(),
@@ -395,4 +329,70 @@ pub fn data_markdown(d: &DataReport) -> String {
         d.orphans.len()
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::BreakingPolicy;
+
+    fn report() -> Report {
+        let mut differences = vec![
+            Difference::column_removed("public.orders.total_cents"),
+            Difference::new(
+                Kind::ColumnAdded,
+                "public.orders.total",
+                Some("numeric(12,2)".into()),
+            ),
+            Difference::new(Kind::IndexAdded, "public.orders_total_idx", None),
+            Difference::table_removed("public.legacy"),
+        ];
+        BreakingPolicy::default().apply(&mut differences);
+        crate::compare::sort(&mut differences);
+        Report {
+            source: "postgres://u@h/a".into(),
+            target: "postgres://u@h/b".into(),
+            engine: "catalog",
+            identical: false,
+            fingerprints: Fingerprints {
+                source: "a".repeat(64),
+                target: "b".repeat(64),
+            },
+            differences,
+            not_covered: vec![],
+            data: None,
+        }
+    }
+
+    #[test]
+    fn text_groups_by_table_and_marks_breaking() {
+        let t = text(&report(), None);
+        let orders = t.find("\npublic.orders\n").expect("a group for the table");
+        let removed = t
+            .find("- column-removed public.orders.total_cents")
+            .unwrap();
+        assert!(removed > orders);
+        assert!(t.contains("BREAKING (warn)"));
+        assert!(t.contains("BREAKING (abort)"));
+        assert!(t.contains("4 differences, 2 breaking (1 that policy aborts on)"));
+    }
+
+    #[test]
+    fn lines_repeat_breaking_ones() {
+        let l = report().lines();
+        assert!(l.contains(&"breaking table-removed public.legacy".to_string()));
+        assert!(l.contains(&"index-added public.orders_total_idx".to_string()));
+        assert!(
+            !l.iter()
+                .any(|x| x == "breaking index-added public.orders_total_idx")
+        );
+    }
+
+    #[test]
+    fn markdown_has_a_breaking_table() {
+        let m = markdown(&report(), None);
+        assert!(m.starts_with("### pgship compare: 4 differences, 2 breaking"));
+        assert!(m.contains("| `table-removed public.legacy` | abort |"));
+        assert!(m.contains("<details>"));
+    }
 }
