@@ -24,6 +24,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod journal;
+pub mod lint;
 pub mod source;
 pub mod util;
 

@@ -182,7 +182,7 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
             &report,
             data_report.as_ref().map(report::data_markdown).as_deref(),
         )),
-        Format::Text => console.result(&report::text(
+        Format::Text | Format::Sarif | Format::Github => console.result(&report::text(
             &report,
             data_report.as_ref().map(report::data_text).as_deref(),
         )),

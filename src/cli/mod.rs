@@ -3,6 +3,7 @@
 
 mod compare;
 mod demo;
+mod lint;
 mod migrate;
 pub mod project;
 mod status;
@@ -83,6 +84,14 @@ pub enum Command {
     /// fingerprints. Compares every schema but system schemas, pgship's own and the
     /// migration-state schema. Read-only on both databases.
     Compare(compare::Args),
+    /// Lint migrations: locks, rewrites, data loss, changes that break running code,
+    /// transaction problems, on PostgreSQL's own parser.
+    ///
+    /// Without paths, lints the project's migrations as pgship's engine applies them (Drizzle
+    /// breakpoints respected); --pending lints only what a target has not applied; --database
+    /// sharpens findings with a live catalog. Rules are listed by --list and documented in
+    /// docs/rules/. Exit 1 when a finding at or above --fail-on exists.
+    Lint(lint::Args),
 }
 
 /// Options every command shares.
@@ -127,6 +136,7 @@ pub fn main() -> i32 {
             Command::Status(a) => status::run(&globals, a).await,
             Command::Demo(a) => demo::run(&globals, a).await,
             Command::Compare(a) => compare::run(&globals, a).await,
+            Command::Lint(a) => lint::run(&globals, a).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(2));

@@ -20,6 +20,24 @@ pub struct ConfigFile {
     pub policy: PolicyFile,
     #[serde(default)]
     pub compare: CompareFile,
+    #[serde(default)]
+    pub lint: LintFile,
+}
+
+/// `[lint]`: which rules run and what fails the lint.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintFile {
+    /// Rules (IDs or names) to turn on in addition to the defaults (opt-in rules).
+    #[serde(default)]
+    pub enable: Vec<String>,
+    /// Rules to turn off.
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// `error` (default), `warning` or `info`.
+    pub fail_on: Option<String>,
+    /// The PostgreSQL major version to lint for when not linting against a database.
+    pub pg_version: Option<u32>,
 }
 
 /// `[policy]`: what each kind of finding or breaking change does.

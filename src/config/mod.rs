@@ -10,7 +10,9 @@ mod env;
 mod file;
 
 pub use env::Env;
-pub use file::{ApplyFile, CompareFile, ConfigFile, EnvironmentFile, MigrationsFile, PolicyFile};
+pub use file::{
+    ApplyFile, CompareFile, ConfigFile, EnvironmentFile, LintFile, MigrationsFile, PolicyFile,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

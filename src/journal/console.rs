@@ -12,6 +12,10 @@ pub enum Format {
     Json,
     /// Markdown (compare; other commands print text).
     Markdown,
+    /// SARIF 2.1.0 for code scanning (lint; other commands print text).
+    Sarif,
+    /// GitHub workflow annotations (lint; other commands print text).
+    Github,
 }
 
 /// Where people read what pgship does.

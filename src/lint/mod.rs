@@ -1,0 +1,488 @@
+//! The migration linter: every statement of a migration, parsed by PostgreSQL's own parser
+//! (libpg_query), checked against the rules of `lint-rules.md` (locks, rewrites, data loss,
+//! changes that break running code, transaction constraints, robustness).
+//!
+//! - [`rules`]: one file per rule and the registry of all of them.
+//! - [`context`]: what a rule knows besides the statement: the PostgreSQL version, whether
+//!   the statement runs in a transaction, tables created earlier in the file or transaction,
+//!   NOT VALID constraints and locks taken earlier, and the live catalog when given.
+//! - [`ast`]: helpers over libpg_query's parse tree.
+//! - [`catalog`]: what `--database` reads from a live database.
+//! - [`report`]: text, JSON, SARIF and GitHub annotations.
+//!
+//! No IO here but [`catalog::load`]: files are read by the caller.
+
+pub mod ast;
+pub mod catalog;
+pub mod context;
+pub mod report;
+pub mod rules;
+
+use std::collections::BTreeSet;
+
+use pg_query::NodeEnum;
+use serde::Serialize;
+
+use crate::source::split;
+pub use context::{Context, Wrap};
+
+/// How serious a finding is. Ordered: `Info < Warning < Error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// A rule: its identity, defaults, and the check.
+pub struct Rule {
+    /// `LK01`.
+    pub id: &'static str,
+    /// `create-index-not-concurrently`.
+    pub name: &'static str,
+    pub severity: Severity,
+    /// Rules marked opt-in in the catalogue are off by default.
+    pub default_on: bool,
+    /// What it detects, in one line.
+    pub summary: &'static str,
+    /// The safe alternative, in one line (a hit may give a more precise one).
+    pub help: &'static str,
+    /// Check one statement in its context.
+    pub check: fn(&Stmt, &Context) -> Vec<Hit>,
+}
+
+/// What a rule found in a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub message: String,
+    /// Overrides the rule's help.
+    pub help: Option<String>,
+    /// Overrides the rule's severity (e.g. raised or lowered by the version or the catalog).
+    pub severity: Option<Severity>,
+}
+
+impl Hit {
+    pub fn new(message: impl Into<String>) -> Hit {
+        Hit {
+            message: message.into(),
+            help: None,
+            severity: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Hit {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn severity(mut self, s: Severity) -> Hit {
+        self.severity = Some(s);
+        self
+    }
+}
+
+/// One parsed statement, as a rule sees it.
+pub struct Stmt<'a> {
+    /// The parsed statement.
+    pub node: &'a NodeEnum,
+    /// Its text, without surrounding whitespace and the terminating `;`.
+    pub sql: &'a str,
+    /// 1-based line and column of its first token in the file.
+    pub line: u32,
+    pub column: u32,
+    /// Whether it runs inside a transaction block (an explicit BEGIN in the file, or the
+    /// runner wrapping it).
+    pub in_transaction: bool,
+}
+
+/// A finding, located in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub name: &'static str,
+    pub severity: Severity,
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub statement: String,
+    pub message: String,
+    pub help: String,
+}
+
+/// The pseudo-rule for `-- pgship:ignore` comments that silence nothing.
+pub const UNUSED_IGNORE: (&str, &str) = ("IGNORE", "unused-ignore");
+
+/// Which rules run.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub enable: BTreeSet<String>,
+    pub disable: BTreeSet<String>,
+}
+
+impl Selection {
+    /// Whether `rule` runs: `--disable` wins over `--enable`, which wins over the default.
+    /// IDs and names are both accepted (`LK01`, `create-index-not-concurrently`).
+    pub fn runs(&self, rule: &Rule) -> bool {
+        let named = |set: &BTreeSet<String>| {
+            set.contains(rule.id) || set.contains(rule.name) || set.contains("all")
+        };
+        if self.disable.contains(rule.id) || self.disable.contains(rule.name) {
+            return false;
+        }
+        named(&self.enable) || (rule.default_on && !self.disable.contains("all"))
+    }
+
+    /// Check that every ID or name given is a rule; the error names the unknown one.
+    pub fn validate(&self) -> Result<(), String> {
+        for id in self.enable.iter().chain(&self.disable) {
+            if id != "all" && rules::find(id).is_none() {
+                return Err(format!("unknown rule `{id}` (see `pgship lint --list`)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One file to lint.
+pub struct Source<'a> {
+    /// The name findings carry (a path relative to the project when possible).
+    pub name: String,
+    pub text: &'a str,
+    /// `Drizzle`: split at `--> statement-breakpoint` first, as drizzle does.
+    pub drizzle: bool,
+    /// How the runner executes it.
+    pub wrap: Wrap,
+}
+
+/// Totals of a run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Outcome {
+    pub files: usize,
+    pub statements: usize,
+    pub findings: Vec<Finding>,
+}
+
+/// A `-- pgship:ignore[-file] IDS reason` comment.
+#[derive(Debug, Clone)]
+struct Ignore {
+    line: u32,
+    column: u32,
+    file_wide: bool,
+    ids: Vec<String>,
+    used: std::cell::Cell<bool>,
+    text: String,
+}
+
+fn ignores(text: &str) -> Vec<Ignore> {
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let Some(pos) = l.find("-- pgship:ignore") else {
+            continue;
+        };
+        let rest = &l[pos + "-- pgship:".len()..];
+        let (file_wide, rest) = match rest.strip_prefix("ignore-file") {
+            Some(r) => (true, r),
+            None => (false, &rest["ignore".len()..]),
+        };
+        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let ids = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        out.push(Ignore {
+            line: i as u32 + 1,
+            column: pos as u32 + 1,
+            file_wide,
+            ids,
+            used: std::cell::Cell::new(false),
+            text: l[pos..].trim_end().to_string(),
+        });
+    }
+    out
+}
+
+/// A statement cut from a file: text, byte offset of its first token, line and column.
+struct Piece<'a> {
+    sql: &'a str,
+    line: u32,
+    column: u32,
+}
+
+fn column_at(text: &str, offset: usize) -> u32 {
+    let start = text[..offset].rfind('\n').map(|p| p + 1).unwrap_or(0);
+    text[start..offset].chars().count() as u32 + 1
+}
+
+/// Cut a file into statements: Drizzle chunks first when `drizzle`, then single statements
+/// with PostgreSQL's own splitter (its scanner when the text does not parse).
+fn pieces(text: &str, drizzle: bool) -> Vec<Piece<'_>> {
+    let chunks: Vec<(usize, &str)> = if drizzle {
+        split::drizzle_chunks(text)
+            .into_iter()
+            .map(|s| (s.offset, &text[s.offset..s.offset + s.sql.len()]))
+            .collect()
+    } else {
+        vec![(0, text)]
+    };
+    let mut out = Vec::new();
+    for (base, chunk) in chunks {
+        let stmts = split_tolerant(chunk);
+        for s in stmts {
+            let piece = &chunk[s.offset..s.offset + s.sql.len()];
+            let Some(first) = split::first_token_offset(piece) else {
+                continue;
+            };
+            let at = base + s.offset + first;
+            out.push(Piece {
+                sql: text[at..base + s.offset + piece.len()].trim_end(),
+                line: split::line_at(text, at),
+                column: column_at(text, at),
+            });
+        }
+    }
+    out
+}
+
+/// Split `chunk` into statements. When the scanner fails (an unterminated quote or comment),
+/// the longest prefix that ends at a `;` and splits cleanly is split normally and the rest is
+/// one piece, which will fail to parse and be reported as RB10 at its own line.
+fn split_tolerant(chunk: &str) -> Vec<crate::source::Statement> {
+    if let Ok(s) = split::sql_statements(chunk) {
+        return s;
+    }
+    let cuts: Vec<usize> = chunk.match_indices(';').map(|(i, _)| i + 1).collect();
+    // Binary search for the last cut whose prefix splits.
+    let (mut lo, mut hi) = (0usize, cuts.len());
+    let mut best: Option<(usize, Vec<crate::source::Statement>)> = None;
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match split::sql_statements(&chunk[..cuts[mid]]) {
+            Ok(s) => {
+                best = Some((cuts[mid], s));
+                lo = mid + 1;
+            }
+            Err(_) => hi = mid,
+        }
+    }
+    let (at, mut out) = best.unwrap_or((0, Vec::new()));
+    let rest = &chunk[at..];
+    if let Some(first) = split::first_token_offset(rest) {
+        out.push(crate::source::Statement {
+            sql: rest[first..].to_string(),
+            offset: at + first,
+            line: 0,
+            tx: crate::source::TxRequirement::Any,
+        });
+    }
+    out
+}
+
+/// Lint one file, carrying `ctx` (its version, wrap and what earlier files created and
+/// validated) in and out.
+pub fn lint_source(src: &Source, ctx: &mut Context, selection: &Selection, out: &mut Outcome) {
+    let ignores = ignores(src.text);
+    let active: Vec<&Rule> = rules::ALL
+        .iter()
+        .copied()
+        .filter(|r| selection.runs(r))
+        .collect();
+    let rb10 = rules::find("RB10").expect("RB10 is registered");
+    ctx.begin_file(src.wrap);
+    out.files += 1;
+    let mut findings = Vec::new();
+    let push = |rule: &Rule, hit: Hit, piece: &Piece, findings: &mut Vec<Finding>| {
+        let silenced = ignores.iter().find(|ig| {
+            ig.ids.iter().any(|id| id == rule.id || id == rule.name)
+                && (ig.file_wide || ig.line + 1 == piece.line)
+        });
+        if let Some(ig) = silenced {
+            ig.used.set(true);
+            return;
+        }
+        findings.push(Finding {
+            rule: rule.id,
+            name: rule.name,
+            severity: hit.severity.unwrap_or(rule.severity),
+            file: src.name.clone(),
+            line: piece.line,
+            column: piece.column,
+            statement: piece.sql.to_string(),
+            message: hit.message,
+            help: hit.help.unwrap_or_else(|| rule.help.to_string()),
+        });
+    };
+    for piece in pieces(src.text, src.drizzle) {
+        out.statements += 1;
+        let parsed = match pg_query::parse(piece.sql, 0) {
+            Ok(p) => p,
+            Err(e) => {
+                if selection.runs(rb10) {
+                    let msg = match e {
+                        pg_query::Error::Parse(m) => m,
+                        other => other.to_string(),
+                    };
+                    push(
+                        rb10,
+                        Hit::new(format!("the statement does not parse: {msg}")),
+                        &piece,
+                        &mut findings,
+                    );
+                }
+                continue;
+            }
+        };
+        for raw in &parsed.protobuf.stmts {
+            let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+                continue;
+            };
+            let stmt = Stmt {
+                node,
+                sql: piece.sql,
+                line: piece.line,
+                column: piece.column,
+                in_transaction: ctx.in_transaction_for(node, piece.sql),
+            };
+            for rule in &active {
+                for hit in (rule.check)(&stmt, ctx) {
+                    push(rule, hit, &piece, &mut findings);
+                }
+            }
+            ctx.observe(&stmt);
+        }
+    }
+    for f in ctx.end_file() {
+        // End-of-file findings (an uncommitted BEGIN): located at the statement that opened it.
+        if let Some(rule) = rules::find(f.0).filter(|r| selection.runs(r)) {
+            let piece = Piece {
+                sql: &f.2,
+                line: f.1.0,
+                column: f.1.1,
+            };
+            push(rule, f.3, &piece, &mut findings);
+        }
+    }
+    for ig in ignores.iter().filter(|ig| !ig.used.get()) {
+        findings.push(Finding {
+            rule: UNUSED_IGNORE.0,
+            name: UNUSED_IGNORE.1,
+            severity: Severity::Warning,
+            file: src.name.clone(),
+            line: ig.line,
+            column: ig.column,
+            statement: ig.text.clone(),
+            message: if ig.ids.is_empty() {
+                "this ignore comment names no rule".into()
+            } else if ig.file_wide {
+                format!("`{}` silences nothing in this file", ig.ids.join(","))
+            } else {
+                format!(
+                    "`{}` silences nothing: no finding of that rule on the statement on the next line",
+                    ig.ids.join(",")
+                )
+            },
+            help: "remove the comment, or put it on the line just before the statement".into(),
+        });
+    }
+    findings.sort_by_key(|f| (f.line, f.column, f.rule));
+    out.findings.extend(findings);
+}
+
+/// Lint a single SQL text with default settings (for tests and docs).
+pub fn lint_text(sql: &str, pg_version: u32, wrap: Wrap) -> Vec<Finding> {
+    let mut ctx = Context::new(pg_version, None);
+    let mut out = Outcome::default();
+    lint_source(
+        &Source {
+            name: "test.sql".into(),
+            text: sql,
+            drizzle: false,
+            wrap,
+        },
+        &mut ctx,
+        &Selection {
+            enable: ["all".to_string()].into(),
+            disable: BTreeSet::new(),
+        },
+        &mut out,
+    );
+    out.findings
+}
+
+/// Test support: lint `sql` with one rule enabled (and only it) and render its findings as
+/// text, the snapshot each rule's tests compare against.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// Options of a test run.
+    pub struct Opts {
+        pub pg_version: u32,
+        pub wrap: Wrap,
+        pub catalog: Option<catalog::Catalog>,
+    }
+
+    impl Default for Opts {
+        fn default() -> Self {
+            Opts {
+                pg_version: 17,
+                wrap: Wrap::None,
+                catalog: None,
+            }
+        }
+    }
+
+    /// The rendered findings of rule `id` on `sql` (an empty string when there are none).
+    pub fn render_with(id: &str, sql: &str, opts: Opts) -> String {
+        let rule = rules::find(id).expect("a registered rule");
+        let mut ctx = Context::new(opts.pg_version, opts.catalog);
+        let mut out = Outcome::default();
+        lint_source(
+            &Source {
+                name: "m.sql".into(),
+                text: sql,
+                drizzle: false,
+                wrap: opts.wrap,
+            },
+            &mut ctx,
+            &Selection {
+                enable: [rule.id.to_string()].into(),
+                disable: rules::ALL
+                    .iter()
+                    .filter(|r| r.id != rule.id)
+                    .map(|r| r.id.to_string())
+                    .collect(),
+            },
+            &mut out,
+        );
+        out.findings.retain(|f| f.rule == rule.id);
+        if out.findings.is_empty() {
+            return String::new();
+        }
+        let text = report::text(&out);
+        // Drop the summary line: the snapshot is the findings.
+        text.rsplit_once("\n\n")
+            .map(|(findings, _)| format!("{findings}\n"))
+            .unwrap_or(text)
+    }
+
+    pub fn render(id: &str, sql: &str) -> String {
+        render_with(id, sql, Opts::default())
+    }
+}

@@ -1,0 +1,261 @@
+//! `pgship lint` as a user runs it: the Drizzle fixture, syntax errors mid-file, ignore
+//! comments, the output formats and exit codes, `--pending` and `--database` against a real
+//! PostgreSQL.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn lint_json(project: &std::path::Path, args: &[&str]) -> (i32, Value) {
+    let out = run(pgship(project)
+        .args(["lint", "--format", "json"])
+        .args(args));
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", out.stdout, out.stderr));
+    (out.code, v)
+}
+
+fn findings_of<'a>(v: &'a Value, file_part: &str) -> Vec<(&'a str, &'a str)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["file"].as_str().unwrap().contains(file_part))
+        .map(|f| (f["rule"].as_str().unwrap(), f["severity"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn the_drizzle_fixture_gives_dl02_bi01_and_nothing_at_error_for_init() {
+    let project = project_with("drizzle-app/drizzle");
+    // As files (each on its own), and as the project's source (pgship's engine).
+    for args in [&["drizzle"][..], &[][..]] {
+        let (code, v) = lint_json(project.path(), args);
+        assert_eq!(v["files"], 4, "{v}");
+        let drop = findings_of(&v, "0003_drop_order_total");
+        assert!(drop.contains(&("DL02", "error")), "{drop:?}");
+        let rename = findings_of(&v, "0002_rename_full_name");
+        assert!(rename.iter().any(|(r, _)| *r == "BI01"), "{rename:?}");
+        let init = findings_of(&v, "0000_init");
+        assert!(
+            !init.iter().any(|(_, s)| *s == "error"),
+            "0000_init has error findings: {init:?}"
+        );
+        assert_eq!(code, 1, "DL02 is an error");
+        let f = &v["findings"].as_array().unwrap()[0];
+        for key in [
+            "rule",
+            "name",
+            "severity",
+            "file",
+            "line",
+            "column",
+            "statement",
+            "message",
+            "help",
+        ] {
+            assert!(f.get(key).is_some(), "finding without {key}: {f}");
+        }
+    }
+}
+
+#[test]
+fn a_file_that_does_not_parse_in_its_third_statement_is_linted_around_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.sql"),
+        "CREATE INDEX a ON orders (x);\nALTER TABLE orders DROP COLUMN note;\nALTER TABLE orders ADD COLUMN;\nALTER TABLE users RENAME COLUMN a TO b;\n",
+    )
+    .unwrap();
+    let (code, v) = lint_json(dir.path(), &["m.sql"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["statements"], 4);
+    let got: Vec<(String, u64)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for want in [("LK01", 1), ("DL02", 2), ("RB10", 3), ("BI01", 4)] {
+        assert!(
+            got.contains(&(want.0.to_string(), want.1)),
+            "missing {want:?} in {got:?}"
+        );
+    }
+}
+
+#[test]
+fn ignore_comments_silence_and_unused_ones_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.sql"),
+        "-- pgship:ignore-file DL02 the column is unused since v3\n\
+         ALTER TABLE orders DROP COLUMN note;\n\
+         -- pgship:ignore LK01 orders has 12 rows\n\
+         CREATE INDEX a ON orders (x);\n\
+         -- pgship:ignore LK02 nothing to silence here\n\
+         CREATE INDEX b ON orders (y);\n",
+    )
+    .unwrap();
+    let (_, v) = lint_json(dir.path(), &["m.sql"]);
+    let got: Vec<(&str, u64)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule"].as_str().unwrap(), f["line"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, vec![("IGNORE", 5), ("LK01", 6)], "{v}");
+}
+
+#[test]
+fn formats_switches_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.sql"),
+        "CREATE INDEX a ON orders (x);\nALTER TABLE users RENAME COLUMN a TO b;\n",
+    )
+    .unwrap();
+    // Text: file:line:col, rule, the statement with a marker, help.
+    let out = run(pgship(dir.path()).args(["lint", "m.sql"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("m.sql:1:1: error LK01 create-index-not-concurrently:"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("  1 | CREATE INDEX a ON orders (x)\n    | ^^^^"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("  help: "), "{}", out.stdout);
+    // Disabling the error leaves a warning: exit 0 unless --fail-on warning.
+    let out = run(pgship(dir.path()).args(["lint", "m.sql", "--disable", "LK01"]));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let out = run(pgship(dir.path()).args([
+        "lint",
+        "m.sql",
+        "--disable",
+        "LK01",
+        "--fail-on",
+        "warning",
+    ]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    // The same switches in pgship.toml.
+    std::fs::write(
+        dir.path().join("pgship.toml"),
+        "[lint]\ndisable = [\"create-index-not-concurrently\"]\n",
+    )
+    .unwrap();
+    assert_eq!(run(pgship(dir.path()).args(["lint", "m.sql"])).code, 0);
+    std::fs::remove_file(dir.path().join("pgship.toml")).unwrap();
+    // Unknown rules and paths are usage errors.
+    let out = run(pgship(dir.path()).args(["lint", "m.sql", "--enable", "LK99"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("LK99"), "{}", out.stderr);
+    let out = run(pgship(dir.path()).args(["lint", "nope.sql"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("nope.sql"), "{}", out.stderr);
+    // SARIF 2.1.0.
+    let out = run(pgship(dir.path()).args(["lint", "m.sql", "--format", "sarif"]));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results[0]["ruleId"], "LK01");
+    assert_eq!(
+        results[0]["locations"][0]["physicalLocation"]["region"]["startLine"],
+        1
+    );
+    assert_eq!(v["runs"][0]["tool"]["driver"]["rules"][0]["id"], "BI01");
+    // GitHub annotations.
+    let out = run(pgship(dir.path()).args(["lint", "m.sql", "--format", "github"]));
+    assert!(
+        out.stdout.starts_with(
+            "::error file=m.sql,line=1,col=1,title=LK01 create-index-not-concurrently::"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("\n::warning file=m.sql,line=2,col=1,title=BI01 rename-column::"),
+        "{}",
+        out.stdout
+    );
+    // --list.
+    let out = run(pgship(dir.path()).args(["lint", "--list"]));
+    assert_eq!(out.stdout.lines().count(), 61);
+}
+
+#[test]
+fn pending_and_database_modes_use_the_target() {
+    let Some(db) = TestDb::new() else { return };
+    let project = sql_project(&[
+        (
+            "001_init.sql",
+            "CREATE TABLE orders (id bigint PRIMARY KEY, note text);\n",
+        ),
+        (
+            "002_index.sql",
+            "CREATE INDEX orders_note_idx ON orders (note);\n",
+        ),
+    ]);
+    std::fs::write(
+        project.path().join(".env"),
+        format!("DEV_POSTGRES_URL={}\n", db.url),
+    )
+    .unwrap();
+    // Apply only the first migration.
+    std::fs::rename(
+        project.path().join("migrations/002_index.sql"),
+        project.path().join("002_index.sql.later"),
+    )
+    .unwrap();
+    let out = run(pgship(project.path()).args(["migrate", "dev"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::rename(
+        project.path().join("002_index.sql.later"),
+        project.path().join("migrations/002_index.sql"),
+    )
+    .unwrap();
+    // Only 002 is pending, and orders exists (created by an applied migration): LK01.
+    let (code, v) = lint_json(project.path(), &["--pending", "dev"]);
+    assert_eq!(v["files"], 1, "{v}");
+    assert_eq!(findings_of(&v, "002_index"), vec![("LK01", "error")]);
+    assert_eq!(code, 1);
+    // With the catalog, the empty orders table is small: the finding drops to a warning.
+    let (code, v) = lint_json(project.path(), &["--pending", "dev", "--database", "dev"]);
+    assert_eq!(
+        findings_of(&v, "002_index"),
+        vec![("LK01", "warning")],
+        "{v}"
+    );
+    assert_eq!(code, 0);
+    // Without --pending each migration is linted as if the earlier ones were applied: orders
+    // is an existing table for 002.
+    let (_, v) = lint_json(project.path(), &[]);
+    assert_eq!(v["files"], 2);
+    assert_eq!(findings_of(&v, "002_index"), vec![("LK01", "error")], "{v}");
+    // With --pending on a database where nothing is applied, both run in one transaction:
+    // the index on the table created in the same run is exempt.
+    let Some(empty) = TestDb::new() else { return };
+    std::fs::write(
+        project.path().join(".env"),
+        format!(
+            "DEV_POSTGRES_URL={}\nUAT_POSTGRES_URL={}\n",
+            db.url, empty.url
+        ),
+    )
+    .unwrap();
+    let (_, v) = lint_json(project.path(), &["--pending", "uat"]);
+    assert_eq!(v["files"], 2);
+    assert!(findings_of(&v, "002_index").is_empty(), "{v}");
+}
