@@ -23,8 +23,8 @@ Targets: an environment name (dev, uat, prod, or one declared in pgship.toml; it
 Variables are read from the environment, .env.local and .env in the project folder.
 
 Exit codes: 0 success or nothing to do; 1 refused or failed before the target changed (a failed
-migration is rolled back), or `compare --exit-code` found differences; 2 usage, configuration or
-connection error.";
+migration is rolled back), `compare --exit-code` found differences, or `lint` found something at
+or above --fail-on; 2 usage, configuration or connection error.";
 
 /// Deploy PostgreSQL schema migrations safely.
 #[derive(Debug, Parser)]
