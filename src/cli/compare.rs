@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::Globals;
 use crate::compare::data::{self, DataOptions, DataReport};
 use crate::compare::report::{self, Fingerprints, Report};
-use crate::compare::{BreakingPolicy, SchemaFilter, diff, introspect};
+use crate::compare::{BreakingPolicy, SchemaFilter, diff, fdw, introspect};
 use crate::config::Settings;
 use crate::db::{ConnectOptions, DbError, DbUrl, connect};
 use crate::error::{Error, ExitCode, Result};
@@ -19,6 +19,17 @@ use crate::source::drizzle_config;
 pub enum Engine {
     /// Read both catalogs over two connections and diff them in pgship (covers everything).
     Catalog,
+    /// Compute the differences in SQL in the source database through postgres_fdw (covers
+    /// tables, columns, indexes, constraints and enums; names the kinds it does not cover).
+    Fdw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FdwIn {
+    /// In the source database, inside a transaction that is rolled back.
+    Source,
+    /// In a scratch database created (and dropped) on the source's server.
+    Scratch,
 }
 
 #[derive(Debug, clap::Args)]
@@ -30,6 +41,9 @@ pub struct Args {
     /// How differences are computed.
     #[arg(long, value_enum, default_value = "catalog")]
     pub engine: Engine,
+    /// Where the fdw engine creates its objects.
+    #[arg(long, value_enum, default_value = "source", value_name = "WHERE")]
+    pub fdw_in: FdwIn,
     /// Compare only this schema (repeatable).
     #[arg(long = "schema", value_name = "SCHEMA")]
     pub schemas: Vec<String>,
@@ -125,34 +139,64 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         source: source_model.fingerprint(),
         target: target_model.fingerprint(),
     };
-    let (engine, mut differences, not_covered) = match args.engine {
-        Engine::Catalog => (
-            "catalog",
-            diff::diff(&source_model, &target_model),
-            Vec::new(),
-        ),
-    };
-    policy.apply(&mut differences);
-    let data_report: Option<DataReport> = if args.data {
+    let data_opts = if args.data {
         let max_bytes = match (args.data_max_size, &settings.file.compare.data_max_size) {
             (Some(n), _) => n,
             (None, Some(text)) => crate::util::parse_size(text)
                 .map_err(|e| Error::usage(format!("[compare] data_max_size: {e}")))?,
             (None, None) => DataOptions::default().max_bytes,
         };
-        let opts = DataOptions {
+        Some(DataOptions {
             fast: args.fast,
             max_bytes,
-        };
-        console.step(if args.fast {
-            "comparing data (estimated row counts, content hashes, orphaned rows)"
-        } else {
-            "comparing data (row counts, content hashes, orphaned rows)"
-        });
-        Some(data::compare(&source.client, &target.client, &filter, &opts).await?)
+        })
     } else {
         None
     };
+    let (engine, mut differences, not_covered, data_report) = match args.engine {
+        Engine::Catalog => {
+            let data_report = match &data_opts {
+                Some(opts) => {
+                    console.step("comparing data (row counts, content hashes, orphaned rows)");
+                    Some(data::compare(&source.client, &target.client, &filter, opts).await?)
+                }
+                None => None,
+            };
+            (
+                "catalog",
+                diff::diff(&source_model, &target_model),
+                Vec::new(),
+                data_report,
+            )
+        }
+        Engine::Fdw => {
+            drop((source, target));
+            console.step("computing the differences through postgres_fdw in the source's server");
+            let out = fdw::compare(
+                &source_url,
+                &target_url,
+                &opts,
+                &fdw::FdwOptions {
+                    place: match args.fdw_in {
+                        FdwIn::Source => fdw::FdwPlace::Source,
+                        FdwIn::Scratch => fdw::FdwPlace::Scratch,
+                    },
+                    filter: filter.clone(),
+                    data: data_opts.clone(),
+                },
+            )
+            .await?;
+            for l in &out.removed_leftovers {
+                console.warn(&format!(
+                    "removed a leftover of an earlier, killed run: {l}"
+                ));
+            }
+            let mut d = out.differences;
+            crate::compare::sort(&mut d);
+            ("fdw", d, out.not_covered, out.data)
+        }
+    };
+    policy.apply(&mut differences);
     let identical =
         differences.is_empty() && !data_report.as_ref().is_some_and(DataReport::differs);
     let report = Report {

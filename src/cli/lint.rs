@@ -167,6 +167,44 @@ fn list(globals: &Globals) {
     globals.console.result(out.trim_end());
 }
 
+/// Cut and parse every input, on as many threads as there are cores.
+fn prepare_all(inputs: &[Input]) -> Vec<Vec<lint::Piece<'_>>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(inputs.len().max(1));
+    if threads <= 1 {
+        return inputs
+            .iter()
+            .map(|i| lint::prepare(&i.text, i.drizzle))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<Vec<lint::Piece<'_>>>> = inputs.iter().map(|_| None).collect();
+    let done: Vec<Vec<(usize, Vec<lint::Piece<'_>>)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(input) = inputs.get(i) else { break };
+                        mine.push((i, lint::prepare(&input.text, input.drizzle)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a lint worker does not panic"))
+            .collect()
+    });
+    for (i, pieces) in done.into_iter().flatten() {
+        slots[i] = Some(pieces);
+    }
+    slots.into_iter().map(|s| s.unwrap_or_default()).collect()
+}
+
 pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
     if args.list {
         list(globals);
@@ -288,14 +326,18 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         .unwrap_or(17);
     let mut ctx = Context::new(pg_version, cat);
     let mut outcome = Outcome::default();
-    for input in &inputs {
-        lint::lint_source(
+    // Parsing is the work: done on every core, then the rules run in order, file by file,
+    // since the context carries from one file to the next.
+    let prepared = prepare_all(&inputs);
+    for (input, pieces) in inputs.iter().zip(prepared) {
+        lint::lint_prepared(
             &Source {
                 name: input.name.clone(),
                 text: &input.text,
                 drizzle: input.drizzle,
                 wrap: input.wrap,
             },
+            pieces,
             &mut ctx,
             &sel,
             &mut outcome,

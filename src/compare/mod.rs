@@ -5,12 +5,14 @@
 //! - [`model`]: the pure schema model (no IO) and its fingerprint.
 //! - [`introspect`]: reads a model from a live database in a fixed number of queries.
 //! - [`diff`]: model against model, giving [`Difference`]s (the catalog engine).
+//! - [`fdw`]: the postgres_fdw engine, computing the covered kinds in SQL.
 //! - [`types`]: which column type changes are compatible.
 //! - [`data`]: row counts, content hashes and orphaned foreign-key rows.
 //! - [`report`]: text, markdown and JSON rendering.
 
 pub mod data;
 pub mod diff;
+pub mod fdw;
 pub mod introspect;
 pub mod model;
 pub mod report;

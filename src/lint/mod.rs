@@ -218,21 +218,80 @@ fn ignores(text: &str) -> Vec<Ignore> {
     out
 }
 
-/// A statement cut from a file: text, byte offset of its first token, line and column.
-struct Piece<'a> {
+/// A statement cut from a file and parsed: its text, where its first token is, and its parse
+/// tree (or the parser's error).
+pub struct Piece<'a> {
     sql: &'a str,
     line: u32,
     column: u32,
+    parsed: Result<NodeEnum, String>,
 }
 
-fn column_at(text: &str, offset: usize) -> u32 {
-    let start = text[..offset].rfind('\n').map(|p| p + 1).unwrap_or(0);
-    text[start..offset].chars().count() as u32 + 1
+/// Line and column lookups over one text.
+struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
 }
 
-/// Cut a file into statements: Drizzle chunks first when `drizzle`, then single statements
-/// with PostgreSQL's own splitter (its scanner when the text does not parse).
-fn pieces(text: &str, drizzle: bool) -> Vec<Piece<'_>> {
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Lines<'a> {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Lines { text, starts }
+    }
+
+    fn at(&self, offset: usize) -> (u32, u32) {
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        let column = self.text[start..offset].chars().count() + 1;
+        (line as u32, column as u32)
+    }
+}
+
+/// The offset of the first byte after whitespace and comments (`--`, nested `/* */`).
+fn skip_blank(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => i += 1,
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i = s[i..].find('\n').map_or(b.len(), |n| i + n + 1);
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b';' => i += 1,
+            _ => return Some(i),
+        }
+    }
+    None
+}
+
+/// Cut a file into parsed statements: Drizzle chunks first when `drizzle`, then each chunk is
+/// parsed once by PostgreSQL's parser, which gives every statement's place. A chunk that does
+/// not parse is cut by the scanner and each piece parsed on its own, so the statement at fault
+/// is found (RB10) and the others are still linted. Safe to call from several threads.
+pub fn prepare(text: &str, drizzle: bool) -> Vec<Piece<'_>> {
     let chunks: Vec<(usize, &str)> = if drizzle {
         split::drizzle_chunks(text)
             .into_iter()
@@ -241,20 +300,55 @@ fn pieces(text: &str, drizzle: bool) -> Vec<Piece<'_>> {
     } else {
         vec![(0, text)]
     };
+    let lines = Lines::new(text);
     let mut out = Vec::new();
+    let mut push = |start: usize, end: usize, parsed: Result<NodeEnum, String>| {
+        let (line, column) = lines.at(start);
+        out.push(Piece {
+            sql: text[start..end].trim_end(),
+            line,
+            column,
+            parsed,
+        });
+    };
     for (base, chunk) in chunks {
-        let stmts = split_tolerant(chunk);
-        for s in stmts {
+        if let Ok(result) = pg_query::parse(chunk, 0) {
+            for raw in result.protobuf.stmts {
+                let loc = usize::try_from(raw.stmt_location)
+                    .unwrap_or(0)
+                    .min(chunk.len());
+                let end = match usize::try_from(raw.stmt_len) {
+                    Ok(0) | Err(_) => chunk.len(),
+                    Ok(n) => (loc + n).min(chunk.len()),
+                };
+                let Some(first) = skip_blank(&chunk[loc..end]) else {
+                    continue;
+                };
+                let Some(node) = raw.stmt.and_then(|n| n.node) else {
+                    continue;
+                };
+                push(base + loc + first, base + end, Ok(node));
+            }
+            continue;
+        }
+        for s in split_tolerant(chunk) {
             let piece = &chunk[s.offset..s.offset + s.sql.len()];
             let Some(first) = split::first_token_offset(piece) else {
                 continue;
             };
             let at = base + s.offset + first;
-            out.push(Piece {
-                sql: text[at..base + s.offset + piece.len()].trim_end(),
-                line: split::line_at(text, at),
-                column: column_at(text, at),
-            });
+            let sql = text[at..base + s.offset + piece.len()].trim_end();
+            let parsed = match pg_query::parse(sql, 0) {
+                Ok(r) => r
+                    .protobuf
+                    .stmts
+                    .into_iter()
+                    .find_map(|raw| raw.stmt.and_then(|n| n.node))
+                    .ok_or_else(|| "empty statement".to_string()),
+                Err(pg_query::Error::Parse(m)) => Err(m),
+                Err(other) => Err(other.to_string()),
+            };
+            push(at, base + s.offset + piece.len(), parsed);
         }
     }
     out
@@ -297,6 +391,18 @@ fn split_tolerant(chunk: &str) -> Vec<crate::source::Statement> {
 /// Lint one file, carrying `ctx` (its version, wrap and what earlier files created and
 /// validated) in and out.
 pub fn lint_source(src: &Source, ctx: &mut Context, selection: &Selection, out: &mut Outcome) {
+    let pieces = prepare(src.text, src.drizzle);
+    lint_prepared(src, pieces, ctx, selection, out);
+}
+
+/// Lint one file already cut and parsed by [`prepare`] (which callers may run in parallel).
+pub fn lint_prepared(
+    src: &Source,
+    pieces: Vec<Piece<'_>>,
+    ctx: &mut Context,
+    selection: &Selection,
+    out: &mut Outcome,
+) {
     let ignores = ignores(src.text);
     let active: Vec<&Rule> = rules::ALL
         .iter()
@@ -328,44 +434,35 @@ pub fn lint_source(src: &Source, ctx: &mut Context, selection: &Selection, out: 
             help: hit.help.unwrap_or_else(|| rule.help.to_string()),
         });
     };
-    for piece in pieces(src.text, src.drizzle) {
+    for piece in &pieces {
         out.statements += 1;
-        let parsed = match pg_query::parse(piece.sql, 0) {
-            Ok(p) => p,
-            Err(e) => {
+        let node = match &piece.parsed {
+            Ok(n) => n,
+            Err(msg) => {
                 if selection.runs(rb10) {
-                    let msg = match e {
-                        pg_query::Error::Parse(m) => m,
-                        other => other.to_string(),
-                    };
                     push(
                         rb10,
                         Hit::new(format!("the statement does not parse: {msg}")),
-                        &piece,
+                        piece,
                         &mut findings,
                     );
                 }
                 continue;
             }
         };
-        for raw in &parsed.protobuf.stmts {
-            let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
-                continue;
-            };
-            let stmt = Stmt {
-                node,
-                sql: piece.sql,
-                line: piece.line,
-                column: piece.column,
-                in_transaction: ctx.in_transaction_for(node, piece.sql),
-            };
-            for rule in &active {
-                for hit in (rule.check)(&stmt, ctx) {
-                    push(rule, hit, &piece, &mut findings);
-                }
+        let stmt = Stmt {
+            node,
+            sql: piece.sql,
+            line: piece.line,
+            column: piece.column,
+            in_transaction: ctx.in_transaction_for(node, piece.sql),
+        };
+        for rule in &active {
+            for hit in (rule.check)(&stmt, ctx) {
+                push(rule, hit, piece, &mut findings);
             }
-            ctx.observe(&stmt);
         }
+        ctx.observe(&stmt);
     }
     for f in ctx.end_file() {
         // End-of-file findings (an uncommitted BEGIN): located at the statement that opened it.
@@ -374,6 +471,7 @@ pub fn lint_source(src: &Source, ctx: &mut Context, selection: &Selection, out: 
                 sql: &f.2,
                 line: f.1.0,
                 column: f.1.1,
+                parsed: Err(String::new()),
             };
             push(rule, f.3, &piece, &mut findings);
         }
