@@ -336,38 +336,24 @@ fn columns(name: &str, s: &Table, t: &Table, out: &mut Vec<Difference>) {
                 sc.not_null,
             ));
         }
-        if sc.default != tc.default {
-            out.push(Difference::new(
-                Kind::ColumnDefaultChanged,
-                &obj,
-                Some(format!(
-                    "{} -> {}",
-                    none_or(tc.default.as_deref()),
-                    none_or(sc.default.as_deref())
-                )),
-            ));
-        }
-        if sc.collation != tc.collation {
-            out.push(Difference::new(
-                Kind::ColumnCollationChanged,
-                &obj,
-                Some(format!(
-                    "{} -> {}",
-                    none_or(tc.collation.as_deref()),
-                    none_or(sc.collation.as_deref())
-                )),
-            ));
-        }
-        if sc.generated != tc.generated {
-            out.push(Difference::new(
-                Kind::ColumnGeneratedChanged,
-                &obj,
-                Some(format!(
-                    "{} -> {}",
-                    none_or(tc.generated.as_deref()),
-                    none_or(sc.generated.as_deref())
-                )),
-            ));
+        // `<kind> <obj> <old|none> -> <new|none>` for optional texts that differ.
+        let optional = [
+            (Kind::ColumnDefaultChanged, &tc.default, &sc.default),
+            (Kind::ColumnCollationChanged, &tc.collation, &sc.collation),
+            (Kind::ColumnGeneratedChanged, &tc.generated, &sc.generated),
+        ];
+        for (kind, old, new) in optional {
+            if old != new {
+                out.push(Difference::new(
+                    kind,
+                    &obj,
+                    Some(format!(
+                        "{} -> {}",
+                        none_or(old.as_deref()),
+                        none_or(new.as_deref())
+                    )),
+                ));
+            }
         }
         if sc.identity != tc.identity {
             out.push(Difference::new(

@@ -281,7 +281,7 @@ impl DbUrl {
     pub fn redacted(&self) -> String {
         let mut s = format!("{}://", self.scheme);
         if let Some(u) = &self.user {
-            s.push_str(&encode(u));
+            s.push_str(&percent_encode(u));
             if self.password.is_some() {
                 s.push_str(":***");
             }
@@ -307,12 +307,12 @@ impl DbUrl {
         s.push_str(&hosts.join(","));
         if let Some(db) = &self.dbname {
             s.push('/');
-            s.push_str(&encode(db));
+            s.push_str(&percent_encode(db));
         }
         let params: Vec<String> = self
             .params
             .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
             .collect();
         if !params.is_empty() {
             s.push('?');
@@ -353,10 +353,10 @@ impl DbUrl {
     pub fn expose(&self) -> String {
         let mut s = format!("{}://", self.scheme);
         if let Some(u) = &self.user {
-            s.push_str(&encode(u));
+            s.push_str(&percent_encode(u));
             if let Some(p) = &self.password {
                 s.push(':');
-                s.push_str(&encode(p.expose()));
+                s.push_str(&percent_encode(p.expose()));
             }
             s.push('@');
         }
@@ -431,7 +431,8 @@ fn decode(s: &str, what: &str) -> Result<String, UrlError> {
     String::from_utf8(out).map_err(|_| UrlError(format!("{what} is not valid UTF-8")))
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encode all but RFC 3986 unreserved characters (URL parts, query values).
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -518,7 +519,7 @@ mod tests {
     #[test]
     fn special_characters_round_trip() {
         let pw = "p@ss:w/o?r#d% '\"\\";
-        let url = format!("postgres://user:{}@host/db", encode(pw));
+        let url = format!("postgres://user:{}@host/db", percent_encode(pw));
         let u = DbUrl::parse(&url).unwrap();
         assert_eq!(u.password.as_ref().unwrap().expose(), pw);
         assert_eq!(DbUrl::parse(&u.expose()).unwrap(), u);
