@@ -6,6 +6,7 @@ mod demo;
 mod lint;
 mod migrate;
 pub mod project;
+mod sandbox;
 mod status;
 
 use std::path::PathBuf;
@@ -92,6 +93,13 @@ pub enum Command {
     /// sharpens findings with a live catalog. Rules are listed by --list and documented in
     /// docs/rules/. Exit 1 when a finding at or above --fail-on exists.
     Lint(lint::Args),
+    /// Throwaway copies of a target: create (and keep), drop, list, gc.
+    ///
+    /// Strategies: local (a throwaway cluster from local binaries, filled by a streaming
+    /// pg_dump | pg_restore), server (a database on SANDBOX_POSTGRES_URL), template (CREATE
+    /// DATABASE ... TEMPLATE on the target's server, when allowed and nobody is connected),
+    /// neon (a Neon branch of the target's branch). Reads the target only.
+    Sandbox(sandbox::Args),
 }
 
 /// Options every command shares.
@@ -137,6 +145,7 @@ pub fn main() -> i32 {
             Command::Demo(a) => demo::run(&globals, a).await,
             Command::Compare(a) => compare::run(&globals, a).await,
             Command::Lint(a) => lint::run(&globals, a).await,
+            Command::Sandbox(a) => sandbox::run(&globals, a).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(2));

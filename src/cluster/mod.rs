@@ -250,6 +250,111 @@ impl LocalCluster {
     }
 }
 
+/// A cluster left running on purpose (`sandbox create` keeps its sandbox), or found by
+/// [`leftovers`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KeptCluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub bin: PathBuf,
+}
+
+impl LocalCluster {
+    /// Leave the cluster running after this value is dropped: `owner.json` records it as kept,
+    /// so `sandbox gc` leaves it alone until `sandbox drop` removes it.
+    pub fn keep(mut self) -> Result<KeptCluster, ClusterError> {
+        let owner = serde_json::json!({
+            "pid": std::process::id(),
+            "started_at": jiff::Timestamp::now().to_string(),
+            "bin": self.bin.dir,
+            "kept": true,
+            "port": self.port,
+        });
+        std::fs::write(self.dir.join("owner.json"), owner.to_string())
+            .map_err(|e| ClusterError(format!("{}: {e}", self.dir.display())))?;
+        self.stopped = true;
+        Ok(KeptCluster {
+            dir: self.dir.clone(),
+            port: self.port,
+            bin: self.bin.dir.clone(),
+        })
+    }
+}
+
+/// A cluster folder in pgship's temp root.
+#[derive(Debug, Clone)]
+pub struct Leftover {
+    pub dir: PathBuf,
+    pub pid: Option<u32>,
+    /// The owning process still runs.
+    pub alive: bool,
+    pub kept: bool,
+    pub bin: Option<PathBuf>,
+}
+
+/// Every cluster folder in pgship's temp root, with whether its owner is still alive.
+pub fn leftovers() -> Vec<Leftover> {
+    let Ok(root) = temp_root() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let dir = e.path();
+        if !e.file_name().to_string_lossy().starts_with("cluster-") || !dir.is_dir() {
+            continue;
+        }
+        let owner: serde_json::Value = std::fs::read_to_string(dir.join("owner.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let pid = owner["pid"].as_u64().map(|p| p as u32);
+        out.push(Leftover {
+            alive: pid.is_some_and(process_alive),
+            pid,
+            kept: owner["kept"].as_bool().unwrap_or(false),
+            bin: owner["bin"].as_str().map(PathBuf::from),
+            dir,
+        });
+    }
+    out.sort_by(|a, b| a.dir.cmp(&b.dir));
+    out
+}
+
+/// Whether process `pid` exists (signal 0).
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Stop the server of a cluster folder (if running) and remove the folder.
+pub fn remove_dir(dir: &Path, bin: Option<&Path>) -> Result<(), ClusterError> {
+    let data = dir.join("data");
+    if data.join("postmaster.pid").exists() {
+        let bin = bin
+            .map(Path::to_path_buf)
+            .or_else(|| {
+                tools::candidates(&["pg_ctl"])
+                    .first()
+                    .map(|b| b.dir.clone())
+            })
+            .ok_or_else(|| ClusterError("no pg_ctl found to stop the cluster".into()))?;
+        let mut c = Command::new(bin.join("pg_ctl"));
+        c.env("LC_ALL", "C")
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "stop"]);
+        if let Some((uid, gid)) = run_as_user()? {
+            c.uid(uid).gid(gid);
+        }
+        let _ = c.output();
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| ClusterError(format!("{}: {e}", dir.display())))
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.stop();

@@ -22,6 +22,20 @@ pub struct ConfigFile {
     pub compare: CompareFile,
     #[serde(default)]
     pub lint: LintFile,
+    #[serde(default)]
+    pub sandbox: SandboxFile,
+}
+
+/// `[sandbox]`: how sandboxes are made.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxFile {
+    /// `auto` (default), `local`, `server`, `template` or `neon`.
+    pub strategy: Option<String>,
+    /// Allow `template` (CREATE DATABASE ... TEMPLATE on the target's own server).
+    pub allow_template: Option<bool>,
+    /// How long pg_dump waits for a lock on the target before the clone gives up (`5s`).
+    pub lock_wait_timeout: Option<String>,
 }
 
 /// `[lint]`: which rules run and what fails the lint.

@@ -1,0 +1,222 @@
+//! Private files of a clone: a 0700 folder under pgship's temp root for the passfile and the
+//! post-data archive (removed when the clone ends, and by the next clone if pgship was
+//! killed), and the optional `clone.dump` (0600, never overwriting, never through a symlink).
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::db::DbUrl;
+
+use super::CloneError;
+
+const PREFIX: &str = "clone-";
+
+/// A folder only pgship's user can enter, removed on drop.
+pub(crate) struct PrivateDir {
+    path: PathBuf,
+}
+
+impl PrivateDir {
+    pub fn create() -> Result<PrivateDir, CloneError> {
+        let root = crate::cluster::temp_root().map_err(|e| CloneError::Io {
+            path: std::env::temp_dir().display().to_string(),
+            message: e.to_string(),
+        })?;
+        let path = root.join(format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            crate::util::random_hex(6)
+        ));
+        // `create` (not `create_all`) fails if the name exists, so nobody can plant it.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| io_error(&path, &e))?;
+        Ok(PrivateDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write a new 0600 file in the folder.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, CloneError> {
+        let path = self.path.join(name);
+        let mut f = create_private(&path)?;
+        f.write_all(bytes).map_err(|e| io_error(&path, &e))?;
+        Ok(path)
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Create `path` for writing: mode 0600, failing if it exists or is a symlink.
+pub(crate) fn create_private(path: &Path) -> Result<std::fs::File, CloneError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| io_error(path, &e))
+}
+
+/// The kept dump file.
+pub(crate) fn create_dump_file(path: &Path) -> Result<std::fs::File, CloneError> {
+    create_private(path)
+}
+
+pub(crate) fn io_error(path: &Path, e: &std::io::Error) -> CloneError {
+    CloneError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Remove the folders of clones whose pgship process is gone (killed before its guard ran).
+pub(crate) fn sweep() {
+    let Ok(root) = crate::cluster::temp_root() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid > 0 && !alive(pid) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// A libpq passfile with the passwords of `urls` (one line per host), followed by the user's
+/// own passfile so that URLs without a password still find theirs.
+pub(crate) fn passfile(urls: &[&DbUrl], user: &dyn Fn(&DbUrl) -> String) -> String {
+    let mut out = String::new();
+    for url in urls {
+        let Some(password) = &url.password else {
+            continue;
+        };
+        let user = user(url);
+        let hosts: Vec<(String, String)> = if url.hosts.is_empty() {
+            vec![("localhost".into(), "*".into())]
+        } else {
+            url.hosts
+                .iter()
+                .map(|h| {
+                    // libpq matches Unix-socket connections as `localhost`.
+                    let host = if h.host.starts_with('/') || h.host.is_empty() {
+                        "localhost".to_string()
+                    } else {
+                        h.host.clone()
+                    };
+                    (host, h.port.map_or("*".into(), |p| p.to_string()))
+                })
+                .collect()
+        };
+        for (host, port) in hosts {
+            out.push_str(&format!(
+                "{}:{}:*:{}:{}\n",
+                escape(&host),
+                port,
+                escape(&user),
+                escape(password.expose())
+            ));
+        }
+    }
+    if urls.iter().any(|u| u.password.is_none()) {
+        let own = std::env::var_os("PGPASSFILE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".pgpass")));
+        if let Some(text) = own.and_then(|p| std::fs::read_to_string(p).ok()) {
+            out.push_str(&text);
+            if !text.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Passfile fields escape `\` and `:` with a backslash.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passfile_lines() {
+        let a = DbUrl::parse("postgres://app:p%3Aw%5Cd@db.example.com:6543/x").unwrap();
+        let b = DbUrl::parse("postgres://u:s3cret@[::1]/y").unwrap();
+        let text = passfile(&[&a, &b], &|u| u.user.clone().unwrap());
+        assert_eq!(
+            text,
+            "db.example.com:6543:*:app:p\\:w\\\\d\n\\:\\:1:*:*:u:s3cret\n"
+        );
+        let socket = DbUrl::parse("postgres://v:pw@/z?host=/var/run/postgresql").unwrap();
+        assert_eq!(
+            passfile(&[&socket], &|_| "v".into()),
+            "localhost:*:*:v:pw\n"
+        );
+    }
+
+    #[test]
+    fn private_dir_and_files() {
+        let dir = PrivateDir::create().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let f = dir.write("pgpass", b"x").unwrap();
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(dir.write("pgpass", b"y").is_err(), "never overwrites");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(create_private(&link).is_err(), "never follows a symlink");
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn sweep_removes_dead_owners_only() {
+        let root = crate::cluster::temp_root().unwrap();
+        // pid 0x7ffffff0 does not exist (above the default pid_max).
+        let dead = root.join(format!(
+            "{PREFIX}2147483632-test{}",
+            crate::util::random_hex(3)
+        ));
+        let live = root.join(format!(
+            "{PREFIX}{}-test{}",
+            std::process::id(),
+            crate::util::random_hex(3)
+        ));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::create_dir(&live).unwrap();
+        sweep();
+        assert!(!dead.exists());
+        assert!(live.exists());
+        std::fs::remove_dir(&live).unwrap();
+    }
+}

@@ -1,0 +1,638 @@
+//! Sandboxes: a throwaway copy of a target, made fast, always cleaned up, never a risk to the
+//! target. Four strategies:
+//!
+//! - `local`: a throwaway cluster started by pgship from local binaries of the target's major
+//!   version or newer ([`crate::cluster`]), filled by [`clone`];
+//! - `server`: a database `pgship_sandbox_<id>` on `SANDBOX_POSTGRES_URL`, filled by [`clone`];
+//! - `template`: `CREATE DATABASE ... TEMPLATE <target>` on the target's own server, when
+//!   `[sandbox] allow_template = true` and nobody else is connected to the target;
+//! - `neon`: a Neon branch of the target's branch ([`neon`]): copy-on-write, so the time does
+//!   not grow with the database.
+//!
+//! Every sandbox is marked: its name starts with `pgship_sandbox_`/`pgship-sandbox-` (a local
+//! cluster lives in pgship's temp root), and a record in pgship's sandbox registry (and, for
+//! databases, a comment on the database) holds its id, the owning pid and host, and whether it
+//! was kept on purpose. [`gc`] removes what dead runs left behind.
+
+pub mod clone;
+pub mod neon;
+pub mod registry;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{self, ClusterOptions, LocalCluster};
+use crate::config::Env;
+use crate::db::{ConnectOptions, DbError, DbUrl, connect, quote_ident, quote_literal, tools};
+pub use registry::Record;
+
+/// How a sandbox is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The best one available: neon for a Neon target with NEON_API_KEY, else template when
+    /// allowed, else server when SANDBOX_POSTGRES_URL is set, else local.
+    Auto,
+    Local,
+    Server,
+    Template,
+    Neon,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Auto => "auto",
+            Strategy::Local => "local",
+            Strategy::Server => "server",
+            Strategy::Template => "template",
+            Strategy::Neon => "neon",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Strategy> {
+        <Strategy as clap::ValueEnum>::from_str(s, true).ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{0}")]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Cluster(#[from] cluster::ClusterError),
+    #[error("{0}")]
+    Clone(#[from] clone::CloneError),
+    #[error("{0}")]
+    Neon(#[from] neon::NeonError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Other(String),
+    #[error("interrupted: the sandbox was removed")]
+    Interrupted,
+}
+
+/// What to make.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub strategy: Strategy,
+    pub data: clone::DataMode,
+    /// Write `clone.dump` here too (local and server).
+    pub keep_dump: Option<std::path::PathBuf>,
+    /// `[sandbox] allow_template`.
+    pub allow_template: bool,
+    pub lock_wait_timeout: Duration,
+}
+
+/// A live sandbox. Dropping it without [`Sandbox::destroy`] or [`Sandbox::keep`] removes a
+/// local cluster (its own Drop) and leaves databases and branches to `gc`.
+pub struct Sandbox {
+    pub id: String,
+    pub strategy: Strategy,
+    pub url: DbUrl,
+    pub seconds: f64,
+    resource: Resource,
+}
+
+enum Resource {
+    Local(LocalCluster),
+    Database {
+        admin: DbUrl,
+        name: String,
+    },
+    Neon {
+        client: neon::NeonClient,
+        branch: String,
+    },
+    Gone,
+}
+
+fn sandbox_name(id: &str) -> String {
+    format!("pgship_sandbox_{id}")
+}
+
+/// Pick the strategy `auto` means for this target.
+pub fn resolve(strategy: Strategy, target: &DbUrl, env: &Env, allow_template: bool) -> Strategy {
+    if strategy != Strategy::Auto {
+        return strategy;
+    }
+    let neon_host = target.host().ends_with(".neon.tech");
+    if neon_host && env.get("NEON_API_KEY").is_some() && env.get("NEON_PROJECT_ID").is_some() {
+        Strategy::Neon
+    } else if allow_template {
+        Strategy::Template
+    } else if env
+        .get("SANDBOX_POSTGRES_URL")
+        .is_some_and(|v| !v.trim().is_empty())
+    {
+        Strategy::Server
+    } else {
+        Strategy::Local
+    }
+}
+
+/// The extensions the target uses that the sandbox server cannot create.
+async fn missing_extensions(
+    target: &tokio_postgres::Client,
+    sandbox: &tokio_postgres::Client,
+) -> Result<Vec<String>, DbError> {
+    let used: Vec<String> = target
+        .query(
+            "SELECT extname::text FROM pg_catalog.pg_extension ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| DbError::query("listing the target's extensions", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let available: Vec<String> = sandbox
+        .query(
+            "SELECT name::text FROM pg_catalog.pg_available_extensions",
+            &[],
+        )
+        .await
+        .map_err(|e| DbError::query("listing the sandbox's available extensions", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(used
+        .into_iter()
+        .filter(|e| !available.contains(e))
+        .collect())
+}
+
+fn marker(id: &str, strategy: Strategy, kept: bool) -> String {
+    serde_json::json!({
+        "pgship_sandbox": id,
+        "strategy": strategy.as_str(),
+        "pid": std::process::id(),
+        "host": registry::hostname(),
+        "kept": kept,
+        "created_at": jiff::Timestamp::now().to_string(),
+    })
+    .to_string()
+}
+
+fn dbname_of(url: &DbUrl) -> String {
+    url.dbname
+        .clone()
+        .or_else(|| url.user.clone())
+        .unwrap_or_else(|| "postgres".into())
+}
+
+/// Wait for Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+impl Sandbox {
+    /// Make a sandbox of `target`. On error, Ctrl-C or SIGTERM, whatever was made is removed
+    /// before this returns.
+    pub async fn create(
+        target: &DbUrl,
+        req: &Request,
+        env: &Env,
+        progress: &dyn Fn(clone::Progress),
+    ) -> Result<Sandbox, SandboxError> {
+        let started = Instant::now();
+        let id = format!(
+            "{}{}",
+            jiff::Timestamp::now().strftime("%Y%m%d%H%M%S"),
+            crate::util::random_hex(3)
+        );
+        let strategy = resolve(req.strategy, target, env, req.allow_template);
+        let mut sandbox = tokio::select! {
+            r = provision(&id, strategy, target, req, env) => r?,
+            _ = interrupted() => return Err(SandboxError::Interrupted),
+        };
+        registry::save(&sandbox.record(false)?)?;
+        let fill = sandbox.fill(target, req, progress);
+        let filled = tokio::select! {
+            r = fill => r.map_err(Some),
+            _ = interrupted() => Err(None),
+        };
+        match filled {
+            Ok(()) => {
+                sandbox.seconds = started.elapsed().as_secs_f64();
+                Ok(sandbox)
+            }
+            Err(e) => {
+                let _ = sandbox.destroy().await;
+                Err(e.unwrap_or(SandboxError::Interrupted))
+            }
+        }
+    }
+
+    /// Its registry record.
+    fn record(&self, kept: bool) -> Result<Record, SandboxError> {
+        let kind = match &self.resource {
+            Resource::Local(c) => registry::Kind::Local(cluster::KeptCluster {
+                dir: c.dir.clone(),
+                port: c.port,
+                bin: c.bin.dir.clone(),
+            }),
+            Resource::Database { admin, name } => registry::Kind::Database {
+                admin: admin.expose(),
+                name: name.clone(),
+            },
+            Resource::Neon { client, branch } => registry::Kind::Neon {
+                project: client.project_id().to_string(),
+                branch: branch.clone(),
+            },
+            Resource::Gone => return Err(SandboxError::Other("the sandbox is gone".into())),
+        };
+        Ok(Record {
+            id: self.id.clone(),
+            strategy: self.strategy,
+            url: self.url.expose(),
+            kept,
+            pid: std::process::id(),
+            host: registry::hostname(),
+            created_at: jiff::Timestamp::now().to_string(),
+            kind,
+        })
+    }
+
+    /// Copy the target into a provisioned local or server sandbox.
+    async fn fill(
+        &self,
+        target: &DbUrl,
+        req: &Request,
+        progress: &dyn Fn(clone::Progress),
+    ) -> Result<(), SandboxError> {
+        if !matches!(self.strategy, Strategy::Local | Strategy::Server) {
+            return Ok(());
+        }
+        let opts = ConnectOptions::default();
+        let target_conn = connect(target, &opts).await?;
+        let major = target_conn.version.major();
+        if let Resource::Local(c) = &self.resource {
+            let admin = connect(&self.url, &opts).await?;
+            let missing = missing_extensions(&target_conn.client, &admin.client).await?;
+            if !missing.is_empty() {
+                return Err(SandboxError::Refused(format!(
+                    "the target uses extension{} {} that the local PostgreSQL {} binaries ({}) do not have: install {} or use --sandbox server or neon",
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing.join(", "),
+                    c.bin.major,
+                    c.bin.dir.display(),
+                    if missing.len() == 1 { "it" } else { "them" },
+                )));
+            }
+        }
+        drop(target_conn);
+        let tools = tools::find_dump_tools(major).map_err(SandboxError::Other)?;
+        let mut copts = clone::CloneOptions::new(tools);
+        copts.data = req.data;
+        copts.lock_wait_timeout = req.lock_wait_timeout;
+        copts.keep_dump = req.keep_dump.clone();
+        copts.create_missing_roles = self.strategy == Strategy::Local;
+        clone::clone(target, &self.url, &copts, progress).await?;
+        Ok(())
+    }
+}
+
+/// Make the empty sandbox (or, for template and neon, the finished copy).
+async fn provision(
+    id: &str,
+    strategy: Strategy,
+    target: &DbUrl,
+    req: &Request,
+    env: &Env,
+) -> Result<Sandbox, SandboxError> {
+    let opts = ConnectOptions::default();
+    let dbname = dbname_of(target);
+    let (url, resource) = match strategy {
+        Strategy::Local | Strategy::Auto => {
+            let major = connect(target, &opts).await?.version.major();
+            let cluster = tokio::task::spawn_blocking(move || {
+                LocalCluster::start(&ClusterOptions {
+                    min_major: Some(major),
+                    ..Default::default()
+                })
+            })
+            .await
+            .map_err(|e| SandboxError::Other(format!("starting the cluster: {e}")))??;
+            let url = cluster.url(&dbname);
+            if dbname != "postgres" {
+                let admin = connect(&cluster.url("postgres"), &opts).await?;
+                admin
+                    .client
+                    .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&dbname)))
+                    .await
+                    .map_err(|e| DbError::query("creating the sandbox database", &e))?;
+            }
+            (url, Resource::Local(cluster))
+        }
+        Strategy::Server | Strategy::Template => {
+            let admin_url = if strategy == Strategy::Server {
+                let raw = env
+                    .get("SANDBOX_POSTGRES_URL")
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| {
+                        SandboxError::Refused(
+                            "--sandbox server needs SANDBOX_POSTGRES_URL (a server where pgship may create databases)".into(),
+                        )
+                    })?;
+                DbUrl::parse(raw).map_err(DbError::from)?
+            } else {
+                if !req.allow_template {
+                    return Err(SandboxError::Refused(
+                        "--sandbox template copies the target on its own server: allow it with [sandbox] allow_template = true in pgship.toml".into(),
+                    ));
+                }
+                target.with_dbname("postgres")
+            };
+            let name = sandbox_name(id);
+            let admin = connect(&admin_url, &opts).await?;
+            if strategy == Strategy::Template {
+                let others: i64 = admin
+                    .client
+                    .query_one(
+                        "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = $1",
+                        &[&dbname],
+                    )
+                    .await
+                    .map_err(|e| DbError::query("counting sessions on the target", &e))?
+                    .get(0);
+                if others > 0 {
+                    return Err(SandboxError::Refused(format!(
+                        "--sandbox template needs the target to have no other sessions (CREATE DATABASE ... TEMPLATE copies it while nobody is connected), and {} has {others}: use --sandbox local, server or neon",
+                        target.redacted()
+                    )));
+                }
+                admin
+                    .client
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {} TEMPLATE {}",
+                        quote_ident(&name),
+                        quote_ident(&dbname)
+                    ))
+                    .await
+                    .map_err(|e| DbError::query("CREATE DATABASE ... TEMPLATE", &e))?;
+            } else {
+                admin
+                    .client
+                    .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+                    .await
+                    .map_err(|e| DbError::query("creating the sandbox database", &e))?;
+            }
+            let marked = admin
+                .client
+                .batch_execute(&format!(
+                    "COMMENT ON DATABASE {} IS {}",
+                    quote_ident(&name),
+                    quote_literal(&marker(id, strategy, false))
+                ))
+                .await;
+            if let Err(e) = marked {
+                let _ = drop_database(&admin_url, &name).await;
+                return Err(DbError::query("marking the sandbox database", &e).into());
+            }
+            (
+                admin_url.with_dbname(&name),
+                Resource::Database {
+                    admin: admin_url,
+                    name,
+                },
+            )
+        }
+        Strategy::Neon => {
+            let client = neon::NeonClient::from_env(env)?;
+            let parent = client.branch_for_host(target.host()).await?;
+            let branch = match client
+                .create_branch(&parent, &format!("pgship-sandbox-{id}"))
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    if let Some(b) = e.created_branch() {
+                        let _ = client.delete_branch(b).await;
+                    }
+                    return Err(e.into());
+                }
+            };
+            let url = match branch
+                .host
+                .clone()
+                .ok_or_else(|| {
+                    SandboxError::Other(format!("Neon branch {} has no endpoint host", branch.id))
+                })
+                .and_then(|h| Ok(neon::sandbox_url(target, &h)?))
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    let _ = client.delete_branch(&branch.id).await;
+                    return Err(e);
+                }
+            };
+            (
+                url,
+                Resource::Neon {
+                    client,
+                    branch: branch.id,
+                },
+            )
+        }
+    };
+    Ok(Sandbox {
+        id: id.to_string(),
+        strategy,
+        url,
+        seconds: 0.0,
+        resource,
+    })
+}
+
+impl Sandbox {
+    /// Remove the sandbox: stop and delete the cluster, drop the database, delete the branch.
+    pub async fn destroy(mut self) -> Result<(), SandboxError> {
+        let resource = std::mem::replace(&mut self.resource, Resource::Gone);
+        let result = destroy_resource(resource).await;
+        registry::forget(&self.id);
+        result
+    }
+
+    /// Keep the sandbox after pgship exits (`sandbox create`): record it for `list` and `drop`.
+    pub async fn keep(mut self) -> Result<Record, SandboxError> {
+        let record = self.record(true)?;
+        if let Resource::Local(c) = std::mem::replace(&mut self.resource, Resource::Gone) {
+            c.keep()?;
+        }
+        if let registry::Kind::Database { admin, name } = &record.kind {
+            let admin = DbUrl::parse(admin).map_err(DbError::from)?;
+            let conn = connect(&admin, &ConnectOptions::default()).await?;
+            conn.client
+                .batch_execute(&format!(
+                    "COMMENT ON DATABASE {} IS {}",
+                    quote_ident(name),
+                    quote_literal(&marker(&record.id, record.strategy, true))
+                ))
+                .await
+                .map_err(|e| DbError::query("marking the sandbox database as kept", &e))?;
+        }
+        registry::save(&record)?;
+        Ok(record)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // A local cluster stops in its own Drop; databases and branches need a connection,
+        // which Drop cannot await: the registry entry lets `gc` remove them.
+    }
+}
+
+async fn destroy_resource(resource: Resource) -> Result<(), SandboxError> {
+    match resource {
+        Resource::Local(mut c) => {
+            tokio::task::spawn_blocking(move || c.stop())
+                .await
+                .map_err(|e| SandboxError::Other(format!("stopping the cluster: {e}")))?;
+            Ok(())
+        }
+        Resource::Database { admin, name } => drop_database(&admin, &name).await,
+        Resource::Neon { client, branch } => Ok(client.delete_branch(&branch).await?),
+        Resource::Gone => Ok(()),
+    }
+}
+
+async fn drop_database(admin: &DbUrl, name: &str) -> Result<(), SandboxError> {
+    let conn = connect(admin, &ConnectOptions::default()).await?;
+    let version = conn.version.major();
+    let force = if version >= 13 { " WITH (FORCE)" } else { "" };
+    conn.client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {}{force}",
+            quote_ident(name)
+        ))
+        .await
+        .map_err(|e| DbError::query(format!("dropping the sandbox database {name}"), &e))?;
+    Ok(())
+}
+
+/// Remove a kept sandbox by id.
+pub async fn drop_kept(id: &str) -> Result<Record, SandboxError> {
+    let record = registry::load(id)?.ok_or_else(|| {
+        SandboxError::Refused(format!(
+            "no kept sandbox `{id}` (see `pgship sandbox list`)"
+        ))
+    })?;
+    remove_record(&record, None).await?;
+    registry::forget(id);
+    Ok(record)
+}
+
+async fn remove_record(record: &Record, env: Option<&Env>) -> Result<(), SandboxError> {
+    match &record.kind {
+        registry::Kind::Local(k) => {
+            cluster::remove_dir(&k.dir, Some(&k.bin))?;
+            Ok(())
+        }
+        registry::Kind::Database { admin, name } => {
+            drop_database(&DbUrl::parse(admin).map_err(DbError::from)?, name).await
+        }
+        registry::Kind::Neon { branch, .. } => {
+            let env = match env {
+                Some(e) => e.clone(),
+                None => Env::from_pairs(std::env::vars()),
+            };
+            Ok(neon::NeonClient::from_env(&env)?
+                .delete_branch(branch)
+                .await?)
+        }
+    }
+}
+
+/// Kept sandboxes.
+pub fn list() -> Vec<Record> {
+    registry::all().into_iter().filter(|r| r.kept).collect()
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default, Serialize)]
+pub struct Collected {
+    pub removed: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// Remove what dead runs left behind: throwaway clusters in pgship's temp root whose owner is
+/// gone (not kept ones), `pgship_sandbox_*` databases on SANDBOX_POSTGRES_URL (and `server`'s
+/// target servers recorded in the registry) whose marker names a dead pid on this host, and
+/// Neon branches recorded by dead runs.
+pub async fn gc(env: &Env) -> Collected {
+    let mut out = Collected::default();
+    for l in cluster::leftovers() {
+        if l.alive || l.kept {
+            continue;
+        }
+        match cluster::remove_dir(&l.dir, l.bin.as_deref()) {
+            Ok(()) => out.removed.push(format!("cluster {}", l.dir.display())),
+            Err(e) => out.failed.push(format!("cluster {}: {e}", l.dir.display())),
+        }
+    }
+    for r in registry::all() {
+        if r.kept || (r.host == registry::hostname() && cluster::process_alive(r.pid)) {
+            continue;
+        }
+        let what = format!("{} sandbox {}", r.strategy.as_str(), r.id);
+        match remove_record(&r, Some(env)).await {
+            Ok(()) => {
+                registry::forget(&r.id);
+                out.removed.push(what);
+            }
+            Err(e) => out.failed.push(format!("{what}: {e}")),
+        }
+    }
+    // Databases marked by pgship on the sandbox server, whatever the registry says.
+    if let Some(raw) = env
+        .get("SANDBOX_POSTGRES_URL")
+        .filter(|v| !v.trim().is_empty())
+        && let Ok(admin) = DbUrl::parse(raw)
+        && let Ok(conn) = connect(&admin, &ConnectOptions::default()).await
+    {
+        let rows = conn
+            .client
+            .query(
+                "SELECT d.datname::text, pg_catalog.shobj_description(d.oid, 'pg_database') \
+                 FROM pg_catalog.pg_database d WHERE d.datname LIKE 'pgship\\_sandbox\\_%'",
+                &[],
+            )
+            .await
+            .unwrap_or_default();
+        for r in rows {
+            let name: String = r.get(0);
+            let note: Option<String> = r.get(1);
+            let m: serde_json::Value = note
+                .as_deref()
+                .and_then(|n| serde_json::from_str(n).ok())
+                .unwrap_or_default();
+            let pid = m["pid"].as_u64().map(|p| p as u32);
+            let here = m["host"].as_str() == Some(registry::hostname().as_str());
+            // Only this machine's runs can be judged dead; kept sandboxes stay.
+            let kept = m["kept"].as_bool() == Some(true);
+            if kept || !here || pid.is_some_and(cluster::process_alive) {
+                continue;
+            }
+            match drop_database(&admin, &name).await {
+                Ok(()) => out.removed.push(format!("database {name}")),
+                Err(e) => out.failed.push(format!("database {name}: {e}")),
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,278 @@
+//! `pgship sandbox` as a user runs it: each strategy makes a copy whose schema fingerprint and
+//! row counts equal the target's and is removed by `drop`; `template` refuses while someone is
+//! connected; a killed `create` leaves something `gc` removes; a PostgreSQL 18 target clones
+//! into a PostgreSQL 18 cluster.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+use pgship::compare::{SchemaFilter, introspect};
+use pgship::db::{ConnectOptions, DbUrl, connect};
+
+const SETUP: &str = "CREATE EXTENSION IF NOT EXISTS citext;
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email citext NOT NULL UNIQUE, m mood DEFAULT 'ok');
+CREATE TABLE orders (id serial PRIMARY KEY, user_id bigint REFERENCES users(id), total numeric(12,2), note text);
+CREATE INDEX orders_note_trgm ON orders USING gin (note gin_trgm_ops);
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+INSERT INTO users (email) SELECT 'u' || g || '@x' FROM generate_series(1, 500) g;
+INSERT INTO orders (user_id, total, note) SELECT 1 + g % 500, g, 'note ' || g FROM generate_series(1, 3000) g;";
+
+fn fingerprint_and_counts(url: &str) -> (String, Vec<(String, i64)>) {
+    rt().block_on(async {
+        let c = connect(&DbUrl::parse(url).unwrap(), &ConnectOptions::default())
+            .await
+            .unwrap();
+        let filter = SchemaFilter {
+            include: vec![],
+            exclude: vec!["pgship".into()],
+        };
+        let m = introspect::introspect(&c.client, &filter).await.unwrap();
+        let mut counts = Vec::new();
+        for t in ["users", "orders"] {
+            let n: i64 = c
+                .client
+                .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+                .await
+                .unwrap()
+                .get(0);
+            counts.push((t.to_string(), n));
+        }
+        (m.fingerprint(), counts)
+    })
+}
+
+fn create(project: &std::path::Path, target: &str, strategy: &str) -> (i32, Value, String) {
+    create_with(project, target, strategy, &[])
+}
+
+fn create_with(
+    project: &std::path::Path,
+    target: &str,
+    strategy: &str,
+    env: &[(&str, &std::path::Path)],
+) -> (i32, Value, String) {
+    let mut cmd = pgship(project);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(cmd.args([
+        "sandbox",
+        "create",
+        target,
+        "--sandbox",
+        strategy,
+        "--show-password",
+        "--format",
+        "json",
+    ]));
+    let v = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    (out.code, v, out.stderr)
+}
+
+#[test]
+fn each_strategy_copies_the_target_and_drop_removes_it() {
+    let Some(target) = TestDb::new() else { return };
+    target.query(SETUP);
+    let want = fingerprint_and_counts(&target.url);
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join(".env"),
+        format!("SANDBOX_POSTGRES_URL={}\n", admin_url()),
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pgship.toml"),
+        "[sandbox]\nallow_template = true\n",
+    )
+    .unwrap();
+    for strategy in ["local", "server", "template"] {
+        let (code, v, err) = create(project.path(), &target.url, strategy);
+        assert_eq!(code, 0, "{strategy}: {err}");
+        assert_eq!(v["strategy"], strategy);
+        let url = v["url"].as_str().unwrap().to_string();
+        assert!(v["seconds"].as_f64().is_some());
+        assert_eq!(fingerprint_and_counts(&url), want, "{strategy}");
+        let id = v["id"].as_str().unwrap();
+        let listed = run(pgship(project.path()).args(["sandbox", "list"]));
+        assert!(listed.stdout.contains(id), "{}", listed.stdout);
+        assert!(!listed.stdout.contains(":***@") || !url.contains("***"));
+        let out = run(pgship(project.path()).args(["sandbox", "drop", id]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let gone = rt().block_on(async {
+            connect(&DbUrl::parse(&url).unwrap(), &ConnectOptions::default())
+                .await
+                .is_err()
+        });
+        assert!(gone, "{strategy}: the sandbox still answers after drop");
+    }
+}
+
+#[test]
+fn template_refuses_while_another_session_is_connected() {
+    let Some(target) = TestDb::new() else { return };
+    target.query("CREATE TABLE t (id int)");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("pgship.toml"),
+        "[sandbox]\nallow_template = true\n",
+    )
+    .unwrap();
+    let sandboxes = || {
+        query(
+            &admin_url(),
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgship\\_sandbox\\_%'",
+        )[0][0]
+            .clone()
+    };
+    let before = sandboxes();
+    let mut other = std::process::Command::new("psql")
+        .args([&target.url, "-c", "SELECT pg_sleep(30)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let (code, _, err) = create(project.path(), &target.url, "template");
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no other sessions"), "{err}");
+    assert_eq!(sandboxes(), before, "nothing was created");
+}
+
+#[test]
+fn a_killed_create_leaves_a_cluster_that_gc_removes() {
+    let Some(target) = TestDb::new() else { return };
+    target.query(SETUP);
+    // Enough rows that the clone is still running when the process is killed.
+    target.query("INSERT INTO orders (user_id, total, note) SELECT 1, g, repeat('x', 200) FROM generate_series(1, 300000) g");
+    let project = tempfile::tempdir().unwrap();
+    let before: Vec<_> = pgship::cluster::leftovers()
+        .into_iter()
+        .map(|l| l.dir)
+        .collect();
+    let mut child = pgship(project.path())
+        .args(["sandbox", "create", &target.url, "--sandbox", "local"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until its cluster exists, then kill -9.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mine = loop {
+        let now: Vec<_> = pgship::cluster::leftovers()
+            .into_iter()
+            .filter(|l| !before.contains(&l.dir) && l.pid == Some(child.id()))
+            .collect();
+        if let Some(l) = now
+            .first()
+            .filter(|l| l.dir.join("data/postmaster.pid").exists())
+        {
+            break l.dir.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no cluster appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(mine.exists(), "kill -9 leaves the cluster behind");
+    let out = run(pgship(project.path()).args(["sandbox", "gc"]));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&mine.display().to_string()),
+        "{}",
+        out.stdout
+    );
+    assert!(!mine.exists(), "gc removed the cluster folder");
+}
+
+#[test]
+fn a_postgres_18_target_clones_into_a_postgres_18_cluster() {
+    let Some(bin) = pg18_bin() else { return };
+    let b = pgship::db::tools::at(&bin, "postgres").unwrap();
+    let cluster = pgship::cluster::LocalCluster::start(&pgship::cluster::ClusterOptions {
+        bin: Some(b),
+        ..Default::default()
+    })
+    .unwrap();
+    let admin = cluster.url("postgres").expose();
+    let Some(target) = TestDb::on(&admin) else {
+        return;
+    };
+    target.query(SETUP);
+    let want = fingerprint_and_counts(&target.url);
+    let project = tempfile::tempdir().unwrap();
+    // Without PostgreSQL 18 binaries on the search path the local strategy says so.
+    let (code, _, err) = create(project.path(), &target.url, "local");
+    if code != 0 {
+        assert!(err.contains("of major 18 or newer"), "{err}");
+    }
+    let (code, v, err) = create_with(
+        project.path(),
+        &target.url,
+        "local",
+        &[("PGSHIP_PG_BIN", bin.as_path())],
+    );
+    assert_eq!(code, 0, "{err}");
+    let url = v["url"].as_str().unwrap();
+    let version = query(url, "SHOW server_version_num")[0][0].clone().unwrap();
+    assert!(version.starts_with("18"), "{version}");
+    assert_eq!(fingerprint_and_counts(url), want);
+    let out = run(pgship(project.path()).args(["sandbox", "drop", v["id"].as_str().unwrap()]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn ctrl_c_and_sigterm_during_a_clone_leave_nothing_behind() {
+    let Some(target) = TestDb::new() else { return };
+    target.query(SETUP);
+    target.query("INSERT INTO orders (user_id, total, note) SELECT 1, g, repeat('x', 200) FROM generate_series(1, 300000) g");
+    let project = tempfile::tempdir().unwrap();
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let before: Vec<_> = pgship::cluster::leftovers()
+            .into_iter()
+            .map(|l| l.dir)
+            .collect();
+        let child = pgship(project.path())
+            .args(["sandbox", "create", &target.url, "--sandbox", "local"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mine = loop {
+            if let Some(l) = pgship::cluster::leftovers().into_iter().find(|l| {
+                !before.contains(&l.dir)
+                    && l.pid == Some(child.id())
+                    && l.dir.join("data/postmaster.pid").exists()
+            }) {
+                break l.dir;
+            }
+            assert!(std::time::Instant::now() < deadline, "no cluster appeared");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let out_pid = child.id();
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(out_pid as libc::pid_t, signal) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "signal {signal}: {stderr}");
+        assert!(
+            !mine.exists(),
+            "signal {signal}: the cluster folder is left: {stderr}"
+        );
+        let pid = out_pid;
+        assert!(
+            !pgship::sandbox::registry::all()
+                .iter()
+                .any(|r| r.pid == pid),
+            "signal {signal}: a registry record is left"
+        );
+    }
+}
