@@ -276,3 +276,32 @@ fn ctrl_c_and_sigterm_during_a_clone_leave_nothing_behind() {
         );
     }
 }
+
+#[test]
+fn an_extension_the_local_binaries_lack_is_named_and_nothing_is_left() {
+    // The PostgreSQL 18 wheel has no pgcrypto; the local server's PostgreSQL 15 has it.
+    let Some(bin) = pg18_bin() else { return };
+    if bin
+        .join("../share/postgresql/extension/pgcrypto.control")
+        .exists()
+    {
+        return;
+    }
+    let Some(target) = TestDb::new() else { return };
+    target.query("CREATE EXTENSION pgcrypto; CREATE TABLE t (id uuid DEFAULT gen_random_uuid())");
+    let project = tempfile::tempdir().unwrap();
+    let before = pgship::cluster::leftovers().len();
+    let (code, _, err) = create_with(
+        project.path(),
+        &target.url,
+        "local",
+        &[("PGSHIP_PG_BIN", bin.as_path())],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("extension pgcrypto"), "{err}");
+    assert_eq!(
+        pgship::cluster::leftovers().len(),
+        before,
+        "the cluster was removed"
+    );
+}
