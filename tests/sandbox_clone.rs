@@ -357,6 +357,35 @@ fn clones_into_throwaway_clusters_of_postgres_15_and_18() {
 }
 
 #[test]
+fn a_non_superuser_destination_keeps_grants_and_drops_owners() {
+    let reader = Role::new("pgship_clone_reader", "NOLOGIN");
+    let owner = Role::new("pgship_clone_owner", "LOGIN PASSWORD 'owner-pw'");
+    let Some(src) = TestDb::new() else { return };
+    src.query(&rich_schema(&reader.0));
+    let dst = TestDb::new().unwrap();
+    dst.query(&format!("ALTER DATABASE {} OWNER TO {}", dst.name, owner.0));
+    let mut dest = DbUrl::parse(&dst.url).unwrap();
+    dest.user = Some(owner.0.clone());
+    dest.password = Some(pgship::db::url::Secret::new("owner-pw"));
+    let opts = CloneOptions::new(dump_tools(&src.url));
+    let report = run_clone(&src.url, &dest.expose(), &opts).0.unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("not a superuser")),
+        "{:?}",
+        report.warnings
+    );
+    assert_same(&src.url, &dst.url);
+    let owners = dst.query(
+        "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace \
+         IN ('public'::regnamespace, 'billing'::regnamespace)",
+    );
+    assert_eq!(owners, vec![vec![Some(owner.0.clone())]]);
+}
+
+#[test]
 fn schema_only_gives_the_schema_and_no_rows() {
     let reader = Role::new("pgship_clone_reader", "NOLOGIN");
     let Some(src) = TestDb::new() else { return };

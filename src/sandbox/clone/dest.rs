@@ -36,33 +36,29 @@ pub(crate) async fn prepare_dest(
         superuser: row.get(0),
         lock_capacity: row.get(1),
     };
+    // Without superuser rights the restore drops owners, and needs only the other roles.
+    let needed: Vec<String> = inv
+        .roles
+        .iter()
+        .filter(|(_, granted)| info.superuser || *granted)
+        .map(|(r, _)| r.clone())
+        .collect();
     let existing: Vec<String> = dst
         .query(
-            "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1)",
-            &[&inv.roles],
+            "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY($1)",
+            &[&needed],
         )
         .await
         .map_err(q)?
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let missing: Vec<String> = inv
-        .roles
-        .iter()
+    let missing: Vec<String> = needed
+        .into_iter()
         .filter(|r| !existing.contains(r))
-        .cloned()
         .collect();
     if !missing.is_empty() {
-        if !opts.create_missing_roles || missing.iter().any(|r| r.starts_with("pg_")) {
-            return Err(CloneError::MissingRoles { roles: missing });
-        }
-        for role in &missing {
-            let sql = format!("CREATE ROLE {} NOLOGIN", quote_ident(role));
-            dst.batch_execute(&sql)
-                .await
-                .map_err(|e| DbError::query(format!("creating role {role}"), &e))?;
-        }
-        report.roles_created = missing;
+        create_roles(dst, missing, opts, report).await?;
     }
     if !info.superuser {
         report.warnings.push(
@@ -71,6 +67,27 @@ pub(crate) async fn prepare_dest(
     }
     create_extensions(dst, inv, report).await?;
     Ok(info)
+}
+
+/// Create the roles the restore needs, as `NOLOGIN`, when the caller allows it.
+async fn create_roles(
+    dst: &Client,
+    missing: Vec<String>,
+    opts: &CloneOptions,
+    report: &mut CloneReport,
+) -> Result<(), CloneError> {
+    // Predefined roles (pg_*) cannot be created: the destination is too old for the source.
+    if !opts.create_missing_roles || missing.iter().any(|r| r.starts_with("pg_")) {
+        return Err(CloneError::MissingRoles { roles: missing });
+    }
+    for role in &missing {
+        let sql = format!("CREATE ROLE {} NOLOGIN", quote_ident(role));
+        dst.batch_execute(&sql)
+            .await
+            .map_err(|e| DbError::query(format!("creating role {role}"), &e))?;
+    }
+    report.roles_created = missing;
+    Ok(())
 }
 
 /// Create the source's extensions at the source's versions where the destination has the

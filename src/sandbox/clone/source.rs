@@ -40,8 +40,9 @@ pub(crate) struct Inventory {
     /// Relations a restore locks (tables, their TOAST, sequences, views, ...).
     pub relations: i64,
     pub large_objects: i64,
-    /// Roles that own objects or hold grants in the database.
-    pub roles: Vec<String>,
+    /// Roles that own objects or hold grants in the database, each with whether it is named
+    /// by more than ownership (grants, policies, default privileges).
+    pub roles: Vec<(String, bool)>,
     /// In an order that creates required extensions first.
     pub extensions: Vec<Extension>,
 }
@@ -176,15 +177,20 @@ pub(crate) async fn inventory(src: &Client) -> Result<Inventory, CloneError> {
 }
 
 /// Roles that own the database's objects or appear in its grants, default privileges and
-/// policies (`pg_shdepend`), plus owners `pg_shdepend` leaves out (the bootstrap superuser).
-async fn roles(src: &Client) -> Result<Vec<String>, CloneError> {
+/// policies (`pg_shdepend`), plus owners `pg_shdepend` leaves out (the bootstrap superuser);
+/// each with whether a restore without owners (`--no-owner`) still names it.
+async fn roles(src: &Client) -> Result<Vec<(String, bool)>, CloneError> {
     let sql = format!(
-        "WITH user_ns AS (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE {USER_NAMESPACE}) \
-         SELECT DISTINCT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.oid IN ( \
-           SELECT d.refobjid FROM pg_catalog.pg_shdepend d \
+        "WITH user_ns AS (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE {USER_NAMESPACE}), \
+         deps AS (SELECT d.refobjid, d.deptype FROM pg_catalog.pg_shdepend d \
             WHERE d.refclassid = 'pg_catalog.pg_authid'::regclass \
               AND d.dbid = (SELECT oid FROM pg_catalog.pg_database \
-                            WHERE datname = current_database()) \
+                            WHERE datname = current_database())) \
+         SELECT r.rolname::text, \
+                r.oid IN (SELECT refobjid FROM deps WHERE deptype <> 'o' \
+                          UNION SELECT defaclrole FROM pg_catalog.pg_default_acl) \
+         FROM pg_catalog.pg_roles r WHERE r.oid IN ( \
+           SELECT refobjid FROM deps \
            UNION SELECT nspowner FROM pg_catalog.pg_namespace \
             WHERE oid IN (SELECT oid FROM user_ns) \
            UNION SELECT relowner FROM pg_catalog.pg_class \
@@ -200,7 +206,7 @@ async fn roles(src: &Client) -> Result<Vec<String>, CloneError> {
         .await
         .map_err(q("reading the source's roles"))?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect())
 }
 
