@@ -68,32 +68,25 @@ fn sets<'a, K: Ord>(source: &'a BTreeSet<K>, target: &'a BTreeSet<K>) -> (Vec<&'
     )
 }
 
+/// A line `<kind> <name>` for each name.
+fn push_names<K: std::fmt::Display>(out: &mut Vec<Difference>, names: Vec<&K>, kind: Kind) {
+    out.extend(
+        names
+            .into_iter()
+            .map(|n| Difference::new(kind, n.to_string(), None)),
+    );
+}
+
 /// Everything that would change in `target` if `source` were deployed onto it.
 pub fn diff(source: &Model, target: &Model) -> Vec<Difference> {
     let mut out = Vec::new();
     let (added, removed) = sets(&source.schemas, &target.schemas);
-    out.extend(
-        added
-            .into_iter()
-            .map(|s| Difference::new(Kind::SchemaAdded, s, None)),
-    );
-    out.extend(
-        removed
-            .into_iter()
-            .map(|s| Difference::new(Kind::SchemaRemoved, s, None)),
-    );
+    push_names(&mut out, added, Kind::SchemaAdded);
+    push_names(&mut out, removed, Kind::SchemaRemoved);
 
     let (added, removed, common) = split(&source.extensions, &target.extensions);
-    out.extend(
-        added
-            .into_iter()
-            .map(|s| Difference::new(Kind::ExtensionAdded, s, None)),
-    );
-    out.extend(
-        removed
-            .into_iter()
-            .map(|s| Difference::new(Kind::ExtensionRemoved, s, None)),
-    );
+    push_names(&mut out, added, Kind::ExtensionAdded);
+    push_names(&mut out, removed, Kind::ExtensionRemoved);
     for (name, s, t) in common {
         if s != t {
             out.push(Difference::new(
@@ -105,30 +98,14 @@ pub fn diff(source: &Model, target: &Model) -> Vec<Difference> {
     }
 
     let (added, removed) = sets(&source.collations, &target.collations);
-    out.extend(
-        added
-            .into_iter()
-            .map(|s| Difference::new(Kind::CollationAdded, s, None)),
-    );
-    out.extend(
-        removed
-            .into_iter()
-            .map(|s| Difference::new(Kind::CollationRemoved, s, None)),
-    );
+    push_names(&mut out, added, Kind::CollationAdded);
+    push_names(&mut out, removed, Kind::CollationRemoved);
 
     enums(source, target, &mut out);
 
     let (added, removed, common) = split(&source.domains, &target.domains);
-    out.extend(
-        added
-            .into_iter()
-            .map(|s| Difference::new(Kind::DomainAdded, s, None)),
-    );
-    out.extend(
-        removed
-            .into_iter()
-            .map(|s| Difference::new(Kind::DomainRemoved, s, None)),
-    );
+    push_names(&mut out, added, Kind::DomainAdded);
+    push_names(&mut out, removed, Kind::DomainRemoved);
     for (name, s, t) in common {
         if s != t {
             out.push(Difference::new(Kind::DomainChanged, name, None));
@@ -146,16 +123,8 @@ pub fn diff(source: &Model, target: &Model) -> Vec<Difference> {
 
 fn enums(source: &Model, target: &Model, out: &mut Vec<Difference>) {
     let (added, removed, common) = split(&source.enums, &target.enums);
-    out.extend(
-        added
-            .into_iter()
-            .map(|s| Difference::new(Kind::EnumAdded, s, None)),
-    );
-    out.extend(
-        removed
-            .into_iter()
-            .map(|s| Difference::new(Kind::EnumRemoved, s, None)),
-    );
+    push_names(out, added, Kind::EnumAdded);
+    push_names(out, removed, Kind::EnumRemoved);
     for (name, s, t) in common {
         for label in s.iter().filter(|l| !t.contains(l)) {
             out.push(Difference::new(
@@ -195,16 +164,8 @@ fn options_changes(
 
 fn sequences(source: &Model, target: &Model, out: &mut Vec<Difference>) {
     let (added, removed, common) = split(&source.sequences, &target.sequences);
-    out.extend(
-        added
-            .into_iter()
-            .map(|s| Difference::new(Kind::SequenceAdded, s, None)),
-    );
-    out.extend(
-        removed
-            .into_iter()
-            .map(|s| Difference::new(Kind::SequenceRemoved, s, None)),
-    );
+    push_names(out, added, Kind::SequenceAdded);
+    push_names(out, removed, Kind::SequenceRemoved);
     for (name, s, t) in common {
         if s.data_type != t.data_type {
             out.push(Difference::new(
@@ -375,11 +336,7 @@ fn columns(name: &str, s: &Table, t: &Table, out: &mut Vec<Difference>) {
 
 fn tables(source: &Model, target: &Model, out: &mut Vec<Difference>) {
     let (added, removed, common) = split(&source.tables, &target.tables);
-    out.extend(
-        added
-            .into_iter()
-            .map(|t| Difference::new(Kind::TableAdded, t, None)),
-    );
+    push_names(out, added, Kind::TableAdded);
     out.extend(removed.into_iter().map(|t| Difference::table_removed(t)));
     // Per-table lines first, so that children's lines implied by a parent's can be dropped.
     let mut per_table: BTreeMap<&str, Vec<Difference>> = BTreeMap::new();
@@ -665,16 +622,8 @@ fn indexes(source: &Model, target: &Model, out: &mut Vec<Difference>) {
 
 fn functions(source: &Model, target: &Model, out: &mut Vec<Difference>) {
     let (added, removed, common) = split(&source.functions, &target.functions);
-    out.extend(
-        added
-            .into_iter()
-            .map(|f| Difference::new(Kind::FunctionAdded, f, None)),
-    );
-    out.extend(
-        removed
-            .into_iter()
-            .map(|f| Difference::new(Kind::FunctionRemoved, f, None)),
-    );
+    push_names(out, added, Kind::FunctionAdded);
+    push_names(out, removed, Kind::FunctionRemoved);
     for (name, s, t) in common {
         if s.definition != t.definition || s.procedure != t.procedure {
             out.push(Difference::new(Kind::FunctionChanged, name, None));
