@@ -481,5 +481,7 @@ fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<
                 json!({"migration": name, "duration_ms": duration.as_millis() as u64}),
             );
         }
+        // `migrate` runs without a probe.
+        Event::Measured { .. } | Event::RolledBack => {}
     }
 }

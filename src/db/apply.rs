@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use super::measure::{self, Measurement};
 use super::state::{self, RecordRow, StateTable};
 use super::{describe_db, plan::version_of};
 use crate::source::{Migration, MigrationId, split};
@@ -168,6 +169,28 @@ pub enum Event<'a> {
         name: &'a str,
         duration: Duration,
     },
+    /// With a probe: what statement `index` of `migration` did. `started` is when it began;
+    /// locks taken inside a transaction are held until the next `Committed` (or a rollback).
+    Measured {
+        migration: &'a str,
+        index: usize,
+        line: u32,
+        started: Instant,
+        duration: Duration,
+        alone: bool,
+        measurement: &'a Measurement,
+    },
+    /// The transaction was rolled back (before a retry, or on failure): measurements since
+    /// the last `Committed` are void.
+    RolledBack,
+}
+
+/// A second connection to the same database, for measuring (the rehearsal).
+#[derive(Clone, Copy)]
+pub struct Probe<'a> {
+    pub observer: &'a Client,
+    /// How often the observer samples `pg_locks` while a statement runs alone.
+    pub every: Duration,
 }
 
 /// A successful run.
@@ -244,10 +267,48 @@ pub async fn apply(
     opts: &ApplyOptions,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<ApplyReport, Box<ApplyFailure>> {
+    apply_probed(client, None, table, work, opts, on_event).await
+}
+
+/// [`apply`], measuring every statement with `probe` (see [`measure`]).
+pub async fn apply_probed(
+    client: &Client,
+    probe: Option<Probe<'_>>,
+    table: &StateTable,
+    work: &[Work<'_>],
+    opts: &ApplyOptions,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<ApplyReport, Box<ApplyFailure>> {
     let started = Instant::now();
     let plan = steps(work, opts.tx_mode, opts.server_major);
+    let pid = match probe {
+        Some(_) => match client.query_one("SELECT pg_backend_pid()", &[]).await {
+            Ok(r) => r.get::<_, i32>(0),
+            Err(e) => {
+                return Err(Box::new(ApplyFailure {
+                    migration: work
+                        .first()
+                        .map(|w| w.migration.name.clone())
+                        .unwrap_or_default(),
+                    file: String::new(),
+                    statement: 0,
+                    line: 0,
+                    sqlstate: e.code().map(|c| c.code().to_string()),
+                    error: format!("reading the backend pid: {}", super::describe(&e)),
+                    committed: Vec::new(),
+                    partial: None,
+                    not_committed: work.iter().map(|w| w.migration.name.clone()).collect(),
+                    dropped_invalid_indexes: Vec::new(),
+                    lock_timeout: false,
+                    sql: String::new(),
+                }));
+            }
+        },
+        None => 0,
+    };
     let mut run = Run {
         client,
+        probe: probe.map(|p| (p, pid)),
         table,
         work,
         opts,
@@ -269,6 +330,7 @@ pub async fn apply(
 
 struct Run<'a> {
     client: &'a Client,
+    probe: Option<(Probe<'a>, i32)>,
     table: &'a StateTable,
     work: &'a [Work<'a>],
     opts: &'a ApplyOptions,
@@ -315,6 +377,7 @@ impl Run<'_> {
                 Ok(()) => break,
                 Err(e) => {
                     let _ = self.client.batch_execute("ROLLBACK").await;
+                    on_event(Event::RolledBack);
                     self.durations = saved;
                     if e.is_lock_timeout() && attempt < self.opts.lock_retries {
                         attempt += 1;
@@ -434,10 +497,28 @@ impl Run<'_> {
                     });
                 }
                 let t = Instant::now();
-                self.client
-                    .batch_execute(&s.sql)
-                    .await
-                    .map_err(|error| OpError::Statement { work, stmt, error })?;
+                match self.probe {
+                    None => self
+                        .client
+                        .batch_execute(&s.sql)
+                        .await
+                        .map_err(|error| OpError::Statement { work, stmt, error })?,
+                    Some((probe, pid)) => {
+                        let m = self
+                            .measured(probe, pid, &s.sql, alone)
+                            .await
+                            .map_err(|error| OpError::Statement { work, stmt, error })?;
+                        on_event(Event::Measured {
+                            migration: &self.work[work].migration.name,
+                            index: stmt + 1,
+                            line: s.line,
+                            started: t,
+                            duration: t.elapsed(),
+                            alone,
+                            measurement: &m,
+                        });
+                    }
+                }
                 let duration = t.elapsed();
                 self.durations[work] += duration;
                 on_event(Event::StatementDone {
@@ -482,6 +563,53 @@ impl Run<'_> {
                     .map_err(|error| OpError::State { work, error })
             }
         }
+    }
+
+    /// Run one statement with the probe: snapshots of relations and own locks around it, or
+    /// sampling from the observer when it runs alone.
+    async fn measured(
+        &self,
+        probe: Probe<'_>,
+        pid: i32,
+        sql: &str,
+        alone: bool,
+    ) -> Result<Measurement, tokio_postgres::Error> {
+        let before_rels = measure::relations(self.client).await?;
+        if alone {
+            let mut seen = std::collections::BTreeSet::new();
+            let rows = {
+                let exec = measure::execute_counting(self.client, sql);
+                let sampler = measure::sample(probe.observer, pid, probe.every, &mut seen);
+                tokio::pin!(exec);
+                tokio::pin!(sampler);
+                tokio::select! {
+                    biased;
+                    r = &mut exec => r?,
+                    () = &mut sampler => unreachable!("the sampler loops until dropped"),
+                }
+            };
+            let after_rels = measure::relations(self.client).await?;
+            return Ok(measure::measurement(
+                &before_rels,
+                &after_rels,
+                &Default::default(),
+                &seen,
+                rows,
+                true,
+            ));
+        }
+        let before_locks = measure::locks(self.client, pid).await?;
+        let rows = measure::execute_counting(self.client, sql).await?;
+        let after_rels = measure::relations(self.client).await?;
+        let after_locks = measure::locks(self.client, pid).await?;
+        Ok(measure::measurement(
+            &before_rels,
+            &after_rels,
+            &before_locks,
+            &after_locks,
+            rows,
+            false,
+        ))
     }
 
     async fn alone(

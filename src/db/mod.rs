@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod connect;
 pub mod lock;
+pub mod measure;
 pub mod plan;
 pub mod state;
 pub mod tls;
