@@ -43,7 +43,7 @@ pub struct CreateArgs {
     /// `full` (default) or `schema` (no rows).
     #[arg(long, value_enum, default_value = "full")]
     pub data: DataArg,
-    /// Also write the dump to .deployments/<id>/clone.dump (local and server).
+    /// Also write the dump to .deployments/sandbox-<unix-millis>/clone.dump (local and server).
     #[arg(long)]
     pub keep_dump: bool,
     /// Print the URL with its password.
@@ -57,7 +57,7 @@ pub enum DataArg {
     Schema,
 }
 
-fn sandbox_err(e: SandboxError) -> Error {
+pub(super) fn sandbox_err(e: SandboxError) -> Error {
     match e {
         SandboxError::Refused(m) => Error::refused(m),
         SandboxError::Interrupted => Error::refused(e.to_string()),
@@ -71,7 +71,9 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
     match args.command {
         Sub::Create(a) => create(globals, &settings, a).await,
         Sub::Drop { id } => {
-            let r = sandbox::drop_kept(&id).await.map_err(sandbox_err)?;
+            let r = sandbox::drop_kept(&id, &settings.env)
+                .await
+                .map_err(sandbox_err)?;
             if console.format == Format::Json {
                 console.json(&json!({"id": r.id, "strategy": r.strategy, "dropped": true}));
             } else {
@@ -109,7 +111,12 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
         Sub::Gc => {
-            let out = sandbox::gc(&settings.env).await;
+            let neon_age = match &settings.file.sandbox.neon_gc_age {
+                Some(t) => crate::util::parse_duration(t)
+                    .map_err(|e| Error::usage(format!("[sandbox] neon_gc_age: {e}")))?,
+                None => sandbox::DEFAULT_NEON_GC_AGE,
+            };
+            let out = sandbox::gc(&settings.env, &sandbox::GcOptions { neon_age }).await;
             if console.format == Format::Json {
                 console.json(&json!(out));
             } else {
@@ -140,8 +147,94 @@ async fn create(globals: &Globals, settings: &Settings, a: CreateArgs) -> Result
     let console = &globals.console;
     let target = settings.target(&a.target)?;
     let url = DbUrl::parse(&target.url).map_err(DbError::from)?;
+    let mut req = sandbox_request(settings, a.sandbox, a.data, None)?;
+    let resolved = sandbox::resolve(req.strategy, &url, &settings.env, req.allow_template);
+    if a.keep_dump && !matches!(resolved, Strategy::Local | Strategy::Server) {
+        return Err(Error::usage(format!(
+            "--keep-dump keeps the dump a local or server sandbox is restored from, and the {} strategy copies without one",
+            resolved.as_str()
+        )));
+    }
+    // The run's artifacts folder, as `migrate` makes one (0700; clone.dump in it is 0600).
+    let dump_dir = if a.keep_dump {
+        let dir = globals
+            .project
+            .join(".deployments")
+            .join(format!("sandbox-{}", crate::util::unix_millis()));
+        private_dir(&dir).map_err(|e| Error::usage(format!("{}: {e}", dir.display())))?;
+        Some(dir)
+    } else {
+        None
+    };
+    let keep_dump = dump_dir.as_ref().map(|d| d.join("clone.dump"));
+    req.keep_dump = keep_dump.clone();
+    console.step(&format!("making a sandbox of {}", url.redacted()));
+    let terminal = console.format == Format::Text && crate::journal::Console::is_terminal();
+    let progress = |p: clone::Progress| {
+        if terminal {
+            anstream::eprint!("\r\x1b[2K· {}", p.line());
+        }
+    };
+    let sb = match Sandbox::create(&url, &req, &settings.env, &progress).await {
+        Ok(sb) => sb,
+        Err(e) => {
+            // The clone removes a partial dump; the folder made for it goes too (if empty).
+            if let Some(d) = &dump_dir {
+                let _ = std::fs::remove_dir(d);
+            }
+            return Err(sandbox_err(e));
+        }
+    };
+    if terminal {
+        anstream::eprintln!();
+    }
+    let (id, strategy, seconds) = (sb.id.clone(), sb.strategy, sb.seconds);
+    let shown = if a.show_password {
+        sb.url.expose()
+    } else {
+        sb.url.redacted()
+    };
+    sb.keep().await.map_err(sandbox_err)?;
+    // Shown absolute: the project folder may be `.` or given relative to elsewhere.
+    let keep_dump = keep_dump.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+    if console.format == Format::Json {
+        let mut doc = json!({"id": id, "strategy": strategy, "url": shown, "seconds": (seconds * 10.0).round() / 10.0});
+        if let Some(p) = &keep_dump {
+            doc["dump"] = json!(p.display().to_string());
+        }
+        console.json(&doc);
+    } else {
+        let dump = keep_dump
+            .as_ref()
+            .map(|p| format!("dump: {}\n", p.display()))
+            .unwrap_or_default();
+        console.result(&format!(
+            "sandbox {id} ({}) ready in {seconds:.1}s\n{shown}\n{dump}remove it with: pgship sandbox drop {id}",
+            strategy.as_str()
+        ));
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// Make `dir` (and its parents) with `dir` itself private: 0700.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// The sandbox request from flags over `[sandbox]` over defaults (shared with `plan`).
+pub(super) fn sandbox_request(
+    settings: &Settings,
+    strategy: Option<Strategy>,
+    data: DataArg,
+    keep_dump: Option<std::path::PathBuf>,
+) -> Result<Request> {
     let f = &settings.file.sandbox;
-    let strategy = match (a.sandbox, f.strategy.as_deref()) {
+    let strategy = match (strategy, f.strategy.as_deref()) {
         (Some(s), _) => s,
         (None, None) => Strategy::Auto,
         (None, Some(s)) => Strategy::parse(s).ok_or_else(|| {
@@ -155,51 +248,14 @@ async fn create(globals: &Globals, settings: &Settings, a: CreateArgs) -> Result
             .map_err(|e| Error::usage(format!("[sandbox] lock_wait_timeout: {e}")))?,
         None => Duration::from_secs(5),
     };
-    let keep_dump = if a.keep_dump {
-        let id = format!("sandbox-{}", crate::util::unix_millis());
-        let dir = globals.project.join(".deployments").join(id);
-        fs_err::create_dir_all(&dir).map_err(|e| Error::usage(e.to_string()))?;
-        Some(dir.join("clone.dump"))
-    } else {
-        None
-    };
-    let req = Request {
+    Ok(Request {
         strategy,
-        data: match a.data {
+        data: match data {
             DataArg::Full => clone::DataMode::Full,
             DataArg::Schema => clone::DataMode::Schema,
         },
         keep_dump,
         allow_template: f.allow_template.unwrap_or(false),
         lock_wait_timeout,
-    };
-    console.step(&format!("making a sandbox of {}", url.redacted()));
-    let terminal = console.format == Format::Text && crate::journal::Console::is_terminal();
-    let progress = |p: clone::Progress| {
-        if terminal {
-            anstream::eprint!("\r\x1b[2K· {}", p.line());
-        }
-    };
-    let sb = Sandbox::create(&url, &req, &settings.env, &progress)
-        .await
-        .map_err(sandbox_err)?;
-    if terminal {
-        anstream::eprintln!();
-    }
-    let (id, strategy, seconds) = (sb.id.clone(), sb.strategy, sb.seconds);
-    let shown = if a.show_password {
-        sb.url.expose()
-    } else {
-        sb.url.redacted()
-    };
-    sb.keep().await.map_err(sandbox_err)?;
-    if console.format == Format::Json {
-        console.json(&json!({"id": id, "strategy": strategy, "url": shown, "seconds": (seconds * 10.0).round() / 10.0}));
-    } else {
-        console.result(&format!(
-            "sandbox {id} ({}) ready in {seconds:.1}s\n{shown}\nremove it with: pgship sandbox drop {id}",
-            strategy.as_str()
-        ));
-    }
-    Ok(ExitCode::Ok)
+    })
 }

@@ -24,6 +24,8 @@ pub struct ConfigFile {
     pub lint: LintFile,
     #[serde(default)]
     pub sandbox: SandboxFile,
+    #[serde(default)]
+    pub rehearsal: RehearsalFile,
 }
 
 /// `[sandbox]`: how sandboxes are made.
@@ -36,6 +38,9 @@ pub struct SandboxFile {
     pub allow_template: Option<bool>,
     /// How long pg_dump waits for a lock on the target before the clone gives up (`5s`).
     pub lock_wait_timeout: Option<String>,
+    /// `sandbox gc` removes the Neon branches pgship created that are older than this (`6h`),
+    /// unless this machine's registry keeps them or ties them to a live run.
+    pub neon_gc_age: Option<String>,
 }
 
 /// `[lint]`: which rules run and what fails the lint.
@@ -63,6 +68,31 @@ pub struct PolicyFile {
     /// `abort`, `warn` or `allow`.
     #[serde(default)]
     pub breaking: BTreeMap<String, String>,
+    /// A statement holding ACCESS EXCLUSIVE on a non-empty table longer than this in
+    /// rehearsal triggers `long_lock` (default 1000).
+    pub max_exclusive_lock_ms: Option<u64>,
+    /// `abort` (default), `warn` or `allow`, for each kind of rehearsal finding.
+    pub long_lock: Option<String>,
+    pub lint_error: Option<String>,
+    /// Default `warn`.
+    pub lint_warning: Option<String>,
+    /// A table lost rows and no DELETE or TRUNCATE in the migrations explains it.
+    pub rows_lost: Option<String>,
+    /// Existing rows that a new or NOT VALID constraint rejects (default `warn`).
+    pub violations: Option<String>,
+    pub rollback_unproven: Option<String>,
+}
+
+/// `[rehearsal]`: what `plan` (and `deploy`) check on the sandbox.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalFile {
+    /// Folder of check queries, each must return no rows (default `pgship/checks`).
+    pub checks_dir: Option<String>,
+    /// The app's tests, run with DATABASE_URL pointing at the sandbox (`--test-cmd`).
+    pub test_cmd: Option<String>,
+    /// How long the tests may run (default: no limit).
+    pub test_timeout: Option<String>,
 }
 
 /// `[compare]`: defaults of `pgship compare`.

@@ -12,7 +12,7 @@ mod file;
 pub use env::Env;
 pub use file::{
     ApplyFile, CompareFile, ConfigFile, EnvironmentFile, LintFile, MigrationsFile, PolicyFile,
-    SandboxFile,
+    RehearsalFile, SandboxFile,
 };
 
 use std::collections::BTreeMap;

@@ -34,7 +34,7 @@
 
 mod dest;
 mod plan;
-mod private;
+pub(crate) mod private;
 mod proc;
 mod pump;
 mod source;

@@ -184,7 +184,7 @@ fn dbname_of(url: &DbUrl) -> String {
 }
 
 /// Wait for Ctrl-C or SIGTERM.
-async fn interrupted() {
+pub async fn interrupted() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -415,7 +415,7 @@ async fn provision(
             let client = neon::NeonClient::from_env(env)?;
             let parent = client.branch_for_host(target.host()).await?;
             let branch = match client
-                .create_branch(&parent, &format!("pgship-sandbox-{id}"))
+                .create_branch(&parent, &format!("{}{id}", neon::BRANCH_PREFIX))
                 .await
             {
                 Ok(b) => b,
@@ -426,18 +426,11 @@ async fn provision(
                     return Err(e.into());
                 }
             };
-            let url = match branch
-                .host
-                .clone()
-                .ok_or_else(|| {
-                    SandboxError::Other(format!("Neon branch {} has no endpoint host", branch.id))
-                })
-                .and_then(|h| Ok(neon::sandbox_url(target, &h)?))
-            {
+            let url = match neon::branch_url(target, &branch) {
                 Ok(u) => u,
                 Err(e) => {
                     let _ = client.delete_branch(&branch.id).await;
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             (
@@ -525,19 +518,19 @@ async fn drop_database(admin: &DbUrl, name: &str) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Remove a kept sandbox by id.
-pub async fn drop_kept(id: &str) -> Result<Record, SandboxError> {
+/// Remove a kept sandbox by id (`env`: where a Neon sandbox's NEON_API_KEY comes from).
+pub async fn drop_kept(id: &str, env: &Env) -> Result<Record, SandboxError> {
     let record = registry::load(id)?.ok_or_else(|| {
         SandboxError::Refused(format!(
             "no kept sandbox `{id}` (see `pgship sandbox list`)"
         ))
     })?;
-    remove_record(&record, None).await?;
+    remove_record(&record, env).await?;
     registry::forget(id);
     Ok(record)
 }
 
-async fn remove_record(record: &Record, env: Option<&Env>) -> Result<(), SandboxError> {
+async fn remove_record(record: &Record, env: &Env) -> Result<(), SandboxError> {
     match &record.kind {
         registry::Kind::Local(k) => {
             cluster::remove_dir(&k.dir, Some(&k.bin))?;
@@ -546,12 +539,9 @@ async fn remove_record(record: &Record, env: Option<&Env>) -> Result<(), Sandbox
         registry::Kind::Database { admin, name } => {
             drop_database(&DbUrl::parse(admin).map_err(DbError::from)?, name).await
         }
-        registry::Kind::Neon { branch, .. } => {
-            let env = match env {
-                Some(e) => e.clone(),
-                None => Env::from_pairs(std::env::vars()),
-            };
-            Ok(neon::NeonClient::from_env(&env)?
+        // The branch is in the project the record names, whatever NEON_PROJECT_ID says now.
+        registry::Kind::Neon { project, branch } => {
+            Ok(neon::NeonClient::for_project(env, project)?
                 .delete_branch(branch)
                 .await?)
         }
@@ -570,11 +560,32 @@ pub struct Collected {
     pub failed: Vec<String>,
 }
 
+/// How `gc` judges what it cannot tie to a process of this machine.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// `[sandbox] neon_gc_age`: a Neon branch pgship created that is older than this, and that
+    /// no registry record here keeps or ties to a live run, is a leftover.
+    pub neon_age: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            neon_age: DEFAULT_NEON_GC_AGE,
+        }
+    }
+}
+
+/// The default of `[sandbox] neon_gc_age`: longer than any rehearsal runs.
+pub const DEFAULT_NEON_GC_AGE: Duration = Duration::from_secs(6 * 3600);
+
 /// Remove what dead runs left behind: throwaway clusters in pgship's temp root whose owner is
 /// gone (not kept ones), `pgship_sandbox_*` databases on SANDBOX_POSTGRES_URL (and `server`'s
-/// target servers recorded in the registry) whose marker names a dead pid on this host, and
-/// Neon branches recorded by dead runs.
-pub async fn gc(env: &Env) -> Collected {
+/// target servers recorded in the registry) whose marker names a dead pid on this host, Neon
+/// branches recorded by dead runs, and, with NEON_API_KEY and NEON_PROJECT_ID set, the
+/// project's `pgship-sandbox-*` branches older than `opts.neon_age` (those a run on another
+/// machine left) unless a record here keeps them or ties them to a live run.
+pub async fn gc(env: &Env, opts: &GcOptions) -> Collected {
     let mut out = Collected::default();
     for l in cluster::leftovers() {
         if l.alive || l.kept {
@@ -590,7 +601,7 @@ pub async fn gc(env: &Env) -> Collected {
             continue;
         }
         let what = format!("{} sandbox {}", r.strategy.as_str(), r.id);
-        match remove_record(&r, Some(env)).await {
+        match remove_record(&r, env).await {
             Ok(()) => {
                 registry::forget(&r.id);
                 out.removed.push(what);
@@ -634,5 +645,74 @@ pub async fn gc(env: &Env) -> Collected {
             }
         }
     }
+    let neon_set = ["NEON_API_KEY", "NEON_PROJECT_ID"]
+        .iter()
+        .all(|k| env.get(k).is_some_and(|v| !v.trim().is_empty()));
+    if neon_set {
+        match neon::NeonClient::from_env(env) {
+            Ok(client) => gc_neon_branches(&client, opts.neon_age, &mut out).await,
+            Err(e) => out.failed.push(format!("Neon branches: {e}")),
+        }
+    }
     out
+}
+
+/// The age rule: `pgship-sandbox-*` branches of the project older than `max_age`, except those
+/// a record of this machine keeps or ties to a live run.
+async fn gc_neon_branches(client: &neon::NeonClient, max_age: Duration, out: &mut Collected) {
+    let project = client.project_id();
+    let branches = match client.list_branches(neon::BRANCH_PREFIX).await {
+        Ok(b) => b,
+        Err(e) => {
+            out.failed
+                .push(format!("Neon branches of project {project}: {e}"));
+            return;
+        }
+    };
+    // Read after the registry pass above, so records it removed are gone.
+    let spared: Vec<(String, String)> = registry::all()
+        .into_iter()
+        .filter(|r| r.kept || (r.host == registry::hostname() && cluster::process_alive(r.pid)))
+        .filter_map(|r| match r.kind {
+            registry::Kind::Neon { project: p, branch } if p == project => {
+                Some((branch, format!("{}{}", neon::BRANCH_PREFIX, r.id)))
+            }
+            _ => None,
+        })
+        .collect();
+    let now = jiff::Timestamp::now();
+    let secs = max_age.as_secs();
+    let shown_age = match secs {
+        s if s > 0 && max_age.subsec_nanos() == 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && max_age.subsec_nanos() == 0 && s % 60 == 0 => format!("{}m", s / 60),
+        _ => crate::util::format_duration(max_age),
+    };
+    for b in branches {
+        if spared
+            .iter()
+            .any(|(id, name)| *id == b.id || *name == b.name)
+        {
+            continue;
+        }
+        // A branch whose age Neon does not tell cannot be judged.
+        let Some(created) = b
+            .created_at
+            .as_deref()
+            .and_then(|c| c.parse::<jiff::Timestamp>().ok())
+        else {
+            continue;
+        };
+        let age = Duration::try_from(now.duration_since(created)).unwrap_or(Duration::ZERO);
+        if age < max_age {
+            continue;
+        }
+        let what = format!(
+            "Neon branch {} ({}), created {created}, older than {shown_age}",
+            b.name, b.id
+        );
+        match client.delete_branch(&b.id).await {
+            Ok(()) => out.removed.push(what),
+            Err(e) => out.failed.push(format!("{what}: {e}")),
+        }
+    }
 }

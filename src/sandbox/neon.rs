@@ -19,9 +19,10 @@
 //!   <https://neon.com/docs/reference/api/key-concepts>, <https://neon.com/docs/guides/branching-neon-api>.
 //! - `POST /projects/{project_id}/branches` with
 //!   `{"branch": {"parent_id", "name"}, "endpoints": [{"type": "read_write"}]}` answers
-//!   `branch`, `endpoints` (with `host`) and `operations` (`create_branch`, `start_compute`);
-//!   a branch name has 1 to 256 characters:
-//!   <https://neon.com/docs/reference/api/branches/create-project-branch>.
+//!   `branch`, `endpoints` (with `id` and `host`), `operations` (`create_branch`,
+//!   `start_compute`), `roles`, `databases` and, optionally, `connection_uris`
+//!   (`[{connection_uri, connection_parameters}]`, used by [`branch_url`]); a branch name has 1
+//!   to 256 characters: <https://neon.com/docs/reference/api/branches/create-project-branch>.
 //! - `GET /projects/{project_id}/operations/{operation_id}` answers `{"operation": {id, action,
 //!   status, failures_count, …}}`. Statuses are `scheduling`, `running`, `finished`, `failed`,
 //!   `cancelling`, `cancelled`, `skipped`; the terminal ones are `finished`, `skipped` and
@@ -70,10 +71,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::config::Env;
-use crate::db::url::Secret;
+use crate::db::url::{DbUrl, Secret};
 pub use transport::RetryPolicy;
 use transport::{Method, Raw, Transport, enc as seg, sanitize};
-pub use url::sandbox_url;
+pub use url::{branch_url, sandbox_url};
 use wire::{
     BranchInfo, BranchList, CreatedBranch, EndpointList, OpState, Operation, OperationEnvelope,
     OperationList,
@@ -81,6 +82,10 @@ use wire::{
 
 /// Neon's API, unless `NEON_API_URL` says otherwise.
 pub const DEFAULT_API_URL: &str = "https://console.neon.tech/api/v2";
+
+/// The name of every branch pgship creates starts with this (`pgship-sandbox-<id>`), which is
+/// how `sandbox gc` tells them from the project's other branches.
+pub const BRANCH_PREFIX: &str = "pgship-sandbox-";
 
 /// Most pages of branches read by [`NeonClient::list_branches`].
 const MAX_PAGES: usize = 100;
@@ -197,8 +202,14 @@ pub struct NeonBranch {
     pub name: String,
     /// The direct (un-pooled) host of its read-write endpoint.
     pub host: Option<String>,
+    /// The id of its read-write endpoint (`ep-…`), when known.
+    pub endpoint_id: Option<String>,
     /// As Neon reports it (RFC 3339).
     pub created_at: Option<String>,
+    /// The `connection_uris` of Neon's create answer (one per role and database, with the
+    /// role's password), parsed; entries that are not PostgreSQL URLs are left out. Empty for a
+    /// listed or adopted branch. See [`branch_url`].
+    pub connection_uris: Vec<DbUrl>,
 }
 
 /// A client of one Neon project.
@@ -222,14 +233,14 @@ impl fmt::Debug for NeonClient {
 impl NeonClient {
     /// `NEON_API_KEY`, `NEON_PROJECT_ID` and `NEON_API_URL` (default [`DEFAULT_API_URL`]).
     pub fn from_env(env: &Env) -> Result<NeonClient, NeonError> {
-        let get = |name: &'static str| {
-            env.get(name)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .ok_or(NeonError::MissingEnv { name })
-        };
-        let key = get("NEON_API_KEY")?;
-        let project = get("NEON_PROJECT_ID")?;
+        let project = env_value(env, "NEON_PROJECT_ID")?;
+        NeonClient::for_project(env, project)
+    }
+
+    /// A client of `project` (e.g. the one a sandbox's record names) with `NEON_API_KEY` and
+    /// `NEON_API_URL` from `env`.
+    pub fn for_project(env: &Env, project: &str) -> Result<NeonClient, NeonError> {
+        let key = env_value(env, "NEON_API_KEY")?;
         let url = env
             .get("NEON_API_URL")
             .map(str::trim)
@@ -402,11 +413,16 @@ impl NeonClient {
         let mut out: Vec<NeonBranch> = branches
             .into_iter()
             .filter(|b| b.name.starts_with(prefix) && !b.default && !b.protected)
-            .map(|b| NeonBranch {
-                host: endpoints.read_write_host(&b.id),
-                id: b.id,
-                name: b.name,
-                created_at: b.created_at,
+            .map(|b| {
+                let endpoint = endpoints.read_write(&b.id);
+                NeonBranch {
+                    host: endpoint.map(|e| e.host.clone()),
+                    endpoint_id: endpoint.and_then(|e| e.id.clone()),
+                    id: b.id,
+                    name: b.name,
+                    created_at: b.created_at,
+                    connection_uris: Vec::new(),
+                }
             })
             .collect();
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
@@ -440,20 +456,26 @@ impl NeonClient {
                     request: format!("POST {path}"),
                     message: self.http.scrub(&e.to_string()),
                 })?;
+            let connection_uris = created
+                .connection_uris()
+                .iter()
+                .filter_map(|u| DbUrl::parse(u).ok())
+                .collect();
             self.wait(action, created.operations).await?;
-            let host = created
+            let endpoint = created
                 .endpoints
                 .iter()
                 .find(|e| e.kind == "read_write")
-                .map(|e| e.host.clone())
                 .ok_or_else(|| NeonError::NoEndpoint {
                     branch_id: created.branch.id.clone(),
                 })?;
             Ok(NeonBranch {
+                host: Some(endpoint.host.clone()),
+                endpoint_id: endpoint.id.clone(),
                 id: created.branch.id,
                 name: created.branch.name,
-                host: Some(host),
                 created_at: created.branch.created_at,
+                connection_uris,
             })
         }
         .await;
@@ -478,17 +500,19 @@ impl NeonClient {
                 .filter(|o| o.branch_id.as_deref() == Some(branch.id.as_str()))
                 .collect();
             self.wait(action, mine).await?;
-            let host =
+            let endpoint =
                 endpoints
-                    .read_write_host(&branch.id)
+                    .read_write(&branch.id)
                     .ok_or_else(|| NeonError::NoEndpoint {
                         branch_id: branch.id.clone(),
                     })?;
             Ok(NeonBranch {
+                host: Some(endpoint.host.clone()),
+                endpoint_id: endpoint.id.clone(),
                 id: branch.id,
                 name: branch.name,
-                host: Some(host),
                 created_at: branch.created_at,
+                connection_uris: Vec::new(),
             })
         }
         .await;
@@ -644,6 +668,14 @@ impl NeonClient {
             message: self.http.scrub(&e.to_string()),
         })
     }
+}
+
+/// A variable that must be set and not blank.
+fn env_value<'a>(env: &'a Env, name: &'static str) -> Result<&'a str, NeonError> {
+    env.get(name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(NeonError::MissingEnv { name })
 }
 
 fn with_attempts(mut e: NeonError, n: u32) -> NeonError {

@@ -69,6 +69,22 @@ pub(super) struct CreatedBranch {
     pub(super) endpoints: Vec<Endpoint>,
     #[serde(default)]
     pub(super) operations: Vec<Operation>,
+    /// `ConnectionURIsOptionalResponse`: `[{connection_uri, connection_parameters}]`. Kept as
+    /// raw values so that an entry of an unexpected shape is skipped instead of failing the
+    /// whole answer (and so that serde never quotes a password in an error).
+    #[serde(default)]
+    pub(super) connection_uris: Option<Vec<serde_json::Value>>,
+}
+
+impl CreatedBranch {
+    /// The `connection_uri` strings of the answer.
+    pub(super) fn connection_uris(&self) -> Vec<String> {
+        self.connection_uris
+            .iter()
+            .flatten()
+            .filter_map(|c| c.get("connection_uri")?.as_str().map(str::to_string))
+            .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -86,6 +102,8 @@ pub(super) struct Pagination {
 
 #[derive(Deserialize)]
 pub(super) struct Endpoint {
+    #[serde(default)]
+    pub(super) id: Option<String>,
     pub(super) host: String,
     pub(super) branch_id: String,
     #[serde(rename = "type", default)]
@@ -112,10 +130,9 @@ pub(super) struct EndpointList {
 }
 
 impl EndpointList {
-    pub(super) fn read_write_host(&self, branch_id: &str) -> Option<String> {
+    pub(super) fn read_write(&self, branch_id: &str) -> Option<&Endpoint> {
         self.endpoints
             .iter()
             .find(|e| e.branch_id == branch_id && e.kind == "read_write")
-            .map(|e| e.host.clone())
     }
 }
