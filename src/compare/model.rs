@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Model {
     pub schemas: BTreeSet<String>,
     /// Extension name -> installed version.
@@ -33,14 +33,14 @@ pub struct Model {
     pub functions: BTreeMap<String, Function>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Domain {
     /// The domain's base type, default, NOT NULL, collation and CHECK constraints, as one
     /// normalized definition.
     pub definition: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SequenceOptions {
     pub start: i64,
     pub increment: i64,
@@ -64,7 +64,7 @@ impl SequenceOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sequence {
     /// `format_type` of the sequence's data type.
     pub data_type: String,
@@ -78,7 +78,7 @@ pub struct Sequence {
 /// The role is `PUBLIC` for the public pseudo-role.
 pub type Privileges = BTreeMap<String, BTreeMap<String, bool>>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Identity {
     Always,
@@ -95,7 +95,7 @@ impl Identity {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     /// `format_type(atttypid, atttypmod)` with `search_path = public`.
     pub data_type: String,
@@ -112,7 +112,7 @@ pub struct Column {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConstraintKind {
     PrimaryKey,
@@ -145,14 +145,14 @@ impl ConstraintKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Constraint {
     pub kind: ConstraintKind,
     /// `pg_get_constraintdef`.
     pub definition: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReplicaIdentity {
     Default,
@@ -181,7 +181,7 @@ impl ReplicaIdentity {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
     /// `schema.table` of the partitioned parent.
     pub parent: String,
@@ -189,7 +189,7 @@ pub struct Partition {
     pub bound: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
     pub unlogged: bool,
     /// `pg_get_partkeydef` of a partitioned table.
@@ -210,7 +210,7 @@ pub struct Table {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
     pub materialized: bool,
     /// `pg_get_viewdef`.
@@ -220,7 +220,7 @@ pub struct View {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Index {
     /// `schema.table` or `schema.view` it is on.
     pub table: String,
@@ -229,7 +229,7 @@ pub struct Index {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Function {
     pub procedure: bool,
     /// `pg_get_functiondef`: signature, body, language, volatility and other properties.
