@@ -25,6 +25,7 @@ pub mod db;
 pub mod error;
 pub mod journal;
 pub mod lint;
+pub mod rehearse;
 pub mod rollback;
 pub mod sandbox;
 pub mod source;

@@ -13,13 +13,34 @@ fn demo_applies_the_example_and_cleans_up() {
         return eprintln!("SKIPPED: {}", out.stderr);
     }
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("applied: 4"), "{}", out.stdout);
+    // The plan of 0002 and 0003: rehearsed, rollback proven, proceed.
+    let plans: Vec<&str> = out.stdout.split("\nplan plan-dev-").collect();
+    assert_eq!(plans.len(), 2, "two plans: {}", out.stdout);
+    let good = plans[0];
+    assert!(good.contains("pending migrations (2):"), "{good}");
+    assert!(good.contains("table-added public.reviews"), "{good}");
+    assert!(good.contains("rollback rehearsal (restore"), "{good}");
     assert!(
-        out.stdout.contains("0003_seed_and_concurrent_index"),
-        "{}",
-        out.stdout
+        good.contains("proven: schema and touched data restored"),
+        "{good}"
     );
-    assert!(out.stdout.contains("pending: 0"), "{}", out.stdout);
+    assert!(good.contains("decision: PROCEED"), "{good}");
+    // The broken 0004: caught, named, aborted.
+    let bad = plans[1];
+    assert!(
+        bad.contains("FAILED: 0004_add_order_total statement 2"),
+        "{bad}"
+    );
+    assert!(bad.contains("contains null values"), "{bad}");
+    assert!(bad.contains("decision: ABORT"), "{bad}");
+    assert!(
+        out.stderr.contains("the plan aborted as it should"),
+        "{}",
+        out.stderr
+    );
+    // Plans only read: dev is still at 0001.
+    assert!(out.stdout.contains("applied: 2"), "{}", out.stdout);
+    assert!(out.stdout.contains("pending: 3"), "{}", out.stdout);
     let cluster_dir = out
         .stderr
         .lines()

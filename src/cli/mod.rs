@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod lint;
 mod migrate;
+mod plan;
 pub mod project;
 mod sandbox;
 mod status;
@@ -24,8 +25,9 @@ Targets: an environment name (dev, uat, prod, or one declared in pgship.toml; it
 Variables are read from the environment, .env.local and .env in the project folder.
 
 Exit codes: 0 success or nothing to do; 1 refused or failed before the target changed (a failed
-migration is rolled back), `compare --exit-code` found differences, or `lint` found something at
-or above --fail-on; 2 usage, configuration or connection error.";
+migration is rolled back), `plan` decided a deploy would abort, `compare --exit-code` found
+differences, or `lint` found something at or above --fail-on; 2 usage, configuration or
+connection error.";
 
 /// Deploy PostgreSQL schema migrations safely.
 #[derive(Debug, Parser)]
@@ -100,6 +102,17 @@ pub enum Command {
     /// DATABASE ... TEMPLATE on the target's server, when allowed and nobody is connected),
     /// neon (a Neon branch of the target's branch). Reads the target only.
     Sandbox(sandbox::Args),
+    /// Rehearse the pending migrations on a sandbox of a target and decide (PREFLIGHT and
+    /// SANDBOX_VALIDATION; the target is only read).
+    ///
+    /// Makes a sandbox (see `sandbox`), applies the pending migrations there with the deploy's
+    /// engine and settings while measuring each statement (duration, locks from pg_locks,
+    /// rewrites, rows), checks the data (row counts, rows new constraints reject, the check
+    /// queries in pgship/checks, --test-cmd), compares the schema before and after, lints the
+    /// SQL, rehearses the rollback and proves it, then decides by [policy]. Writes report.md,
+    /// report.json and schema-comparison.json to .deployments/<id>/. Exit 0: a deploy would
+    /// proceed; 1: it would abort.
+    Plan(plan::Args),
 }
 
 /// Options every command shares.
@@ -146,6 +159,7 @@ pub fn main() -> i32 {
             Command::Compare(a) => compare::run(&globals, a).await,
             Command::Lint(a) => lint::run(&globals, a).await,
             Command::Sandbox(a) => sandbox::run(&globals, a).await,
+            Command::Plan(a) => plan::run(&globals, a).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(2));

@@ -148,13 +148,30 @@ pub async fn execute_counting(
 
 /// Whether a chunk holds DML, whose count of 0 means something (0 rows updated).
 fn command_reports_rows(sql: &str) -> bool {
-    let up = sql.to_ascii_uppercase();
-    ["UPDATE", "DELETE", "INSERT", "MERGE", "COPY"]
-        .iter()
-        .any(|w| {
-            up.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-                .any(|t| t == *w)
-        })
+    match pg_query::parse(sql, 0) {
+        Ok(parsed) => parsed.protobuf.stmts.iter().any(|s| {
+            matches!(
+                s.stmt.as_ref().and_then(|n| n.node.as_ref()),
+                Some(
+                    pg_query::NodeEnum::InsertStmt(_)
+                        | pg_query::NodeEnum::UpdateStmt(_)
+                        | pg_query::NodeEnum::DeleteStmt(_)
+                        | pg_query::NodeEnum::MergeStmt(_)
+                        | pg_query::NodeEnum::CopyStmt(_)
+                )
+            )
+        }),
+        // The server ran it, so it parses; a parser older than the server may not.
+        Err(_) => {
+            let up = sql.to_ascii_uppercase();
+            ["UPDATE", "DELETE", "INSERT", "MERGE", "COPY"]
+                .iter()
+                .any(|w| {
+                    up.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                        .any(|t| t == *w)
+                })
+        }
+    }
 }
 
 /// Sample `pid`'s relation locks on `observer` until dropped, every `every`.
@@ -269,6 +286,9 @@ mod tests {
         assert!(command_reports_rows("insert into t values (1)"));
         assert!(!command_reports_rows(
             "ALTER TABLE updated_things ADD COLUMN x int"
+        ));
+        assert!(!command_reports_rows(
+            "ALTER TABLE r ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES p (id) ON UPDATE no action"
         ));
     }
 }

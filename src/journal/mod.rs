@@ -18,6 +18,7 @@ pub use console::Console;
 /// Pipeline phases, exactly as they appear in logs.
 pub mod phase {
     pub const PREFLIGHT: &str = "PREFLIGHT";
+    pub const SANDBOX_VALIDATION: &str = "SANDBOX_VALIDATION";
     pub const DEPLOY: &str = "DEPLOY";
     pub const SUCCESS: &str = "SUCCESS";
     pub const FAILED: &str = "FAILED";

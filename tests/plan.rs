@@ -1,0 +1,598 @@
+//! `pgship plan`: rehearsal on a real sandbox of a real target, as a user runs it.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestDb, pgship, project_with, run, sql_project};
+use serde_json::Value;
+
+/// Keep only the first `n` entries of a drizzle folder's journal (and their files).
+fn journal_upto(drizzle_dir: &Path, n: usize) {
+    let path = drizzle_dir.join("meta/_journal.json");
+    let mut j: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let entries = j["entries"].as_array_mut().unwrap();
+    for e in entries.drain(n..) {
+        let tag = e["tag"].as_str().unwrap().to_string();
+        std::fs::remove_file(drizzle_dir.join(format!("{tag}.sql"))).unwrap();
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&j).unwrap()).unwrap();
+}
+
+/// A private TMPDIR for pgship's clusters and sandbox registry (readable by the unprivileged
+/// user local clusters run as).
+fn private_tmp() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    t
+}
+
+/// Files left under `dir`, ignoring empty folders.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+fn plan_json(project: &Path, target: &str, tmp: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let mut cmd = pgship(project);
+    cmd.env("TMPDIR", tmp)
+        .args(["plan", target, "--sandbox", "local", "--format", "json"])
+        .args(extra);
+    let out = run(&mut cmd);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "plan printed no JSON ({e}); exit {}\nstdout:\n{}\nstderr:\n{}",
+            out.code, out.stdout, out.stderr
+        )
+    });
+    (out.code, v, out.stderr)
+}
+
+fn reason_codes(v: &Value) -> Vec<String> {
+    v["decision"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["action"].as_str().unwrap(),
+                r["code"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn seed_shop(db: &TestDb) {
+    db.query(
+        "INSERT INTO organizations (name, slug) VALUES ('Acme', 'acme'), ('Globex', 'globex');
+         INSERT INTO users (organization_id, email, full_name) SELECT 1 + (i % 2), 'u' || i || '@x.test', 'User ' || i FROM generate_series(1, 50) i;
+         INSERT INTO products (organization_id, sku, name) SELECT 1 + (i % 2), 'sku-' || i, 'Product ' || i FROM generate_series(1, 20) i;
+         INSERT INTO orders (user_id, total_cents) SELECT 1 + (i % 50), i * 100 FROM generate_series(1, 200) i;
+         INSERT INTO order_items (order_id, product_id, quantity, unit_price) SELECT 1 + (i % 200), 1 + (i % 20), 1 + (i % 3), 9.99 FROM generate_series(1, 400) i;",
+    );
+}
+
+#[test]
+fn drizzle_fixture_at_0001_rehearses_0002_and_0003_proves_the_rollback_and_proceeds() {
+    let Some(db) = TestDb::new() else { return };
+    let project = project_with("drizzle-app/drizzle");
+    let full = tempfile::tempdir().unwrap();
+    common::copy_dir(&project.path().join("drizzle"), full.path());
+    journal_upto(&project.path().join("drizzle"), 2);
+    let m = run(pgship(project.path()).args(["migrate", &db.url]));
+    assert_eq!(m.code, 0, "{}", m.stderr);
+    seed_shop(&db);
+    // The full set again: 0002 and 0003 are pending.
+    std::fs::remove_dir_all(project.path().join("drizzle")).unwrap();
+    common::copy_dir(full.path(), &project.path().join("drizzle"));
+    let before = common::schema_dump(Path::new("/usr/lib/postgresql/15/bin/pg_dump"), &db.url);
+
+    let tmp = private_tmp();
+    let (code, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 0, "{stderr}\n{v:#}");
+    let pending: Vec<&str> = v["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["0002_rename_full_name", "0003_drop_order_total"]);
+    let lint: Vec<(String, String)> = v["lint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["file"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        lint.iter()
+            .any(|(r, f)| r == "BI01" && f.contains("0002_rename_full_name")),
+        "{lint:?}"
+    );
+    assert!(
+        lint.iter()
+            .any(|(r, f)| r == "DL02" && f.contains("0003_drop_order_total")),
+        "{lint:?}"
+    );
+    let r = &v["rehearsal"];
+    assert!(r["failure"].is_null());
+    let diffs: Vec<&str> = r["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["line"].as_str().unwrap())
+        .collect();
+    assert!(
+        diffs.contains(&"column-removed public.orders.total_cents"),
+        "{diffs:?}"
+    );
+    let removed = r["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["line"] == "column-removed public.orders.total_cents")
+        .unwrap();
+    assert_eq!(removed["breaking"], true);
+    assert_eq!(removed["policy"], "warn");
+    // Every statement was measured: the rename and the drop each took ACCESS EXCLUSIVE.
+    let stmts = r["statements"].as_array().unwrap();
+    assert_eq!(stmts.len(), 2, "{stmts:#?}");
+    for (s, table) in stmts.iter().zip(["public.users", "public.orders"]) {
+        assert!(
+            s["locks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["mode"] == "ACCESS EXCLUSIVE" && l["relation"] == table),
+            "{s:#}"
+        );
+    }
+    let rb = &r["rollback"];
+    assert_eq!(rb["proven"], true, "{rb:#}");
+    assert_eq!(rb["reapplied"], true, "{rb:#}");
+    assert_eq!(rb["reapplied_same_schema"], true, "{rb:#}");
+    assert_eq!(v["decision"]["verdict"], "proceed-with-warnings");
+    let reasons = reason_codes(&v);
+    assert!(
+        reasons.contains(&"warn breaking:column-removed".to_string()),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.iter().any(|r| r.starts_with("abort")),
+        "{reasons:?}"
+    );
+
+    // Only read: the target is as it was.
+    let after = common::schema_dump(Path::new("/usr/lib/postgresql/15/bin/pg_dump"), &db.url);
+    assert_eq!(before, after);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM drizzle.__drizzle_migrations")
+            .as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        db.scalar("SELECT sum(total_cents) FROM orders").as_deref(),
+        Some("2010000")
+    );
+    // Artifacts, private.
+    let id = v["deployment_id"].as_str().unwrap();
+    let dir = project.path().join(".deployments").join(id);
+    for f in [
+        "report.md",
+        "report.json",
+        "schema-comparison.json",
+        "deployment.log",
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{f}");
+    }
+    let log = std::fs::read_to_string(dir.join("deployment.log")).unwrap();
+    let phases: Vec<String> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["phase"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        phases.contains(&"PREFLIGHT".to_string())
+            && phases.contains(&"SANDBOX_VALIDATION".to_string())
+    );
+    assert!(!log.contains("password"), "no secret in the log");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("column-removed public.orders.total_cents"),
+        "{md}"
+    );
+    // No sandbox remains.
+    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
+fn drizzle_bad_at_0003_aborts_on_the_broken_statement_and_changes_nothing() {
+    let Some(db) = TestDb::new() else { return };
+    let project = project_with("drizzle-app/drizzle-bad");
+    let full = tempfile::tempdir().unwrap();
+    common::copy_dir(&project.path().join("drizzle"), full.path());
+    journal_upto(&project.path().join("drizzle"), 4);
+    let m = run(pgship(project.path()).args(["migrate", &db.url]));
+    assert_eq!(m.code, 0, "{}", m.stderr);
+    std::fs::remove_dir_all(project.path().join("drizzle")).unwrap();
+    common::copy_dir(full.path(), &project.path().join("drizzle"));
+
+    let tmp = private_tmp();
+    let (code, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 1, "{stderr}\n{v:#}");
+    let f = &v["rehearsal"]["failure"];
+    assert_eq!(f["migration"], "0004_broken_custom");
+    assert_eq!(f["statement"], 3);
+    assert_eq!(f["sqlstate"], "42P01");
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .contains("relation \"no_such_table\" does not exist"),
+        "{f:#}"
+    );
+    assert_eq!(v["decision"]["verdict"], "abort");
+    let reasons = reason_codes(&v);
+    assert_eq!(reasons[0], "abort statement-failed", "{reasons:?}");
+    let msg = v["decision"]["reasons"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("0004_broken_custom statement 3"), "{msg}");
+    // The target is unchanged and no sandbox remains.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM drizzle.__drizzle_migrations")
+            .as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.audit_log')::text"),
+        None
+    );
+    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
+
+    // Text output names it too.
+    let out = run(pgship(project.path()).env("TMPDIR", tmp.path()).args([
+        "plan",
+        &db.url,
+        "--sandbox",
+        "local",
+    ]));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .contains("FAILED: 0004_broken_custom statement 3"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("ABORT"), "{}", out.stdout);
+}
+
+const BASE: &str = "CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);
+CREATE TABLE legacy_notes (id bigint PRIMARY KEY, body text);
+INSERT INTO customers SELECT i, 'c' || i FROM generate_series(1, 100) i;
+INSERT INTO legacy_notes SELECT i, 'n' || i FROM generate_series(1, 10) i;
+";
+
+#[test]
+fn a_dropped_table_aborts_by_default_and_proceeds_when_the_policy_allows_it() {
+    let Some(db) = TestDb::new() else { return };
+    let project = sql_project(&[("001_base.sql", BASE)]);
+    assert_eq!(
+        run(pgship(project.path()).args(["migrate", &db.url])).code,
+        0
+    );
+    std::fs::write(
+        project.path().join("migrations/002_drop_legacy.sql"),
+        "DROP TABLE legacy_notes;\n",
+    )
+    .unwrap();
+    let tmp = private_tmp();
+    let (code, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        reason_codes(&v).contains(&"abort breaking:table-removed".to_string()),
+        "{:?}",
+        reason_codes(&v)
+    );
+    assert_eq!(
+        v["rehearsal"]["rollback"]["proven"], true,
+        "{:#}",
+        v["rehearsal"]["rollback"]
+    );
+
+    std::fs::write(
+        project.path().join("pgship.toml"),
+        "[policy.breaking]\ntable-removed = \"allow\"\n",
+    )
+    .unwrap();
+    let (code, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 0, "{stderr}\n{:?}", reason_codes(&v));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM legacy_notes").as_deref(),
+        Some("10")
+    );
+}
+
+fn statement<'a>(v: &'a Value, migration: &str) -> &'a Value {
+    v["rehearsal"]["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["migration"] == migration)
+        .unwrap_or_else(|| panic!("{migration} not rehearsed: {v:#}"))
+}
+
+fn has_lock(s: &Value, mode: &str, rel: &str) -> bool {
+    s["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["mode"] == mode && l["relation"] == rel)
+}
+
+#[test]
+fn measured_locks_and_rewrites_on_real_data() {
+    let Some(db) = TestDb::new() else { return };
+    let project = sql_project(&[(
+        "001_base.sql",
+        "CREATE TABLE t (id integer NOT NULL, v varchar(10));
+         INSERT INTO t SELECT i, left(md5(i::text), 10) FROM generate_series(1, 300000) i;
+         CREATE TABLE small (id integer, v text);
+         INSERT INTO small VALUES (1, 'a'), (2, 'b'), (3, 'c');",
+    )]);
+    assert_eq!(
+        run(pgship(project.path()).args(["migrate", &db.url])).code,
+        0
+    );
+    let m = project.path().join("migrations");
+    for (f, sql) in [
+        (
+            "002_add_column.sql",
+            "ALTER TABLE t ADD COLUMN c integer;\n",
+        ),
+        ("003_index.sql", "CREATE INDEX t_v_idx ON t (v);\n"),
+        (
+            "004_index_concurrently.sql",
+            "CREATE INDEX CONCURRENTLY t_id_idx ON t (id);\n",
+        ),
+        (
+            "005_bigint.sql",
+            "ALTER TABLE t ALTER COLUMN id TYPE bigint;\n",
+        ),
+        (
+            "006_wider_varchar.sql",
+            "ALTER TABLE t ALTER COLUMN v TYPE varchar(20);\n",
+        ),
+        (
+            "007_small_index.sql",
+            "CREATE INDEX small_v_idx ON small (v);\n",
+        ),
+    ] {
+        std::fs::write(m.join(f), sql).unwrap();
+    }
+    let tmp = private_tmp();
+    let (_code, v, stderr) = plan_json(
+        project.path(),
+        &db.url,
+        tmp.path(),
+        &["--tx-mode", "per-migration"],
+    );
+    assert!(v["rehearsal"]["failure"].is_null(), "{stderr}\n{v:#}");
+    let add = statement(&v, "002_add_column");
+    assert!(has_lock(add, "ACCESS EXCLUSIVE", "public.t"), "{add:#}");
+    let idx = statement(&v, "003_index");
+    assert!(has_lock(idx, "SHARE", "public.t"), "{idx:#}");
+    assert!(!has_lock(idx, "ACCESS EXCLUSIVE", "public.t"), "{idx:#}");
+    let cic = statement(&v, "004_index_concurrently");
+    assert_eq!(cic["alone"], true);
+    assert!(
+        has_lock(cic, "SHARE UPDATE EXCLUSIVE", "public.t"),
+        "{cic:#}"
+    );
+    assert!(!has_lock(cic, "SHARE", "public.t"), "{cic:#}");
+    let big = statement(&v, "005_bigint");
+    assert_eq!(big["rewritten"], serde_json::json!(["public.t"]), "{big:#}");
+    let wide = statement(&v, "006_wider_varchar");
+    assert_eq!(wide["rewritten"], serde_json::json!([]), "{wide:#}");
+    assert!(has_lock(wide, "ACCESS EXCLUSIVE", "public.t"), "{wide:#}");
+    for s in [add, idx, big] {
+        let l = s["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "public.t")
+            .unwrap();
+        assert_eq!(l["table_rows"], 300000);
+        assert!(l["held_ms"].as_f64().unwrap() >= s["duration_ms"].as_f64().unwrap());
+    }
+    // LK01 on the three-row table is downgraded; on the big one it stays an error.
+    let lk01: Vec<&Value> = v["lint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "LK01")
+        .collect();
+    let small = lk01
+        .iter()
+        .find(|f| f["file"].as_str().unwrap().contains("007"))
+        .unwrap();
+    // The catalog's estimate already made it a warning; the measured 3 rows make it info.
+    assert_eq!(small["severity"], "info", "{small:#}");
+    assert_eq!(small["original_severity"], "warning", "{small:#}");
+    assert_eq!(small["adjusted"], "downgraded");
+    assert!(
+        small["measured"]
+            .as_str()
+            .unwrap()
+            .contains("public.small (3 rows)")
+    );
+    let big_idx = lk01
+        .iter()
+        .find(|f| f["file"].as_str().unwrap().contains("003"))
+        .unwrap();
+    assert_eq!(big_idx["severity"], "error", "{big_idx:#}");
+
+    // A tight lock budget raises the rewrite's finding and aborts with the measured lock.
+    std::fs::write(
+        project.path().join("pgship.toml"),
+        "[policy]\nmax_exclusive_lock_ms = 5\n",
+    )
+    .unwrap();
+    let (code, v, _) = plan_json(
+        project.path(),
+        &db.url,
+        tmp.path(),
+        &["--tx-mode", "per-migration"],
+    );
+    assert_eq!(code, 1);
+    let reasons = reason_codes(&v);
+    assert!(
+        reasons.contains(&"abort long-exclusive-lock".to_string()),
+        "{reasons:?}"
+    );
+    let msg = v["decision"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == "long-exclusive-lock")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("public.t (300000 rows)"), "{msg}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pgship.applied_migrations")
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn a_failing_check_and_failing_tests_each_abort_with_the_reason() {
+    let Some(db) = TestDb::new() else { return };
+    let project = sql_project(&[("001_base.sql", BASE)]);
+    assert_eq!(
+        run(pgship(project.path()).args(["migrate", &db.url])).code,
+        0
+    );
+    std::fs::write(
+        project.path().join("migrations/002_flag.sql"),
+        "ALTER TABLE customers ADD COLUMN vip boolean NOT NULL DEFAULT false;\nUPDATE customers SET vip = true WHERE id <= 3;\n",
+    )
+    .unwrap();
+    let checks = project.path().join("pgship/checks");
+    std::fs::create_dir_all(&checks).unwrap();
+    std::fs::write(
+        checks.join("names_present.sql"),
+        "SELECT id FROM customers WHERE name = '';\n",
+    )
+    .unwrap();
+    let tmp = private_tmp();
+    let (code, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 0, "{stderr}\n{:?}", reason_codes(&v));
+    assert_eq!(v["rehearsal"]["checks"][0]["passed"], true);
+
+    std::fs::write(
+        checks.join("too_many_vips.sql"),
+        "SELECT id, name FROM customers WHERE vip ORDER BY id;\n",
+    )
+    .unwrap();
+    let (code, v, _) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(reason_codes(&v).contains(&"abort check-failed".to_string()));
+    let c = v["rehearsal"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["file"].as_str().unwrap().ends_with("too_many_vips.sql"))
+        .unwrap();
+    assert_eq!(c["row_count"], 3);
+    assert_eq!(c["rows"][0], serde_json::json!(["1", "c1"]));
+    let text = run(pgship(project.path()).env("TMPDIR", tmp.path()).args([
+        "plan",
+        &db.url,
+        "--sandbox",
+        "local",
+    ]));
+    assert_eq!(text.code, 1);
+    assert!(
+        text.stdout
+            .contains("too_many_vips.sql: FAILED, returned 3 row(s)"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("1 | c1"), "{}", text.stdout);
+    std::fs::remove_file(checks.join("too_many_vips.sql")).unwrap();
+
+    // The tests see the sandbox, not the target.
+    let seen = project.path().join("seen-db.txt");
+    let cmd = format!(
+        "psql \"$DATABASE_URL\" -Atc 'SELECT inet_server_port(), count(*) FILTER (WHERE vip) FROM customers' > {} && exit 3",
+        seen.display()
+    );
+    let (code, v, _) = plan_json(project.path(), &db.url, tmp.path(), &["--test-cmd", &cmd]);
+    assert_eq!(code, 1);
+    assert!(
+        reason_codes(&v).contains(&"abort test-failed".to_string()),
+        "{:?}",
+        reason_codes(&v)
+    );
+    assert_eq!(
+        v["rehearsal"]["tests"]["exit_code"], 3,
+        "{:#}",
+        v["rehearsal"]["tests"]
+    );
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    // The local sandbox is a cluster of its own, on another port.
+    let (port, vips) = seen.trim().split_once('|').unwrap();
+    assert_ne!(port, "5432", "the tests ran against the target's server");
+    assert_eq!(vips, "3", "the tests saw the migrated sandbox");
+    let ok = plan_json(
+        project.path(),
+        &db.url,
+        tmp.path(),
+        &[
+            "--test-cmd",
+            "psql \"$DATABASE_URL\" -c 'SELECT vip FROM customers LIMIT 1'",
+        ],
+    );
+    assert_eq!(ok.0, 0, "{}", ok.2);
+    assert_eq!(db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'vip'").as_deref(), Some("0"));
+    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
+fn nothing_pending_says_so_and_exits_0() {
+    let Some(db) = TestDb::new() else { return };
+    let project = sql_project(&[("001_base.sql", BASE)]);
+    assert_eq!(
+        run(pgship(project.path()).args(["migrate", &db.url])).code,
+        0
+    );
+    let tmp = private_tmp();
+    let (code, v, _) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 0);
+    assert_eq!(v["pending"], serde_json::json!([]));
+    assert!(v["sandbox"].is_null());
+    assert_eq!(v["decision"]["verdict"], "proceed");
+}
