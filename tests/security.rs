@@ -76,6 +76,28 @@ fn canary_password_never_leaks() {
         let out = run(pgship(project.path()).args(&args));
         outputs.push((args.join(" "), out));
     }
+    // The rehearsal, on the good set: pg_dump, pg_restore and psql on the target and the
+    // sandbox, and a test command that prints the sandbox URL it is given.
+    let good_project = project_with("drizzle-app/drizzle");
+    std::fs::copy(
+        project.path().join(".env"),
+        good_project.path().join(".env"),
+    )
+    .unwrap();
+    for args in [
+        vec![
+            "plan",
+            "dev",
+            "--sandbox",
+            "local",
+            "--test-cmd",
+            "echo \"$DATABASE_URL $DEV_POSTGRES_URL\"; exit 1",
+        ],
+        vec!["plan", "dev", "--sandbox", "local", "--format", "json"],
+    ] {
+        let out = run(pgship(good_project.path()).args(&args));
+        outputs.push((args.join(" "), out));
+    }
     stop.store(true, Ordering::Relaxed);
     let (scans, hits) = watcher.join().unwrap();
     let (_, hits_wrong) = watcher_wrong.join().unwrap();
@@ -115,16 +137,36 @@ fn canary_password_never_leaks() {
             "{what} shows no redacted URL"
         );
     }
+    assert_eq!(outputs[6].1.code, 1, "{}", outputs[6].1.stderr);
+    assert!(
+        outputs[6]
+            .1
+            .stdout
+            .contains("| postgres://postgres:***@127.0.0.1:"),
+        "the test command's output keeps the sandbox URL redacted: {}",
+        outputs[6].1.stdout
+    );
     let mut logs = 0;
-    for e in std::fs::read_dir(project.path().join(".deployments"))
-        .unwrap()
-        .flatten()
+    let mut reports = 0;
+    let runs = [project.path(), good_project.path()].map(|p| p.join(".deployments"));
+    for e in runs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
     {
-        let text = std::fs::read_to_string(e.path().join("deployment.log")).unwrap();
-        assert!(!text.contains(&canary) && !text.contains(&wrong));
+        // Every artifact: the log, and the plans' report.md, report.json, schema-comparison.json.
+        for f in std::fs::read_dir(e.path()).unwrap().flatten() {
+            let text = std::fs::read_to_string(f.path()).unwrap();
+            assert!(
+                !text.contains(&canary) && !text.contains(&wrong),
+                "{} holds a password",
+                f.path().display()
+            );
+            reports += usize::from(f.file_name() == "report.json");
+        }
         logs += 1;
     }
     assert!(logs >= 2);
+    assert_eq!(reports, 2, "both plans wrote report.json");
     let table = query(
         &good.expose(),
         "SELECT string_agg(message || metadata::text, ' ') FROM pgship.deployment_logs",
