@@ -596,3 +596,72 @@ fn nothing_pending_says_so_and_exits_0() {
     assert!(v["sandbox"].is_null());
     assert_eq!(v["decision"]["verdict"], "proceed");
 }
+
+#[test]
+fn rows_lost_through_a_cascade_and_rows_a_not_valid_foreign_key_rejects_are_reported() {
+    let Some(db) = TestDb::new() else { return };
+    let project = sql_project(&[(
+        "001_base.sql",
+        "CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint REFERENCES customers ON DELETE CASCADE, placed_by bigint);
+         INSERT INTO customers SELECT i, 'c' || i FROM generate_series(1, 100) i;
+         INSERT INTO orders SELECT i, 1 + i % 100, CASE WHEN i % 10 = 0 THEN 999 ELSE 1 + i % 100 END FROM generate_series(1, 1000) i;",
+    )]);
+    assert_eq!(
+        run(pgship(project.path()).args(["migrate", &db.url])).code,
+        0
+    );
+    let m = project.path().join("migrations");
+    // An FK that existing rows break, added NOT VALID: it applies, and the rehearsal counts them.
+    std::fs::write(
+        m.join("002_placed_by_fk.sql"),
+        "ALTER TABLE orders ADD CONSTRAINT orders_placed_by_fk FOREIGN KEY (placed_by) REFERENCES customers (id) NOT VALID;\n",
+    )
+    .unwrap();
+    let tmp = private_tmp();
+    let (code, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 0, "{stderr}\n{:?}", reason_codes(&v));
+    let viol = &v["rehearsal"]["violations"];
+    assert_eq!(
+        viol[0]["constraint"], "public.orders.orders_placed_by_fk",
+        "{viol:#}"
+    );
+    assert_eq!(viol[0]["rows"], 100);
+    assert_eq!(viol[0]["not_valid"], true);
+    assert!(reason_codes(&v).contains(&"warn violations".to_string()));
+
+    // Deleting customers cascades into orders: orders lose rows no statement deletes from.
+    std::fs::write(
+        m.join("003_prune_customers.sql"),
+        "DELETE FROM customers WHERE id > 90;\n",
+    )
+    .unwrap();
+    let (code, v, _) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        reason_codes(&v).contains(&"abort rows-lost".to_string()),
+        "{:?}",
+        reason_codes(&v)
+    );
+    let counts = v["rehearsal"]["row_counts"].as_array().unwrap();
+    let orders = counts
+        .iter()
+        .find(|c| c["table"] == "public.orders")
+        .unwrap();
+    assert_eq!(orders["unexplained_loss"], true, "{orders:#}");
+    let customers = counts
+        .iter()
+        .find(|c| c["table"] == "public.customers")
+        .unwrap();
+    assert_eq!(customers["after"], 90);
+    assert_eq!(
+        customers["unexplained_loss"], false,
+        "its DELETE explains it"
+    );
+    // The rollback put the deleted rows back before re-applying.
+    assert_eq!(v["rehearsal"]["rollback"]["proven"], true);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM orders").as_deref(),
+        Some("1000")
+    );
+}
