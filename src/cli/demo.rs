@@ -47,7 +47,9 @@ const EXAMPLE: &[(&str, &str)] = &[
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Use the PostgreSQL server binaries in this folder (default: the newest installed).
+    /// Use the PostgreSQL server binaries in this folder (default: the newest installed). The
+    /// plans dump with pg_dump of the server's major or newer: for a newer major than the
+    /// installed client tools, also set PGSHIP_PG_BIN to this folder.
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
 }

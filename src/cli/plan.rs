@@ -244,11 +244,8 @@ pub async fn execute(
     let major = conn.version.major();
     let server_version = conn.version.text.clone();
     let dump_tools = tools::find_dump_tools(major).map_err(|e| {
-        Error::usage(format!(
-            "no pg_dump/pg_restore of major version {major} or newer was found: {e}"
-        ))
-        .with_hint(
-            "install the PostgreSQL client tools of the server's version, or set PGSHIP_PG_BIN",
+        Error::usage(e).with_hint(
+            "the rehearsal dumps the sandbox with them; install the PostgreSQL client tools of the server's version",
         )
     })?;
     let source = &project.source;
