@@ -401,8 +401,15 @@ pub fn markdown(r: &PlanReport) -> String {
     if let Some(s) = &r.sandbox {
         let _ = writeln!(
             o,
-            "\nSandbox: {} `{}`, {} data, made in {:.1} s.",
-            s.strategy, s.id, s.data, s.seconds
+            "\nSandbox: {} `{}`, {} data, made in {:.1} s{}.",
+            s.strategy,
+            s.id,
+            s.data,
+            s.seconds,
+            match &s.url {
+                Some(u) if s.kept => format!(", kept at `{u}`"),
+                _ => String::new(),
+            }
         );
     }
     if let Some(h) = &r.rehearsal {
@@ -438,6 +445,13 @@ pub fn markdown(r: &PlanReport) -> String {
             );
         } else {
             let _ = writeln!(o, "\n## Data checks\n");
+            let _ = writeln!(
+                o,
+                "- row counts: {} table(s), {} changed; {} constraint violation(s)",
+                h.row_counts.len(),
+                h.row_counts.iter().filter(|c| c.before != c.after).count(),
+                h.violations.len()
+            );
             for c in h.row_counts.iter().filter(|c| c.before != c.after) {
                 let _ = writeln!(
                     o,
