@@ -132,11 +132,9 @@ async fn demo(globals: &Globals, project_dir: &Path, cluster: &LocalCluster) -> 
     let args = migrate::Args {
         target: "dev".into(),
         dry_run: false,
-        tx_mode: None,
-        lock_timeout: None,
+        engine: migrate::EngineArgs::default(),
         lock_retries: None,
         lock_wait: None,
-        statement_timeout: None,
         allow_edited: false,
     };
     migrate::execute(globals, &project, "dev", false, &url, &args).await?;
@@ -168,9 +166,7 @@ async fn demo(globals: &Globals, project_dir: &Path, cluster: &LocalCluster) -> 
         test_cmd: None,
         keep_sandbox: false,
         checks: None,
-        tx_mode: None,
-        lock_timeout: None,
-        statement_timeout: None,
+        engine: migrate::EngineArgs::default(),
     };
     console.step("planning 0002 and 0003 on a sandbox of dev");
     let good = plan::execute(globals, &project, &target, &url, &plan_args).await?;

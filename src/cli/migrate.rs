@@ -21,25 +21,33 @@ pub struct Args {
     /// Show what would be applied, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// `all`: every pending migration in one transaction (drizzle's semantics);
-    /// `per-migration`: commit each on its own.
-    #[arg(long, value_name = "MODE")]
-    pub tx_mode: Option<TxMode>,
-    /// How long one statement may wait for a lock before it gives up and is retried [default: 2s].
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub lock_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// How many times to retry after a lock timeout, with exponential backoff [default: 5].
     #[arg(long, value_name = "N")]
     pub lock_retries: Option<u32>,
     /// How long to wait for another pgship run's migration lock [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub lock_wait: Option<Duration>,
-    /// Limit on one statement's run time [default: none].
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub statement_timeout: Option<Duration>,
     /// Proceed although applied migrations were edited (logged as a warning).
     #[arg(long)]
     pub allow_edited: bool,
+}
+
+/// How the engine applies: shared by `migrate` and `plan` (which rehearses with what a deploy
+/// will use).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EngineArgs {
+    /// `all`: every pending migration in one transaction (drizzle's semantics);
+    /// `per-migration`: commit each on its own [default: [apply] tx_mode, else all].
+    #[arg(long, value_name = "MODE")]
+    pub tx_mode: Option<TxMode>,
+    /// How long one statement may wait for a lock before it gives up and is retried [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub lock_timeout: Option<Duration>,
+    /// Limit on one statement's run time [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub statement_timeout: Option<Duration>,
 }
 
 /// Resolved engine settings: flags over pgship.toml over defaults.
@@ -68,7 +76,7 @@ impl Settings {
                 }),
             }
         };
-        let tx_mode = match (&args.tx_mode, &f.tx_mode) {
+        let tx_mode = match (&args.engine.tx_mode, &f.tx_mode) {
             (Some(m), _) => *m,
             (None, Some(s)) => s.parse().map_err(|e| {
                 Error::usage(format!("{}: [apply] tx_mode: {e}", file_path.display()))
@@ -77,7 +85,7 @@ impl Settings {
         };
         Ok(Settings {
             tx_mode,
-            lock_timeout: match args.lock_timeout {
+            lock_timeout: match args.engine.lock_timeout {
                 Some(d) => d,
                 None => dur(&f.lock_timeout, "lock_timeout", Duration::from_secs(2))?,
             },
@@ -86,7 +94,7 @@ impl Settings {
                 Some(d) => d,
                 None => dur(&f.lock_wait, "lock_wait", Duration::from_secs(60))?,
             },
-            statement_timeout: match args.statement_timeout {
+            statement_timeout: match args.engine.statement_timeout {
                 Some(d) => d,
                 None => dur(&f.statement_timeout, "statement_timeout", Duration::ZERO)?,
             },

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::project::Project;
 use super::sandbox::{DataArg, sandbox_err, sandbox_request};
-use super::{Globals, duration_arg};
+use super::Globals;
 use crate::compare::{BreakingPolicy, SchemaFilter};
 use crate::config::Target;
 use crate::db::apply::{ApplyOptions, TxMode, Work};
@@ -47,15 +47,9 @@ pub struct Args {
     /// else pgship/checks).
     #[arg(long, value_name = "DIR")]
     pub checks: Option<PathBuf>,
-    /// `all` or `per-migration`, as the deploy will use (default: [apply] tx_mode, else all).
-    #[arg(long, value_name = "MODE")]
-    pub tx_mode: Option<TxMode>,
-    /// lock_timeout of each statement, as the deploy will use [default: 2s].
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub lock_timeout: Option<Duration>,
-    /// statement_timeout, as the deploy will use [default: none].
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub statement_timeout: Option<Duration>,
+    /// The engine's settings, as the deploy will use them.
+    #[command(flatten)]
+    pub engine: super::migrate::EngineArgs,
 }
 
 /// `[policy]` with the seed's defaults; every bad value names its key.
@@ -165,11 +159,9 @@ pub async fn execute(
     let mig_args = super::migrate::Args {
         target: args.target.clone(),
         dry_run: false,
-        tx_mode: args.tx_mode,
-        lock_timeout: args.lock_timeout,
+        engine: args.engine.clone(),
         lock_retries: None,
         lock_wait: None,
-        statement_timeout: args.statement_timeout,
         allow_edited: false,
     };
     let settings = super::migrate::Settings::resolve(project, &mig_args)?;
