@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::Globals;
 use super::project::Project;
 use super::sandbox::{DataArg, sandbox_err, sandbox_request};
-use super::Globals;
 use crate::compare::{BreakingPolicy, SchemaFilter};
 use crate::config::Target;
 use crate::db::apply::{ApplyOptions, TxMode, Work};
