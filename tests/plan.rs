@@ -592,6 +592,31 @@ fn nothing_pending_says_so_and_exits_0() {
     let tmp = private_tmp();
     let (code, v, _) = plan_json(project.path(), &db.url, tmp.path(), &[]);
     assert_eq!(code, 0);
+    assert!(v["git"].is_null(), "not a repository");
+    // In a repository, PREFLIGHT records the branch, the commit and uncommitted changes.
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .current_dir(project.path())
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "feature/orders"]);
+    std::fs::write(project.path().join(".gitignore"), ".deployments/\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "base"]);
+    let (_, v, _) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(v["git"]["branch"], "feature/orders");
+    assert_eq!(v["git"]["clean"], true);
+    std::fs::write(project.path().join("notes.txt"), "wip\n").unwrap();
+    let (_, v, _) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(v["git"]["clean"], false);
     assert_eq!(v["pending"], serde_json::json!([]));
     assert!(v["sandbox"].is_null());
     assert_eq!(v["decision"]["verdict"], "proceed");

@@ -287,6 +287,32 @@ pub async fn execute(
             journal.dir.join("deployment.log").display()
         )));
     }
+    let git = rehearse::git::state(&project.settings.project_dir);
+    match &git {
+        Some(g) => log(
+            &mut journal,
+            phase::PREFLIGHT,
+            if g.clean { Level::Info } else { Level::Warn },
+            format!(
+                "git: {} at {}{}",
+                g.branch.as_deref().unwrap_or("(detached HEAD)"),
+                &g.commit[..g.commit.len().min(12)],
+                if g.clean {
+                    ""
+                } else {
+                    " with uncommitted changes (a deploy would refuse them)"
+                }
+            ),
+            json!({"branch": g.branch, "commit": g.commit, "clean": g.clean}),
+        ),
+        None => log(
+            &mut journal,
+            phase::PREFLIGHT,
+            Level::Debug,
+            "git: the project is not in a git repository".into(),
+            json!({}),
+        ),
+    }
     let to_run = classified.to_run();
     let pending: Vec<Pending> = to_run
         .iter()
@@ -327,6 +353,7 @@ pub async fn execute(
             target: url.redacted(),
             server_version: conn.version.text.clone(),
             source: source.kind.as_str().to_string(),
+            git: git.clone(),
             pending,
             sandbox: None,
             rehearsal: None,
@@ -525,6 +552,7 @@ pub async fn execute(
         target: url.redacted(),
         server_version,
         source: source.kind.as_str().to_string(),
+        git,
         pending,
         sandbox: Some(sandbox_info),
         rehearsal: Some(rehearsal),

@@ -15,6 +15,7 @@
 
 pub mod data;
 pub mod decide;
+pub mod git;
 pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet};

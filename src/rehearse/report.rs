@@ -43,6 +43,8 @@ pub struct PlanReport {
     pub target: String,
     pub server_version: String,
     pub source: String,
+    /// The project's git state (`None` outside a repository).
+    pub git: Option<super::git::GitState>,
     pub pending: Vec<Pending>,
     pub sandbox: Option<SandboxInfo>,
     pub rehearsal: Option<Rehearsal>,
@@ -155,6 +157,19 @@ pub fn text(r: &PlanReport) -> String {
         "plan {} for {} ({})",
         r.deployment_id, r.environment, r.target
     );
+    if let Some(g) = &r.git {
+        let _ = writeln!(
+            o,
+            "git: {} at {}{}",
+            g.branch.as_deref().unwrap_or("(detached HEAD)"),
+            &g.commit[..g.commit.len().min(12)],
+            if g.clean {
+                ""
+            } else {
+                " (uncommitted changes: a deploy refuses a dirty tree)"
+            }
+        );
+    }
     let _ = writeln!(o, "\npending migrations ({}):", r.pending.len());
     for p in &r.pending {
         let resume = if p.resume_at > 0 {
@@ -394,6 +409,19 @@ pub fn markdown(r: &PlanReport) -> String {
         "\nTarget `{}` (PostgreSQL {}), source {}.\n",
         r.target, r.server_version, r.source
     );
+    if let Some(g) = &r.git {
+        let _ = writeln!(
+            o,
+            "Git: `{}` at `{}`{}.\n",
+            g.branch.as_deref().unwrap_or("(detached HEAD)"),
+            &g.commit[..g.commit.len().min(12)],
+            if g.clean {
+                ""
+            } else {
+                ", **uncommitted changes**"
+            }
+        );
+    }
     let _ = writeln!(o, "## Pending migrations\n");
     for p in &r.pending {
         let _ = writeln!(o, "- `{}` ({} statements)", p.name, p.statements);
