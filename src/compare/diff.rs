@@ -637,21 +637,7 @@ mod tests {
     use super::*;
 
     fn table() -> Table {
-        Table {
-            unlogged: false,
-            partition_key: None,
-            partition_of: None,
-            inherits: vec![],
-            rls: false,
-            force_rls: false,
-            replica_identity: ReplicaIdentity::Default,
-            columns: BTreeMap::new(),
-            constraints: BTreeMap::new(),
-            triggers: BTreeMap::new(),
-            policies: BTreeMap::new(),
-            privileges: Privileges::new(),
-            comment: None,
-        }
+        crate::compare::model::testing::table(&[])
     }
 
     fn col(t: &str, not_null: bool) -> Column {

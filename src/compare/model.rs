@@ -152,9 +152,10 @@ pub struct Constraint {
     pub definition: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReplicaIdentity {
+    #[default]
     Default,
     Full,
     Nothing,
@@ -189,7 +190,7 @@ pub struct Partition {
     pub bound: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
     pub unlogged: bool,
     /// `pg_get_partkeydef` of a partitioned table.
@@ -280,5 +281,30 @@ mod tests {
             .insert("public.mood".into(), vec!["happy".into(), "sad".into()]);
         assert_ne!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.fingerprint().len(), 64);
+    }
+}
+
+/// Builders for tests of the modules that work on models.
+#[cfg(test)]
+pub mod testing {
+    use super::{Column, Table};
+
+    /// A plain table with `(name, type)` columns.
+    pub fn table(cols: &[(&str, &str)]) -> Table {
+        Table {
+            columns: cols
+                .iter()
+                .map(|(n, t)| {
+                    (
+                        n.to_string(),
+                        Column {
+                            data_type: t.to_string(),
+                            ..Column::default()
+                        },
+                    )
+                })
+                .collect(),
+            ..Table::default()
+        }
     }
 }

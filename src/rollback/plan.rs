@@ -764,7 +764,6 @@ pub fn order_drops<'a>(objs: &[&'a Object], edges: &[Edge]) -> Vec<&'a Object> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::model::{Column, ReplicaIdentity};
 
     fn obj(kind: Kind, class: u32, oid: u32, name: &str, parent: u32) -> Object {
         Object {
@@ -835,32 +834,7 @@ mod tests {
     }
 
     fn table(cols: &[(&str, &str)]) -> Table {
-        Table {
-            unlogged: false,
-            partition_key: None,
-            partition_of: None,
-            inherits: vec![],
-            rls: false,
-            force_rls: false,
-            replica_identity: ReplicaIdentity::Default,
-            columns: cols
-                .iter()
-                .map(|(n, t)| {
-                    (
-                        n.to_string(),
-                        Column {
-                            data_type: t.to_string(),
-                            ..Column::default()
-                        },
-                    )
-                })
-                .collect(),
-            constraints: BTreeMap::new(),
-            triggers: BTreeMap::new(),
-            policies: BTreeMap::new(),
-            privileges: BTreeMap::new(),
-            comment: None,
-        }
+        crate::compare::model::testing::table(cols)
     }
 
     #[test]

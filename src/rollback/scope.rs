@@ -157,37 +157,11 @@ fn using_types(m0: &Model, types: &BTreeSet<Name>) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::model::{Column, Partition, ReplicaIdentity, Table};
+    use crate::compare::model::{Partition, Table};
     use crate::rollback::catalog::ForeignKey;
-    use std::collections::BTreeMap;
 
     fn table(cols: &[(&str, &str)]) -> Table {
-        Table {
-            unlogged: false,
-            partition_key: None,
-            partition_of: None,
-            inherits: vec![],
-            rls: false,
-            force_rls: false,
-            replica_identity: ReplicaIdentity::Default,
-            columns: cols
-                .iter()
-                .map(|(n, t)| {
-                    (
-                        n.to_string(),
-                        Column {
-                            data_type: t.to_string(),
-                            ..Column::default()
-                        },
-                    )
-                })
-                .collect(),
-            constraints: BTreeMap::new(),
-            triggers: BTreeMap::new(),
-            policies: BTreeMap::new(),
-            privileges: BTreeMap::new(),
-            comment: None,
-        }
+        crate::compare::model::testing::table(cols)
     }
 
     fn model() -> Model {
