@@ -210,26 +210,7 @@ WHERE NOT EXISTS (SELECT 1 FROM ext e WHERE e.classid = 'pg_catalog.pg_proc'::re
 /// cascades reach across schemas.
 pub async fn inventory(client: &Client) -> Result<Vec<Object>, DbError> {
     let ctx = "reading the catalog inventory";
-    in_public_path(client, ctx, async {
-        let rows = client.query(INVENTORY, &[]).await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                Some(Object {
-                    kind: Kind::parse(r.get::<_, &str>(0))?,
-                    class: r.get(1),
-                    oid: r.get(2),
-                    schema: r.get(3),
-                    name: r.get(4),
-                    parent: r.get(5),
-                    derived: r.get(6),
-                    def: r.get(7),
-                    drop: r.get(8),
-                })
-            })
-            .collect())
-    })
-    .await
+    in_public_path(client, ctx, async { read_inventory(client).await }).await
 }
 
 /// The same inventory, read inside the caller's open transaction (the dry run).
@@ -237,6 +218,10 @@ pub async fn inventory_in_tx(client: &Client) -> Result<Vec<Object>, tokio_postg
     client
         .batch_execute("SET LOCAL search_path = public")
         .await?;
+    read_inventory(client).await
+}
+
+async fn read_inventory(client: &Client) -> Result<Vec<Object>, tokio_postgres::Error> {
     let rows = client.query(INVENTORY, &[]).await?;
     Ok(rows
         .iter()
