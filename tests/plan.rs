@@ -690,3 +690,64 @@ fn rows_lost_through_a_cascade_and_rows_a_not_valid_foreign_key_rejects_are_repo
         Some("1000")
     );
 }
+
+#[test]
+fn a_postgres_18_target_is_rehearsed_with_postgres_18_tools() {
+    let Some(bin) = common::pg18_bin() else {
+        return;
+    };
+    let b = pgship::db::tools::at(&bin, "postgres").unwrap();
+    let cluster = pgship::cluster::LocalCluster::start(&pgship::cluster::ClusterOptions {
+        bin: Some(b),
+        ..Default::default()
+    })
+    .unwrap();
+    let Some(db) = TestDb::on(&cluster.url("postgres").expose()) else {
+        return;
+    };
+    let project = sql_project(&[("001_base.sql", BASE)]);
+    assert_eq!(
+        run(pgship(project.path()).args(["migrate", &db.url])).code,
+        0
+    );
+    std::fs::write(
+        project.path().join("migrations/002_rename.sql"),
+        "ALTER TABLE customers RENAME COLUMN name TO full_name;\nALTER TABLE customers ALTER COLUMN id TYPE numeric(20);\n",
+    )
+    .unwrap();
+    let tmp = private_tmp();
+    // Without tools of major 18 the plan says which are missing, and makes nothing.
+    let mut cmd = pgship(project.path());
+    cmd.env("TMPDIR", tmp.path())
+        .env("PATH", "/usr/bin:/bin")
+        .args(["plan", &db.url, "--sandbox", "local"]);
+    let out = run(&mut cmd);
+    if out.code != 0 {
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("major version 18 or newer"),
+            "{}",
+            out.stderr
+        );
+    }
+    let mut cmd = pgship(project.path());
+    cmd.env("TMPDIR", tmp.path())
+        .env("PGSHIP_PG_BIN", &bin)
+        .args(["plan", &db.url, "--sandbox", "local", "--format", "json"]);
+    let out = run(&mut cmd);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.stderr));
+    assert!(
+        v["server_version"].as_str().unwrap().starts_with("18"),
+        "{v:#}"
+    );
+    let big = statement(&v, "002_rename");
+    assert!(
+        has_lock(big, "ACCESS EXCLUSIVE", "public.customers"),
+        "{big:#}"
+    );
+    let rb = &v["rehearsal"]["rollback"];
+    assert_eq!(rb["proven"], true, "{rb:#}");
+    assert_eq!(rb["reapplied_same_schema"], true, "{rb:#}");
+    assert_eq!(out.code, 0, "{}\n{:?}", out.stderr, reason_codes(&v));
+    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
+}
