@@ -8,6 +8,14 @@
 //! records the owning pid so leftovers of killed runs can be found. initdb and postgres refuse
 //! to run as root, so when pgship runs as root they run as the `postgres` user (or
 //! `$PGSHIP_CLUSTER_USER`).
+//!
+//! initdb takes most of a cluster's start (0.6-2 s), so its output is kept as a template in
+//! pgship's cache folder: `~/.cache/pgship/template-<major>-<key>` (or under
+//! `$XDG_CACHE_HOME`; 0700, the key a hash of the binaries, their version, the cluster's user
+//! and initdb's options), made once by initdb and never started. A cluster copies the
+//! template's data folder (0.05-0.4 s) and sets its own random password in single-user mode
+//! before it starts; a template that is not a private folder of pgship's user is ignored, and
+//! any trouble with it falls back to initdb.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -123,34 +131,9 @@ impl LocalCluster {
         let sock = self.dir.join("sock");
         mkdir(&sock, 0o700)?;
         self.chown(&sock)?;
-        // The password reaches initdb through a private file, never its arguments.
-        let pwfile = self.dir.join("pwfile");
-        write_private(&pwfile, self.password.expose().as_bytes())?;
-        self.chown(&pwfile)?;
-        let out = self
-            .command("initdb")
-            .arg("-D")
-            .arg(self.data())
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .output()
-            .map_err(|e| ClusterError(format!("cannot run initdb: {e}")));
-        let _ = std::fs::remove_file(&pwfile);
-        let out = out?;
-        if !out.status.success() {
-            return Err(ClusterError(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        if !self.copy_template() {
+            let password = self.password.expose().to_string();
+            self.initdb(&self.data(), &self.dir.join("pwfile"), &password)?;
         }
         let mem_mb = (total_memory_mb() / 16).clamp(64, 1024);
         let mut conf = format!(
@@ -182,26 +165,177 @@ impl LocalCluster {
             .map_err(|e| ClusterError(format!("{}: {e}", path.display())))
     }
 
+    /// initdb into `data`, the superuser's password `password` (through `pwfile`, a private
+    /// file removed afterwards, never initdb's arguments).
+    fn initdb(&self, data: &Path, pwfile: &Path, password: &str) -> Result<(), ClusterError> {
+        write_private(pwfile, password.as_bytes())?;
+        self.chown(pwfile)?;
+        let out = self
+            .command("initdb")
+            .arg("-D")
+            .arg(data)
+            .args(INITDB_ARGS)
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .map_err(|e| ClusterError(format!("cannot run initdb: {e}")));
+        let _ = std::fs::remove_file(pwfile);
+        let out = out?;
+        if !out.status.success() {
+            return Err(ClusterError(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fill the data folder from the initdb template (made now if there is none) and give it
+    /// this cluster's password; false (and nothing left in the folder) if that did not work.
+    fn copy_template(&self) -> bool {
+        let Some(template) = self.template() else {
+            return false;
+        };
+        let data = self.data();
+        let copied = copy_tree(&template.join("data"), &data, self.run_as)
+            .and_then(|()| self.set_password(&data));
+        if copied.is_err() {
+            let _ = std::fs::remove_dir_all(&data);
+            return false;
+        }
+        true
+    }
+
+    /// The template folder for these binaries in pgship's cache folder: an existing one if it
+    /// is a private folder of pgship's user, else a new one.
+    fn template(&self) -> Option<PathBuf> {
+        let cache = cache_root()?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let runs_as = self.run_as.map_or(me, |(uid, _)| uid);
+        let key = crate::util::sha256_hex(
+            format!(
+                "pgship-template-1|{}|{}|{runs_as}|{}",
+                self.bin.dir.display(),
+                self.bin.version,
+                INITDB_ARGS.join(" ")
+            )
+            .as_bytes(),
+        );
+        let name = format!("template-{}-{}", self.bin.major, &key[..16]);
+        let path = cache.join(&name);
+        if is_private_dir(&path, me) && path.join("data/PG_VERSION").is_file() {
+            return Some(path);
+        }
+        if path.symlink_metadata().is_ok() {
+            // Broken, or not ours: leave it, initdb as before.
+            return None;
+        }
+        let temp = temp_root().ok()?;
+        sweep_templates(&cache, &temp, &self.bin.dir, me);
+        let suffix = format!("{}-{}", std::process::id(), crate::util::random_hex(4));
+        // initdb runs as the cluster's user, which may not enter pgship's cache folder (root's
+        // home): it writes into the temp root, and the result moves to the cache.
+        let build = temp.join(format!("template-build-{suffix}"));
+        let staging = cache.join(format!("{name}.tmp-{suffix}"));
+        let made = (|| {
+            mkdir(&build, 0o700)?;
+            self.chown(&build)?;
+            // The template's password is thrown away: it is never started, so it never
+            // listens, and every copy gets its own.
+            let password = crate::util::random_hex(16);
+            self.initdb(&build.join("data"), &build.join("pwfile"), &password)?;
+            mkdir(&staging, 0o700)?;
+            if std::fs::rename(build.join("data"), staging.join("data")).is_err() {
+                copy_tree(&build.join("data"), &staging.join("data"), self.run_as)?;
+            }
+            let owner = serde_json::json!({ "bin": self.bin.dir, "version": self.bin.version });
+            std::fs::write(staging.join("template.json"), owner.to_string())
+                .map_err(|e| ClusterError(format!("{}: {e}", staging.display())))?;
+            std::fs::rename(&staging, &path)
+                .map_err(|e| ClusterError(format!("{}: {e}", path.display())))
+        })();
+        let _ = std::fs::remove_dir_all(&build);
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+            // Another run may have made it meanwhile.
+            return (is_private_dir(&path, me) && path.join("data/PG_VERSION").is_file())
+                .then_some(path);
+        }
+        Some(path)
+    }
+
+    /// Set the superuser's password in single-user mode, before the server listens; the
+    /// password goes through stdin, never the arguments.
+    fn set_password(&self, data: &Path) -> Result<(), ClusterError> {
+        use std::io::Write as _;
+        let mut child = self
+            .command("postgres")
+            .args(["--single", "-c", "fsync=off", "-D"])
+            .arg(data)
+            .arg("postgres")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| ClusterError(format!("cannot run postgres --single: {e}")))?;
+        let sql = format!(
+            "ALTER ROLE postgres PASSWORD '{}';\n",
+            self.password.expose().replace('\'', "''")
+        );
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(sql.as_bytes())
+                .map_err(|e| ClusterError(format!("postgres --single: {e}")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| ClusterError(format!("postgres --single: {e}")))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() || stderr.contains("ERROR:") {
+            return Err(ClusterError(format!(
+                "setting the password failed: {}",
+                stderr.trim()
+            )));
+        }
+        Ok(())
+    }
+
     fn launch(&mut self) -> Result<(), ClusterError> {
+        let log = self.dir.join("server.log");
         let mut last = String::new();
         for _ in 0..5 {
             self.port = free_port()?;
-            let log = self.dir.join("server.log");
+            let from = std::fs::metadata(&log).map_or(0, |m| m.len());
+            // PostgreSQL 10+ says in postmaster.pid when it is ready: pgship looks every few
+            // milliseconds instead of pg_ctl's tenth of a second.
+            let poll = self.bin.major >= 10;
             let out = self
                 .command("pg_ctl")
                 .arg("-D")
                 .arg(self.data())
                 .arg("-l")
                 .arg(&log)
-                .args(["-w", "-t", "60", "-o"])
+                .args(if poll {
+                    ["-W", "-t", "60"]
+                } else {
+                    ["-w", "-t", "60"]
+                })
+                .arg("-o")
                 .arg(format!("-p {}", self.port))
                 .arg("start")
                 .output()
                 .map_err(|e| ClusterError(format!("cannot run pg_ctl: {e}")))?;
-            if out.status.success() {
-                return Ok(());
+            let started = if !out.status.success() {
+                Err(log_since(&log, from))
+            } else if poll {
+                self.wait_ready(&log, from)
+            } else {
+                Ok(())
+            };
+            match started {
+                Ok(()) => return Ok(()),
+                Err(text) => last = text,
             }
-            last = std::fs::read_to_string(&log).unwrap_or_default();
             if !last.contains("could not bind") && !last.contains("already in use") {
                 break;
             }
@@ -210,6 +344,35 @@ impl LocalCluster {
             "the server did not start:\n{}",
             last.trim()
         )))
+    }
+
+    /// Wait (up to a minute) until the postmaster reports itself ready in `postmaster.pid`;
+    /// what it logged after `from` if it fails.
+    fn wait_ready(&self, log: &Path, from: u64) -> Result<(), String> {
+        let pidfile = self.data().join("postmaster.pid");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&pidfile) {
+                if postmaster_ready(&text) {
+                    return Ok(());
+                }
+                let pid = text
+                    .lines()
+                    .next()
+                    .and_then(|p| p.trim().parse::<u32>().ok());
+                if pid.is_some_and(|p| !process_alive(p)) {
+                    return Err(log_since(log, from));
+                }
+            }
+            let logged = log_since(log, from);
+            if logged.contains("FATAL:") || logged.contains("PANIC:") {
+                return Err(logged);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("not ready after a minute\n{logged}"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// The URL of database `dbname` on this cluster (user `postgres`).
@@ -330,8 +493,15 @@ pub fn process_alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Stop the server of a cluster folder (if running) and remove the folder.
+/// Stop the server of a cluster folder (if running) and remove the folder; a folder that is
+/// gone already (`gc` removed the cluster before the record that names it) is removed.
 pub fn remove_dir(dir: &Path, bin: Option<&Path>) -> Result<(), ClusterError> {
+    if dir
+        .symlink_metadata()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    {
+        return Ok(());
+    }
     let data = dir.join("data");
     if data.join("postmaster.pid").exists() {
         let bin = bin
@@ -359,6 +529,171 @@ impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// What the server logged after `from` bytes of its log.
+fn log_since(log: &Path, from: u64) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(0).min(text.len());
+    String::from_utf8_lossy(&text[from..]).into_owned()
+}
+
+/// `postmaster.pid` says the server accepts connections (its eighth line, PostgreSQL 10+).
+fn postmaster_ready(pidfile: &str) -> bool {
+    pidfile.lines().nth(7).is_some_and(|l| l.trim() == "ready")
+}
+
+/// initdb's options (besides the folder and the password file).
+const INITDB_ARGS: [&str; 8] = [
+    "-U",
+    "postgres",
+    "-A",
+    "scram-sha-256",
+    "-E",
+    "UTF8",
+    "--locale=C",
+    "--no-sync",
+];
+
+/// `path` is a real folder (not a symlink) owned by `uid` that nobody else may enter.
+fn is_private_dir(path: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.symlink_metadata()
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
+}
+
+/// Copy a folder of directories and regular files (an initdb output), keeping modes, owned by
+/// `owner` when given. Anything else (a symlink) is an error. The files (a thousand, most of
+/// the time spent creating them) are copied by a thread per core, up to four.
+fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), ClusterError> {
+    let mut files = Vec::new();
+    make_dirs(from, to, owner, &mut files)?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4);
+    let per_thread = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let copies: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    for (src, dst) in chunk {
+                        std::fs::copy(src, dst)
+                            .map_err(|e| ClusterError(format!("{}: {e}", src.display())))?;
+                        chown_to(dst, owner)?;
+                    }
+                    Ok::<(), ClusterError>(())
+                })
+            })
+            .collect();
+        copies.into_iter().try_for_each(|c| {
+            c.join()
+                .map_err(|_| ClusterError("a copying thread panicked".into()))?
+        })
+    })
+}
+
+/// The folders of `from` made under `to` (modes kept), and the files to copy into them.
+fn make_dirs(
+    from: &Path,
+    to: &Path,
+    owner: Option<(u32, u32)>,
+    files: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<(), ClusterError> {
+    let err = |p: &Path, e: std::io::Error| ClusterError(format!("{}: {e}", p.display()));
+    let meta = from.symlink_metadata().map_err(|e| err(from, e))?;
+    std::fs::create_dir(to).map_err(|e| err(to, e))?;
+    std::fs::set_permissions(to, meta.permissions()).map_err(|e| err(to, e))?;
+    chown_to(to, owner)?;
+    for entry in std::fs::read_dir(from).map_err(|e| err(from, e))? {
+        let entry = entry.map_err(|e| err(from, e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(|e| err(&src, e))?;
+        if kind.is_dir() {
+            make_dirs(&src, &dst, owner, files)?;
+        } else if kind.is_file() {
+            files.push((src, dst));
+        } else {
+            return Err(ClusterError(format!(
+                "{}: not a file or folder",
+                src.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn chown_to(path: &Path, owner: Option<(u32, u32)>) -> Result<(), ClusterError> {
+    match owner {
+        Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|e| ClusterError(format!("{}: {e}", path.display()))),
+        None => Ok(()),
+    }
+}
+
+/// Remove what templates of `bin` left: other versions' templates in `cache` (the binaries
+/// were upgraded), and half-made ones of dead runs there and in `temp`; only folders of `uid`.
+fn sweep_templates(cache: &Path, temp: &Path, bin: &Path, uid: u32) {
+    let dead = |rest: &str| {
+        rest.split('-')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| !process_alive(p))
+    };
+    if let Ok(entries) = std::fs::read_dir(temp) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix("template-build-")
+                && dead(rest)
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if !name.starts_with("template-") || !is_private_dir(&path, uid) {
+            continue;
+        }
+        if let Some((_, rest)) = name.split_once(".tmp-") {
+            if dead(rest) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            continue;
+        }
+        let owner: serde_json::Value = std::fs::read_to_string(path.join("template.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        if owner["bin"].as_str() == Some(&bin.display().to_string()) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// pgship's cache folder, `$XDG_CACHE_HOME/pgship` or `~/.cache/pgship`, created 0700 if
+/// needed; none when it cannot be made private to pgship's user.
+pub fn cache_root() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .filter(|b| b.is_absolute())?;
+    let root = base.join("pgship");
+    if root.symlink_metadata().is_err() {
+        std::fs::create_dir_all(&root).ok()?;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).ok()?;
+    }
+    // SAFETY: geteuid has no preconditions.
+    is_private_dir(&root, unsafe { libc::geteuid() }).then_some(root)
 }
 
 /// `$TMPDIR/pgship`, created if needed and traversable by the cluster user.
@@ -428,4 +763,85 @@ fn run_as_user() -> Result<Option<(u32, u32)>, ClusterError> {
     // SAFETY: pw is non-null and points to a valid passwd record.
     let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
     Ok(Some((uid, gid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn ready_is_the_eighth_line_of_postmaster_pid() {
+        let starting =
+            "123\n/data\n1700000000\n5432\n/sock\n127.0.0.1\n  5432001     65538\nstarting\n";
+        assert!(!postmaster_ready(starting));
+        assert!(postmaster_ready(&starting.replace("starting", "ready   ")));
+        assert!(!postmaster_ready("123\n/data\n"), "a file being written");
+    }
+
+    #[test]
+    fn log_since_reads_only_what_is_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        std::fs::write(&log, "old FATAL: line\nnew line\n").unwrap();
+        assert_eq!(log_since(&log, 16), "new line\n");
+        assert_eq!(log_since(&log, 1000), "");
+        assert_eq!(log_since(&dir.path().join("none"), 0), "");
+    }
+
+    #[test]
+    fn templates_must_be_private_folders_of_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let t = dir.path().join("template");
+        std::fs::create_dir(&t).unwrap();
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(is_private_dir(&t, me));
+        assert!(!is_private_dir(&t, me + 1), "someone else's");
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!is_private_dir(&t, me), "others may enter it");
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&t, &link).unwrap();
+        assert!(!is_private_dir(&link, me), "a symlink");
+        assert!(!is_private_dir(&dir.path().join("none"), me));
+    }
+
+    #[test]
+    fn removing_a_folder_that_is_gone_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(remove_dir(&dir.path().join("cluster-gone"), None).is_ok());
+        let there = dir.path().join("cluster-there");
+        std::fs::create_dir(&there).unwrap();
+        remove_dir(&there, None).unwrap();
+        assert!(!there.exists());
+    }
+
+    #[test]
+    fn copy_tree_keeps_modes_and_refuses_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        std::fs::create_dir_all(from.join("base/1")).unwrap();
+        std::fs::set_permissions(&from, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(from.join("PG_VERSION"), "15\n").unwrap();
+        std::fs::write(from.join("base/1/1259"), vec![7u8; 3 * 8192]).unwrap();
+        std::fs::set_permissions(
+            from.join("base/1/1259"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let to = dir.path().join("to");
+        copy_tree(&from, &to, None).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&to), 0o700);
+        assert_eq!(mode(&to.join("base/1/1259")), 0o600);
+        assert_eq!(std::fs::read(to.join("PG_VERSION")).unwrap(), b"15\n");
+        assert_eq!(
+            std::fs::read(to.join("base/1/1259")).unwrap().len(),
+            3 * 8192
+        );
+        std::os::unix::fs::symlink("/etc/passwd", from.join("base/evil")).unwrap();
+        assert!(copy_tree(&from, &dir.path().join("to2"), None).is_err());
+    }
 }

@@ -215,6 +215,11 @@ impl Sandbox {
             crate::util::random_hex(3)
         );
         let strategy = resolve(req.strategy, target, env, req.allow_template);
+        if strategy == Strategy::Local {
+            let mut sandbox = create_local(&id, target, req, progress).await?;
+            sandbox.seconds = started.elapsed().as_secs_f64();
+            return Ok(sandbox);
+        }
         let mut sandbox = tokio::select! {
             r = provision(&id, strategy, target, req, env) => r?,
             _ = interrupted() => return Err(SandboxError::Interrupted),
@@ -267,42 +272,164 @@ impl Sandbox {
         })
     }
 
-    /// Copy the target into a provisioned local or server sandbox.
+    /// Copy the target into a provisioned server sandbox.
     async fn fill(
         &self,
         target: &DbUrl,
         req: &Request,
         progress: &dyn Fn(clone::Progress),
     ) -> Result<(), SandboxError> {
-        if !matches!(self.strategy, Strategy::Local | Strategy::Server) {
+        if self.strategy != Strategy::Server {
             return Ok(());
         }
-        let opts = ConnectOptions::default();
-        let target_conn = connect(target, &opts).await?;
-        let major = target_conn.version.major();
-        if let Resource::Local(c) = &self.resource {
-            let admin = connect(&self.url, &opts).await?;
+        let major = connect(target, &ConnectOptions::default())
+            .await?
+            .version
+            .major();
+        let copts = clone_options(req, major, false)?;
+        clone::clone(target, &self.url, &copts, progress).await?;
+        Ok(())
+    }
+}
+
+fn clone_options(
+    req: &Request,
+    major: u32,
+    create_missing_roles: bool,
+) -> Result<clone::CloneOptions, SandboxError> {
+    let tools = tools::find_dump_tools(major).map_err(SandboxError::Other)?;
+    let mut copts = clone::CloneOptions::new(tools);
+    copts.data = req.data;
+    copts.lock_wait_timeout = req.lock_wait_timeout;
+    copts.keep_dump = req.keep_dump.clone();
+    copts.create_missing_roles = create_missing_roles;
+    Ok(copts)
+}
+
+/// A `local` sandbox: the throwaway cluster starts (a copy of the initdb template and a start,
+/// 0.1-0.5 s; initdb too on a machine's first run) while the clone reads the target (snapshot,
+/// catalog, locks, schema and post-data archives); the restore begins once it is up. On
+/// error, Ctrl-C or SIGTERM the cluster is removed before this returns, even one still
+/// starting.
+async fn create_local(
+    id: &str,
+    target: &DbUrl,
+    req: &Request,
+    progress: &dyn Fn(clone::Progress),
+) -> Result<Sandbox, SandboxError> {
+    let opts = ConnectOptions::default();
+    let major = tokio::select! {
+        r = connect(target, &opts) => r?.version.major(),
+        _ = interrupted() => return Err(SandboxError::Interrupted),
+    };
+    let mut starting = Some(tokio::task::spawn_blocking(move || {
+        LocalCluster::start(&ClusterOptions {
+            min_major: Some(major),
+            ..Default::default()
+        })
+    }));
+    // The sandbox once its cluster is up (and from then on removed by `destroy`).
+    let made: std::cell::RefCell<Option<Sandbox>> = std::cell::RefCell::new(None);
+    let copts = match clone_options(req, major, true) {
+        Ok(copts) => copts,
+        Err(e) => {
+            // A cluster that cannot start either (no server binaries) is the first thing to
+            // fix: say that, as when the cluster was started before anything else.
+            let started = match starting.take() {
+                Some(handle) => handle.await,
+                None => return Err(e),
+            };
+            return match started {
+                Ok(Ok(mut c)) => {
+                    let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+                    Err(e)
+                }
+                Ok(Err(cluster)) => Err(cluster.into()),
+                Err(_) => Err(e),
+            };
+        }
+    };
+    let outcome = {
+        let ready = async {
+            let started = match starting.as_mut() {
+                Some(handle) => handle.await,
+                None => return Err(SandboxError::Other("the cluster is gone".into())),
+            };
+            starting = None;
+            let cluster = started
+                .map_err(|e| SandboxError::Other(format!("starting the cluster: {e}")))??;
+            let admin_url = cluster.url("postgres");
+            let (bin_major, bin_dir) = (cluster.bin.major, cluster.bin.dir.clone());
+            let sandbox = Sandbox {
+                id: id.to_string(),
+                strategy: Strategy::Local,
+                url: cluster.url(&dbname_of(target)),
+                seconds: 0.0,
+                resource: Resource::Local(cluster),
+            };
+            let url = sandbox.url.clone();
+            let record = sandbox.record(false);
+            *made.borrow_mut() = Some(sandbox);
+            registry::save(&record?)?;
+            let admin = connect(&admin_url, &opts).await?;
+            let dbname = dbname_of(target);
+            if dbname != "postgres" {
+                // A fresh cluster has nothing to checkpoint: copying template1's files
+                // beats WAL-logging them (PostgreSQL 15's default).
+                let strategy = if bin_major >= 15 {
+                    " STRATEGY = FILE_COPY"
+                } else {
+                    ""
+                };
+                admin
+                    .client
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {}{strategy}",
+                        quote_ident(&dbname)
+                    ))
+                    .await
+                    .map_err(|e| DbError::query("creating the sandbox database", &e))?;
+            }
+            let target_conn = connect(target, &opts).await?;
             let missing = missing_extensions(&target_conn.client, &admin.client).await?;
             if !missing.is_empty() {
                 return Err(SandboxError::Refused(format!(
                     "the target uses extension{} {} that the local PostgreSQL {} binaries ({}) do not have: install {} or use --sandbox server or neon",
                     if missing.len() == 1 { "" } else { "s" },
                     missing.join(", "),
-                    c.bin.major,
-                    c.bin.dir.display(),
+                    bin_major,
+                    bin_dir.display(),
                     if missing.len() == 1 { "it" } else { "them" },
                 )));
             }
+            Ok(url)
+        };
+        tokio::select! {
+            r = clone::clone_pending(target, ready, &copts, progress) => match r {
+                Ok(_) => Ok(()),
+                Err(clone::PendingError::Clone(e)) => Err(e.into()),
+                Err(clone::PendingError::Dest(e)) => Err(e),
+            },
+            _ = interrupted() => Err(SandboxError::Interrupted),
         }
-        drop(target_conn);
-        let tools = tools::find_dump_tools(major).map_err(SandboxError::Other)?;
-        let mut copts = clone::CloneOptions::new(tools);
-        copts.data = req.data;
-        copts.lock_wait_timeout = req.lock_wait_timeout;
-        copts.keep_dump = req.keep_dump.clone();
-        copts.create_missing_roles = self.strategy == Strategy::Local;
-        clone::clone(target, &self.url, &copts, progress).await?;
-        Ok(())
+    };
+    let sandbox = made.into_inner();
+    match (outcome, sandbox) {
+        (Ok(()), Some(sandbox)) => Ok(sandbox),
+        (outcome, sandbox) => {
+            if let Some(s) = sandbox {
+                let _ = s.destroy().await;
+            }
+            if let Some(handle) = starting.take() {
+                // Still starting: wait for it, then remove it.
+                if let Ok(Ok(mut c)) = handle.await {
+                    let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+                }
+            }
+            Err(outcome
+                .err()
+                .unwrap_or_else(|| SandboxError::Other("the cluster never started".into())))
+        }
     }
 }
 
@@ -318,25 +445,10 @@ async fn provision(
     let dbname = dbname_of(target);
     let (url, resource) = match strategy {
         Strategy::Local | Strategy::Auto => {
-            let major = connect(target, &opts).await?.version.major();
-            let cluster = tokio::task::spawn_blocking(move || {
-                LocalCluster::start(&ClusterOptions {
-                    min_major: Some(major),
-                    ..Default::default()
-                })
-            })
-            .await
-            .map_err(|e| SandboxError::Other(format!("starting the cluster: {e}")))??;
-            let url = cluster.url(&dbname);
-            if dbname != "postgres" {
-                let admin = connect(&cluster.url("postgres"), &opts).await?;
-                admin
-                    .client
-                    .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&dbname)))
-                    .await
-                    .map_err(|e| DbError::query("creating the sandbox database", &e))?;
-            }
-            (url, Resource::Local(cluster))
+            return Err(SandboxError::Other(format!(
+                "internal: {} sandboxes are made by create_local",
+                strategy.as_str()
+            )));
         }
         Strategy::Server | Strategy::Template => {
             let admin_url = if strategy == Strategy::Server {

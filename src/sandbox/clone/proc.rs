@@ -12,6 +12,7 @@ use tokio::process::{Child, Command};
 
 use crate::db::DbUrl;
 
+use super::plan::CopyTable;
 use super::private::{self, PrivateDir};
 use super::pump::{pump, set_pipe_size};
 use super::stderr::{read_stderr, sanitise};
@@ -22,6 +23,9 @@ use super::{CloneError, CloneOptions, Counters, Plan};
 pub(crate) enum Failure {
     Step(StepFailure),
     Io(CloneError),
+    /// One of pgship's own sessions on the source gave up waiting for a lock (its
+    /// `lock_timeout`), locking this table if it knows which.
+    Locked(Option<String>),
 }
 
 #[derive(Debug)]
@@ -33,7 +37,8 @@ pub(crate) struct StepFailure {
     pub lock_timeout: bool,
 }
 
-/// How to run the tools for one clone.
+/// How to run the tools for one clone: the source's side is known first (`pg_dump` runs while
+/// the destination may still be starting), the destination's once it is ready.
 pub(crate) struct Tools {
     pg_dump: PathBuf,
     pg_restore: PathBuf,
@@ -45,17 +50,16 @@ pub(crate) struct Tools {
 }
 
 impl Tools {
+    /// The source's side, with its own passfile in `dir`.
     pub fn new(
         opts: &CloneOptions,
         dir: &PrivateDir,
         source: &DbUrl,
-        dest: &DbUrl,
-        snapshot: Option<String>,
-        superuser: bool,
+        snapshot: Option<&str>,
     ) -> Result<Tools, CloneError> {
         let passfile = dir.write(
-            "pgpass",
-            private::passfile(&[source, dest], &user_of).as_bytes(),
+            "pgpass-source",
+            private::passfile(&[source], &user_of).as_bytes(),
         )?;
         let mut dump_args = args(&[
             "--format=custom",
@@ -72,6 +76,29 @@ impl Tools {
             dump_args.push(format!("--snapshot={s}"));
         }
         dump_args.push(format!("--dbname={}", child_url(source, opts.tools.major)));
+        Ok(Tools {
+            pg_dump: opts.tools.bin("pg_dump"),
+            pg_restore: opts.tools.bin("pg_restore"),
+            source_env: child_env(source, &passfile, "-c default_transaction_read_only=on"),
+            dest_env: Vec::new(),
+            dump_args,
+            restore_args: Vec::new(),
+            secrets: secrets_of(source),
+        })
+    }
+
+    /// The destination's side, with its own passfile in `dir`.
+    pub fn set_dest(
+        &mut self,
+        opts: &CloneOptions,
+        dir: &PrivateDir,
+        dest: &DbUrl,
+        superuser: bool,
+    ) -> Result<(), CloneError> {
+        let passfile = dir.write(
+            "pgpass-dest",
+            private::passfile(&[dest], &user_of).as_bytes(),
+        )?;
         let mut restore_args = args(&[
             "--no-password",
             "--exit-on-error",
@@ -83,19 +110,10 @@ impl Tools {
             restore_args.push("--no-owner".into());
         }
         restore_args.push(format!("--dbname={}", child_url(dest, opts.tools.major)));
-        Ok(Tools {
-            pg_dump: opts.tools.bin("pg_dump"),
-            pg_restore: opts.tools.bin("pg_restore"),
-            source_env: child_env(source, &passfile, "-c default_transaction_read_only=on"),
-            dest_env: child_env(dest, &passfile, "-c synchronous_commit=off"),
-            dump_args,
-            restore_args,
-            secrets: [source, dest]
-                .iter()
-                .filter_map(|u| u.password.as_ref().map(|p| p.expose().to_string()))
-                .filter(|p| !p.is_empty())
-                .collect(),
-        })
+        self.dest_env = child_env(dest, &passfile, "-c synchronous_commit=off");
+        self.restore_args = restore_args;
+        self.secrets.extend(secrets_of(dest));
+        Ok(())
     }
 
     fn command(&self, dump: bool) -> Command {
@@ -116,54 +134,74 @@ impl Tools {
         c
     }
 
-    /// The first stream's `pg_dump`: pre-data, plus data unless several streams follow; with a
-    /// kept dump, everything (the post-data restore then reads the kept file).
-    pub fn dump_first(&self, plan: &Plan) -> Command {
+    /// With a kept dump, the whole archive in one `pg_dump` (`clone.dump` is written from
+    /// it, and the post-data restore reads that file).
+    pub fn dump_all(&self, plan: &Plan) -> Command {
         let mut c = self.command(true);
         if plan.schema_only {
             // Large objects are data: their metadata would otherwise come with pre-data.
-            c.arg("-B");
-        }
-        if plan.keep_dump {
-            if plan.schema_only {
-                c.arg("--schema-only");
-            }
-        } else {
-            c.arg("--section=pre-data");
-            if !plan.schema_only && plan.streams.is_none() {
-                c.arg("--section=data");
-            }
+            c.args(["-B", "--schema-only"]);
         }
         c
     }
 
-    pub fn restore_first(&self, plan: &Plan) -> Command {
+    /// With a kept dump, the schema and data sections of the archive `pg_dump` streams.
+    pub fn restore_all(&self, plan: &Plan) -> Command {
         let mut c = self.command(false);
         c.arg("--verbose");
         if plan.single_transaction {
             c.arg("--single-transaction");
         }
-        if plan.keep_dump {
-            c.arg("--section=pre-data");
-            if !plan.schema_only {
-                c.arg("--section=data");
-            }
+        c.arg("--section=pre-data");
+        if !plan.schema_only {
+            c.arg("--section=data");
         }
         c
     }
 
-    /// Data stream `i` of several: 0 takes everything not named in the others.
-    pub fn dump_data_stream(&self, streams: &[Vec<String>], i: usize) -> Command {
+    /// Dump the pre-data section (the schema without indexes and constraints) into `path`.
+    pub async fn dump_pre_data(&self, path: &Path, schema_only: bool) -> Result<(), Failure> {
+        let mut c = self.command(true);
+        if schema_only {
+            // Large objects are data: their metadata would otherwise come with pre-data.
+            c.arg("-B");
+        }
+        c.args(["--section=pre-data", "--no-sync"])
+            .arg(format!("--file={}", path.display()));
+        let out = Proc::spawn(c, &self.pg_dump)?
+            .finish(&self.secrets, &|_| {})
+            .await;
+        out.into_result("pg_dump (schema)", true)
+    }
+
+    /// Restore the pre-data archive at `path`, counting the tables it creates.
+    pub async fn restore_pre_data(
+        &self,
+        path: &Path,
+        plan: &Plan,
+        counters: &Counters,
+    ) -> Result<(), Failure> {
+        let mut c = self.command(false);
+        c.arg("--verbose");
+        if plan.single_transaction {
+            c.arg("--single-transaction");
+        }
+        c.arg(path);
+        let copying = Cell::new(false);
+        let on_line = |line: &str| restore_progress(line, counters, &copying);
+        let out = Proc::spawn(c, &self.pg_restore)?
+            .finish(&self.secrets, &on_line)
+            .await;
+        out.into_result("pg_restore (schema)", false)
+    }
+
+    /// The data pgship does not copy itself: every table but `copied`'s, sequence values and
+    /// large objects.
+    pub fn dump_rest(&self, copied: &[CopyTable]) -> Command {
         let mut c = self.command(true);
         c.arg("--section=data");
-        if i == 0 {
-            for p in streams.iter().flatten() {
-                c.arg(format!("--exclude-table-data={p}"));
-            }
-        } else {
-            for p in &streams[i - 1] {
-                c.arg(format!("--table={p}"));
-            }
+        for t in copied {
+            c.arg(format!("--exclude-table-data={}", t.table.pattern));
         }
         c
     }
@@ -220,14 +258,22 @@ impl Tools {
             .map_err(Failure::Io)
     }
 
-    /// Restore the post-data section of `archive` with `jobs` parallel workers.
+    /// Restore the post-data section of `archive` with `jobs` parallel workers, each index
+    /// build with `memory_mb` of `maintenance_work_mem`.
     pub async fn restore_post_data(
         &self,
         archive: &Path,
         list: Option<&Path>,
         jobs: usize,
+        memory_mb: u64,
     ) -> Result<(), Failure> {
         let mut c = self.command(false);
+        if let Some((_, options)) = self.dest_env.iter().find(|(k, _)| k == "PGOPTIONS") {
+            c.env(
+                "PGOPTIONS",
+                format!("{options} -c maintenance_work_mem={memory_mb}MB"),
+            );
+        }
         c.arg("--section=post-data");
         if jobs > 1 {
             c.arg(format!("--jobs={jobs}"));
@@ -241,6 +287,16 @@ impl Tools {
             .await;
         out.into_result("pg_restore (indexes and constraints)", false)
     }
+}
+
+/// A URL's password, to be scrubbed from children's messages.
+fn secrets_of(url: &DbUrl) -> Vec<String> {
+    url.password
+        .as_ref()
+        .map(|p| p.expose().to_string())
+        .filter(|p| !p.is_empty())
+        .into_iter()
+        .collect()
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -332,7 +388,7 @@ impl Pipeline {
             restore.finish(&tools.secrets, &on_line),
         );
         if copying.get() {
-            counters.tables_done.set(counters.tables_done.get() + 1);
+            counters.table_done();
         }
         let dump_step = format!("pg_dump ({})", self.step);
         let restore_step = format!("pg_restore ({})", self.step);
@@ -355,14 +411,12 @@ impl Pipeline {
 /// Count tables from `pg_restore --verbose`.
 fn restore_progress(line: &str, counters: &Counters, copying: &Cell<bool>) {
     if line.starts_with("pg_restore: creating TABLE \"") {
-        counters
-            .tables_created
-            .set(counters.tables_created.get() + 1);
+        counters.table_created();
     } else if let Some(rest) = line.strip_prefix("pg_restore: processing data for table \"") {
         if copying.replace(true) {
-            counters.tables_done.set(counters.tables_done.get() + 1);
+            counters.table_done();
         }
-        *counters.current.borrow_mut() = Some(rest.trim_end_matches('"').to_string());
+        counters.set_current(Some(rest.trim_end_matches('"').to_string()));
     }
 }
 
@@ -484,8 +538,11 @@ mod tests {
         ] {
             restore_progress(l, &c, &copying);
         }
-        assert_eq!(c.tables_created.get(), 2);
-        assert_eq!(c.tables_done.get(), 1);
-        assert_eq!(c.current.borrow().as_deref(), Some("public.b"));
+        assert_eq!(
+            c.tables_created.load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        assert_eq!(c.tables_done.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(c.current().as_deref(), Some("public.b"));
     }
 }

@@ -3,7 +3,8 @@
 //! source or into a non-empty database; and who holds the lock that stopped `pg_dump`.
 //!
 //! Every query here only reads catalogs and never opens a user table: `pg_table_size` would
-//! take a lock and queue behind the application's, so sizes come from `relpages`.
+//! take a lock and queue behind the application's, so sizes come from `relpages` (and are
+//! measured only for the tables pgship has locked itself, see [`lock_tables`]).
 
 use std::time::Duration;
 
@@ -17,13 +18,25 @@ use super::CloneError;
 const USER_NAMESPACE: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname !~ '^pg_(toast|temp_)'";
 
-/// A table whose rows `pg_dump` copies.
+/// A table with rows to copy.
 #[derive(Debug, Clone)]
 pub(crate) struct TableInfo {
     /// `"schema"."table"`, a `pg_dump -t` pattern that matches exactly this table.
     pub pattern: String,
-    /// From `relpages`: an estimate, 0 for tables never vacuumed or analyzed.
+    /// From `relpages`: an estimate, 0 for tables never vacuumed or analyzed (measured once
+    /// pgship holds the table's lock, see [`measure_tables`]).
     pub bytes: u64,
+    pub oid: u32,
+    /// The name quoted for SQL (`quote_ident`), e.g. `public."Order"`.
+    pub qualified: String,
+    /// `schema.table`, for progress lines.
+    pub label: String,
+    /// The columns `COPY` reads and writes, quoted, in their order: not dropped, not
+    /// generated.
+    pub columns: Vec<String>,
+    /// Every column's type is a built-in one whose binary `COPY` format means the same on
+    /// any server (no OIDs such as `regclass`, no extension or user types).
+    pub binary: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +53,10 @@ pub(crate) struct Inventory {
     /// Relations a restore locks (tables, their TOAST, sequences, views, ...).
     pub relations: i64,
     pub large_objects: i64,
+    /// Sequences (their values are data).
+    pub sequences: i64,
+    /// Some extension has configuration tables, whose rows `pg_dump` copies.
+    pub extension_config: bool,
     /// Roles that own objects or hold grants in the database, each with whether it is named
     /// by more than ownership (grants, policies, default privileges).
     pub roles: Vec<(String, bool)>,
@@ -132,20 +149,42 @@ pub(crate) async fn begin_snapshot(
     }
 }
 
-/// Read the inventory (inside the snapshot transaction).
-pub(crate) async fn inventory(src: &Client) -> Result<Inventory, CloneError> {
+/// Built-in types whose binary `COPY` format is the same on every server since PostgreSQL 10
+/// (and arrays of them): values, not OIDs or names that differ between servers.
+const BINARY_TYPES: &str = "{16,17,18,19,20,21,23,25,26,27,28,29,114,142,600,601,602,603,604,628,\
+     650,700,701,718,774,790,829,869,1042,1043,1082,1083,1114,1184,1186,1266,1560,1562,1700,2950,\
+     3220,3614,3615,3802,3904,3906,3908,3910,3912,3926,5069}";
+
+/// Read the inventory (inside the snapshot transaction) of a server of major `major`.
+pub(crate) async fn inventory(src: &Client, major: u32) -> Result<Inventory, CloneError> {
     let err = q("reading the source's catalog");
+    // Generated columns (PostgreSQL 12+) are computed by the destination, never copied.
+    let generated = if major >= 12 {
+        "AND a.attgenerated = ''"
+    } else {
+        ""
+    };
     let tables_sql = format!(
         "SELECT n.nspname, c.relname, \
                 (c.relpages::int8 + coalesce(t.relpages, 0)::int8) \
-                  * current_setting('block_size')::int8 \
+                  * current_setting('block_size')::int8, \
+                c.oid, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), \
+                coalesce(array_agg(pg_catalog.quote_ident(a.attname) ORDER BY a.attnum) \
+                  FILTER (WHERE a.attnum IS NOT NULL), '{{}}'), \
+                coalesce(bool_and(ty.oid = ANY('{BINARY_TYPES}'::oid[]) \
+                  OR (ty.typcategory = 'A' AND ty.oid < 16384 \
+                      AND ty.typelem = ANY('{BINARY_TYPES}'::oid[]))), true) \
          FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid \
+         LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 \
+              AND NOT a.attisdropped {generated} \
+         LEFT JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid \
          WHERE {USER_NAMESPACE} AND c.relkind = 'r' AND c.relpersistence <> 't' \
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid \
                  AND d.deptype = 'e') \
+         GROUP BY c.oid, n.nspname, c.relname, c.relpages, t.relpages \
          ORDER BY 3 DESC, 1, 2"
     );
     let tables = src
@@ -158,22 +197,87 @@ pub(crate) async fn inventory(src: &Client) -> Result<Inventory, CloneError> {
             TableInfo {
                 pattern: format!("{}.{}", pattern_quote(&schema), pattern_quote(&table)),
                 bytes: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                oid: r.get(3),
+                qualified: r.get(4),
+                label: format!("{schema}.{table}"),
+                columns: r.get(5),
+                binary: r.get(6),
             }
         })
         .collect();
-    const COUNTS: &str = "SELECT (SELECT count(*) FROM pg_catalog.pg_class c \
+    let counts_sql = format!(
+        "SELECT (SELECT count(*) FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
                    AND n.nspname !~ '^pg_temp_'), \
-                (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)";
-    let counts = src.query_one(COUNTS, &[]).await.map_err(&err)?;
+                (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata), \
+                (SELECT count(*) FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE {USER_NAMESPACE} AND c.relkind = 'S'), \
+                EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extconfig IS NOT NULL)"
+    );
+    let counts = src.query_one(&counts_sql, &[]).await.map_err(&err)?;
     Ok(Inventory {
         tables,
         relations: counts.get(0),
         large_objects: counts.get(1),
+        sequences: counts.get(2),
+        extension_config: counts.get(3),
         roles: roles(src).await?,
         extensions: extensions(src).await?,
     })
+}
+
+/// Take `ACCESS SHARE` locks on `tables` in the snapshot transaction, as `pg_dump` does on the
+/// tables it dumps: the application's DDL on them then waits until the clone has read them,
+/// and the session's `lock_timeout` makes pgship give up instead of queueing behind the
+/// application's locks.
+pub(crate) async fn lock_tables(
+    src: &Client,
+    tables: &[&TableInfo],
+) -> Result<(), tokio_postgres::Error> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| format!("ONLY {}", t.qualified))
+        .collect();
+    src.batch_execute(&format!(
+        "LOCK TABLE {} IN ACCESS SHARE MODE",
+        names.join(", ")
+    ))
+    .await
+}
+
+/// The sizes of tables this session holds locks on (heap and TOAST), in bytes by OID: reading
+/// them cannot queue behind anyone once the locks are held.
+pub(crate) async fn measure_tables(
+    src: &Client,
+    tables: &[&TableInfo],
+) -> Result<Vec<(u32, u64)>, CloneError> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+    let rows = src
+        .query(
+            "SELECT c.oid, pg_catalog.pg_table_size(c.oid) FROM pg_catalog.pg_class c \
+             WHERE c.oid = ANY($1)",
+            &[&oids],
+        )
+        .await
+        .map_err(q("measuring the source's tables"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let size: Option<i64> = r.get(1);
+            (
+                r.get(0),
+                size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+            )
+        })
+        .collect())
 }
 
 /// Roles that own the database's objects or appear in its grants, default privileges and
@@ -263,9 +367,21 @@ fn pattern_quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The error for a `pg_dump` that gave up waiting for a table lock, naming the table and who
-/// holds it when the source still shows it.
-pub(crate) async fn locked_error(src: &Client, stderr: &str, timeout: Duration) -> CloneError {
+/// What a `pg_dump` that gave up waiting for a lock was locking, from its stderr.
+pub(crate) fn locking_in(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|l| {
+        l.split_once("LOCK TABLE ")
+            .map(|(_, rest)| rest.split(" IN ").next().unwrap_or(rest).to_string())
+    })
+}
+
+/// The error for a clone that gave up waiting for a table lock, naming the table and who
+/// holds it when the source still shows it, else `locking` (what was being locked).
+pub(crate) async fn locked_error(
+    src: &Client,
+    locking: Option<String>,
+    timeout: Duration,
+) -> CloneError {
     let holders = src
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname), l.pid, \
@@ -314,14 +430,8 @@ pub(crate) async fn locked_error(src: &Client, stderr: &str, timeout: Duration) 
             timeout,
         };
     }
-    // The lock was released meanwhile: name what pg_dump was locking.
-    let what = stderr
-        .lines()
-        .find_map(|l| {
-            l.split_once("LOCK TABLE ")
-                .map(|(_, rest)| rest.split(" IN ").next().unwrap_or(rest).to_string())
-        })
-        .map_or_else(|| "a table".to_string(), |t| format!("a table among {t}"));
+    // The lock was released meanwhile: name what was being locked.
+    let what = locking.map_or_else(|| "a table".to_string(), |t| format!("a table among {t}"));
     CloneError::Locked {
         what,
         holder: None,
@@ -354,6 +464,14 @@ mod tests {
         ]);
         let names: Vec<&str> = order.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["b", "c", "a_needs_c", "d_needs_missing"]);
+    }
+
+    #[test]
+    fn what_pg_dump_was_locking() {
+        let stderr = "pg_dump: error: query failed: ERROR:  canceling statement due to lock timeout\n\
+                      pg_dump: detail: Query was: LOCK TABLE public.busy IN ACCESS SHARE MODE";
+        assert_eq!(locking_in(stderr).as_deref(), Some("public.busy"));
+        assert_eq!(locking_in("pg_dump: error: connection failed"), None);
     }
 
     #[test]
