@@ -522,7 +522,74 @@ pub fn remove_dir(dir: &Path, bin: Option<&Path>) -> Result<(), ClusterError> {
         }
         let _ = c.output();
     }
-    std::fs::remove_dir_all(dir).map_err(|e| ClusterError(format!("{}: {e}", dir.display())))
+    // A run killed while its server started or stopped, or while initdb ran, can leave a
+    // process still writing into the folder: kill what names the folder on its command
+    // line, then retry while entries keep appearing.
+    kill_processes_in(dir);
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() => return Ok(()),
+            Err(e) if tries < 20 && retryable_removal(&e) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                kill_processes_in(dir);
+            }
+            Err(e) => return Err(ClusterError(format!("{}: {e}", dir.display()))),
+        }
+    }
+}
+
+/// Errors of `remove_dir_all` that another process writing into the folder causes.
+fn retryable_removal(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTEMPTY) | Some(libc::EBUSY) | Some(libc::ENOENT)
+    )
+}
+
+/// SIGKILL every process whose command line names a path inside `dir` (initdb, postgres,
+/// pg_ctl of a cluster whose owner died); the server's children exit when it does.
+fn kill_processes_in(dir: &Path) {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    for e in entries.flatten() {
+        let Some(pid) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if names_path_inside(&cmdline, needle) {
+            // SAFETY: kill has no memory preconditions; a pid that is gone gives ESRCH.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Whether a NUL-separated command line has an argument that is `dir` or a path inside it
+/// (also as the value of `--opt=dir/...`).
+fn names_path_inside(cmdline: &[u8], dir: &[u8]) -> bool {
+    cmdline.split(|b| *b == 0).any(|arg| {
+        let arg = match arg.iter().position(|b| *b == b'=') {
+            Some(i) if arg.starts_with(b"-") => &arg[i + 1..],
+            _ => arg,
+        };
+        arg.strip_prefix(dir)
+            .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+    })
 }
 
 impl Drop for LocalCluster {
@@ -806,6 +873,57 @@ mod tests {
         std::os::unix::fs::symlink(&t, &link).unwrap();
         assert!(!is_private_dir(&link, me), "a symlink");
         assert!(!is_private_dir(&dir.path().join("none"), me));
+    }
+
+    #[test]
+    fn command_lines_naming_the_folder_are_recognised() {
+        let dir = b"/tmp/pgship/cluster-1";
+        assert!(names_path_inside(
+            b"initdb\0-D\0/tmp/pgship/cluster-1/data\0",
+            dir
+        ));
+        assert!(names_path_inside(
+            b"postgres\0-D\0/tmp/pgship/cluster-1\0",
+            dir
+        ));
+        assert!(names_path_inside(
+            b"initdb\0--pgdata=/tmp/pgship/cluster-1/data\0",
+            dir
+        ));
+        assert!(!names_path_inside(
+            b"postgres\0-D\0/tmp/pgship/cluster-10/data\0",
+            dir
+        ));
+        assert!(!names_path_inside(b"postgres: checkpointer \0", dir));
+        assert!(!names_path_inside(b"", dir));
+    }
+
+    #[test]
+    fn a_process_writing_into_the_folder_does_not_stop_its_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let there = dir.path().join("cluster-busy");
+        std::fs::create_dir(&there).unwrap();
+        // A shell that keeps creating files in the folder, named by its command line.
+        let script =
+            "while :; do mkdir -p \"$1/d\" 2>/dev/null; touch \"$1/d/$RANDOM\" 2>/dev/null; done";
+        let mut child = Command::new("sh")
+            .args(["-c", script, "sh"])
+            .arg(&there)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let removed = remove_dir(&there, None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let mut killed = false;
+        while !killed && std::time::Instant::now() < deadline {
+            killed = child.try_wait().unwrap().is_some();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        removed.unwrap();
+        assert!(killed, "the writer was killed");
+        assert!(!there.exists());
     }
 
     #[test]
