@@ -288,15 +288,6 @@ fn server_options(url: &DbUrl) -> Vec<(&'static str, String)> {
     o
 }
 
-/// The user pgship's own connection to `url` would use (see db::connect).
-fn user_of(url: &DbUrl) -> String {
-    url.user.clone().unwrap_or_else(|| {
-        std::env::var("PGUSER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "postgres".into())
-    })
-}
-
 /// The whole comparison on `host`, inside one transaction the caller rolls back.
 async fn run(
     host: &Conn,
@@ -390,7 +381,7 @@ async fn setup(
     ));
     for (prefix, url) in servers {
         let server = server_name(name, prefix, servers.len());
-        let user = user_of(url);
+        let user = crate::db::child::user_of(url);
         let password = url
             .password
             .as_ref()
@@ -613,6 +604,6 @@ mod tests {
         assert_eq!(get("sslmode"), Some("verify-full"));
         assert_eq!(get("sslrootcert"), Some("/etc/ca.pem"));
         assert!(!format!("{o:?}").contains("s3cret"));
-        assert_eq!(user_of(&u), "app");
+        assert_eq!(crate::db::child::user_of(&u), "app");
     }
 }

@@ -264,7 +264,7 @@ fn escape_option(value: &str) -> String {
     value.replace('\\', "\\\\").replace(' ', "\\ ")
 }
 
-fn default_user() -> String {
+pub(crate) fn default_user() -> String {
     std::env::var("PGUSER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "postgres".into())

@@ -5,6 +5,7 @@
 //! No error produced here carries a password: URLs are shown only in redacted form.
 
 pub mod apply;
+pub mod child;
 pub mod connect;
 pub mod lock;
 pub mod measure;

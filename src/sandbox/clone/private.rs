@@ -3,10 +3,8 @@
 //! killed), and the optional `clone.dump` (0600, never overwriting, never through a symlink).
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-
-use crate::db::DbUrl;
 
 use super::CloneError;
 
@@ -57,13 +55,7 @@ impl Drop for PrivateDir {
 
 /// Create `path` for writing: mode 0600, failing if it exists or is a symlink.
 pub(crate) fn create_private(path: &Path) -> Result<std::fs::File, CloneError> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| io_error(path, &e))
+    crate::db::child::create_private(path).map_err(|e| io_error(path, &e))
 }
 
 /// The kept dump file.
@@ -107,79 +99,9 @@ fn alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
-/// A libpq passfile with the passwords of `urls` (one line per host), followed by the user's
-/// own passfile so that URLs without a password still find theirs.
-pub(crate) fn passfile(urls: &[&DbUrl], user: &dyn Fn(&DbUrl) -> String) -> String {
-    let mut out = String::new();
-    for url in urls {
-        let Some(password) = &url.password else {
-            continue;
-        };
-        let user = user(url);
-        let hosts: Vec<(String, String)> = if url.hosts.is_empty() {
-            vec![("localhost".into(), "*".into())]
-        } else {
-            url.hosts
-                .iter()
-                .map(|h| {
-                    // libpq matches Unix-socket connections as `localhost`.
-                    let host = if h.host.starts_with('/') || h.host.is_empty() {
-                        "localhost".to_string()
-                    } else {
-                        h.host.clone()
-                    };
-                    (host, h.port.map_or("*".into(), |p| p.to_string()))
-                })
-                .collect()
-        };
-        for (host, port) in hosts {
-            out.push_str(&format!(
-                "{}:{}:*:{}:{}\n",
-                escape(&host),
-                port,
-                escape(&user),
-                escape(password.expose())
-            ));
-        }
-    }
-    if urls.iter().any(|u| u.password.is_none()) {
-        let own = std::env::var_os("PGPASSFILE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".pgpass")));
-        if let Some(text) = own.and_then(|p| std::fs::read_to_string(p).ok()) {
-            out.push_str(&text);
-            if !text.ends_with('\n') {
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
-
-/// Passfile fields escape `\` and `:` with a backslash.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace(':', "\\:")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passfile_lines() {
-        let a = DbUrl::parse("postgres://app:p%3Aw%5Cd@db.example.com:6543/x").unwrap();
-        let b = DbUrl::parse("postgres://u:s3cret@[::1]/y").unwrap();
-        let text = passfile(&[&a, &b], &|u| u.user.clone().unwrap());
-        assert_eq!(
-            text,
-            "db.example.com:6543:*:app:p\\:w\\\\d\n\\:\\:1:*:*:u:s3cret\n"
-        );
-        let socket = DbUrl::parse("postgres://v:pw@/z?host=/var/run/postgresql").unwrap();
-        assert_eq!(
-            passfile(&[&socket], &|_| "v".into()),
-            "localhost:*:*:v:pw\n"
-        );
-    }
 
     #[test]
     fn private_dir_and_files() {

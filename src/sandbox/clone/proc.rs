@@ -10,12 +10,12 @@ use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
-use crate::db::DbUrl;
+use crate::db::{DbUrl, child};
 
 use super::plan::CopyTable;
 use super::private::{self, PrivateDir};
 use super::pump::{pump, set_pipe_size};
-use super::stderr::{read_stderr, sanitise};
+use super::stderr::read_stderr;
 use super::{CloneError, CloneOptions, Counters, Plan};
 
 /// A failed step: a child's exit and what it said, or an IO error of pgship's own.
@@ -57,10 +57,7 @@ impl Tools {
         source: &DbUrl,
         snapshot: Option<&str>,
     ) -> Result<Tools, CloneError> {
-        let passfile = dir.write(
-            "pgpass-source",
-            private::passfile(&[source], &user_of).as_bytes(),
-        )?;
+        let passfile = dir.write("pgpass-source", child::passfile(&[source]).as_bytes())?;
         let mut dump_args = args(&[
             "--format=custom",
             "-Z0",
@@ -75,7 +72,10 @@ impl Tools {
         if let Some(s) = snapshot {
             dump_args.push(format!("--snapshot={s}"));
         }
-        dump_args.push(format!("--dbname={}", child_url(source, opts.tools.major)));
+        dump_args.push(format!(
+            "--dbname={}",
+            child::child_url(source, opts.tools.major)
+        ));
         Ok(Tools {
             pg_dump: opts.tools.bin("pg_dump"),
             pg_restore: opts.tools.bin("pg_restore"),
@@ -83,7 +83,7 @@ impl Tools {
             dest_env: Vec::new(),
             dump_args,
             restore_args: Vec::new(),
-            secrets: secrets_of(source),
+            secrets: child::secrets_of(&[source]),
         })
     }
 
@@ -95,10 +95,7 @@ impl Tools {
         dest: &DbUrl,
         superuser: bool,
     ) -> Result<(), CloneError> {
-        let passfile = dir.write(
-            "pgpass-dest",
-            private::passfile(&[dest], &user_of).as_bytes(),
-        )?;
+        let passfile = dir.write("pgpass-dest", child::passfile(&[dest]).as_bytes())?;
         let mut restore_args = args(&[
             "--no-password",
             "--exit-on-error",
@@ -109,10 +106,13 @@ impl Tools {
         if !superuser {
             restore_args.push("--no-owner".into());
         }
-        restore_args.push(format!("--dbname={}", child_url(dest, opts.tools.major)));
+        restore_args.push(format!(
+            "--dbname={}",
+            child::child_url(dest, opts.tools.major)
+        ));
         self.dest_env = child_env(dest, &passfile, "-c synchronous_commit=off");
         self.restore_args = restore_args;
-        self.secrets.extend(secrets_of(dest));
+        self.secrets.extend(child::secrets_of(&[dest]));
         Ok(())
     }
 
@@ -245,7 +245,7 @@ impl Tools {
             return Err(Failure::Step(StepFailure {
                 step: "pg_restore --list".into(),
                 status: out.status.to_string(),
-                stderr: sanitise(&String::from_utf8_lossy(&out.stderr), &self.secrets),
+                stderr: child::sanitise(&String::from_utf8_lossy(&out.stderr), &self.secrets),
                 lock_timeout: false,
             }));
         }
@@ -289,72 +289,19 @@ impl Tools {
     }
 }
 
-/// A URL's password, to be scrubbed from children's messages.
-fn secrets_of(url: &DbUrl) -> Vec<String> {
-    url.password
-        .as_ref()
-        .map(|p| p.expose().to_string())
-        .filter(|p| !p.is_empty())
-        .into_iter()
-        .collect()
-}
-
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_string()).collect()
 }
 
-/// A child's whole environment: nothing inherited but `HOME`, `PATH` and `TMPDIR`, so that no
-/// `PG*` variable of the caller changes where or how it connects.
+/// A child's whole environment ([`child::base_env`], its passfile and, unless the URL has
+/// its own `options`, pgship's settings as `PGOPTIONS`).
 fn child_env(url: &DbUrl, passfile: &Path, options: &str) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("PGPASSFILE".into(), passfile.display().to_string()),
-        (
-            "PGAPPNAME".into(),
-            crate::db::connect::APPLICATION_NAME.into(),
-        ),
-        (
-            "PGCONNECT_TIMEOUT".into(),
-            url.connect_timeout.unwrap_or(10).to_string(),
-        ),
-        ("LC_ALL".into(), "C".into()),
-    ];
-    for keep in ["HOME", "PATH", "TMPDIR"] {
-        if let Ok(v) = std::env::var(keep) {
-            env.push((keep.into(), v));
-        }
-    }
-    // The URL's own `options` wins over PGOPTIONS; then pgship's settings are left out.
+    let mut env = child::base_env(url);
+    env.push(("PGPASSFILE".into(), passfile.display().to_string()));
     if url.options.is_none() {
         env.push(("PGOPTIONS".into(), options.into()));
     }
     env
-}
-
-/// The user pgship connects as when the URL names none (as `db::connect` does).
-fn user_of(url: &DbUrl) -> String {
-    url.user.clone().unwrap_or_else(|| {
-        std::env::var("PGUSER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "postgres".into())
-    })
-}
-
-/// The URL a child connects with: no password, an explicit user, and with `verify-*` but no
-/// `sslrootcert` the system's roots (as pgship's own connections use; libpq 16+).
-fn child_url(url: &DbUrl, tools_major: u32) -> String {
-    let mut u = url.clone();
-    u.password = None;
-    u.user = Some(user_of(url));
-    let mut s = u.expose();
-    let verify = matches!(
-        url.sslmode,
-        crate::db::url::SslMode::VerifyCa | crate::db::url::SslMode::VerifyFull
-    );
-    if verify && url.sslrootcert.is_none() && tools_major >= 16 {
-        s.push(if s.contains('?') { '&' } else { '?' });
-        s.push_str("sslrootcert=system");
-    }
-    s
 }
 
 /// `pg_dump | pg_restore`, optionally teeing into a file.
@@ -511,19 +458,6 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn child_urls_carry_no_password() {
-        let u = DbUrl::parse("postgres://app:hunter2@db:5433/x?sslmode=verify-full").unwrap();
-        let s = child_url(&u, 16);
-        assert_eq!(
-            s,
-            "postgres://app@db:5433/x?sslmode=verify-full&sslrootcert=system"
-        );
-        assert!(!child_url(&u, 15).contains("sslrootcert"));
-        let u = DbUrl::parse("postgres://app:hunter2@db/x").unwrap();
-        assert_eq!(child_url(&u, 15), "postgres://app@db/x");
-    }
 
     #[test]
     fn progress_from_verbose_lines() {

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::process::ChildStderr;
 
-/// Lines longer than this are cut.
-const MAX_LINE: usize = 500;
+use crate::db::child::{MAX_LINE, sanitise};
+
 /// Lines of stderr kept from the start and from the end.
 const HEAD_LINES: usize = 10;
 const TAIL_LINES: usize = 30;
@@ -87,23 +87,6 @@ fn is_chatter(line: &str) -> bool {
     ]
     .iter()
     .any(|p| rest.starts_with(p))
-}
-
-/// Passwords replaced by `***`, control characters dropped, cut at [`MAX_LINE`] characters.
-pub(crate) fn sanitise(text: &str, secrets: &[String]) -> String {
-    let mut s = text.to_string();
-    for secret in secrets {
-        s = s.replace(secret.as_str(), "***");
-    }
-    let s: String = s
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .collect();
-    let lines: Vec<String> = s
-        .lines()
-        .map(|l| l.chars().take(MAX_LINE).collect())
-        .collect();
-    lines.join("\n")
 }
 
 #[cfg(test)]
