@@ -93,6 +93,29 @@ CREATE TABLE events (id bigserial, at date NOT NULL, payload jsonb, PRIMARY KEY 
 CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 CREATE INDEX events_payload_idx ON events USING gin (payload);
+-- Primary keys and unique constraints pgship builds itself (with INCLUDE, storage options,
+-- NULLS NOT DISTINCT, replica identity, CLUSTER ON, a comment), and the ones it leaves to
+-- pg_restore (deferrable, exclusion); foreign keys it adds unchecked and the ones it leaves
+-- (NOT VALID, commented).
+CREATE TABLE shapes (
+  id int NOT NULL,
+  ref int NOT NULL,
+  code text,
+  parent_id int,
+  during tsrange,
+  CONSTRAINT shapes_pkey PRIMARY KEY (id) INCLUDE (code),
+  CONSTRAINT shapes_ref_key UNIQUE (ref) WITH (fillfactor = 70),
+  CONSTRAINT shapes_code_key UNIQUE NULLS NOT DISTINCT (code),
+  CONSTRAINT shapes_code_deferred UNIQUE (code, id) DEFERRABLE INITIALLY DEFERRED,
+  CONSTRAINT shapes_no_overlap EXCLUDE USING gist (during WITH &&),
+  CONSTRAINT shapes_parent_fk FOREIGN KEY (parent_id) REFERENCES shapes (id) ON DELETE SET NULL
+);
+ALTER TABLE shapes REPLICA IDENTITY USING INDEX shapes_ref_key;
+ALTER TABLE shapes CLUSTER ON shapes_pkey;
+COMMENT ON CONSTRAINT shapes_pkey ON shapes IS 'the key';
+ALTER TABLE shapes ADD CONSTRAINT shapes_ref_fk FOREIGN KEY (ref) REFERENCES customers (id) NOT VALID;
+ALTER TABLE shapes ADD CONSTRAINT shapes_customer_fk FOREIGN KEY (ref) REFERENCES customers (id);
+COMMENT ON CONSTRAINT shapes_customer_fk ON shapes IS 'commented: pg_restore adds it';
 CREATE FUNCTION order_total(c int) RETURNS numeric LANGUAGE sql STABLE
   AS $$ SELECT coalesce(sum(total), 0) FROM orders WHERE customer_id = c $$;
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql
@@ -115,6 +138,10 @@ INSERT INTO billing.invoices (order_id, issued)
   SELECT id, date '2025-01-01' + (id % 300)::int FROM orders WHERE id % 3 = 0;
 INSERT INTO events (at, payload)
   SELECT date '2024-06-01' + (g % 400), jsonb_build_object('k', g) FROM generate_series(1, 3000) g;
+INSERT INTO shapes
+  SELECT g, g, CASE WHEN g = 7 THEN NULL ELSE 'c' || g END, NULLIF(g - 1, 0),
+         tsrange(timestamp '2024-01-01' + g * interval '1 day', timestamp '2024-01-01' + (g + 1) * interval '1 day')
+  FROM generate_series(1, 500) g;
 REFRESH MATERIALIZED VIEW order_counts;
 SELECT setval('customers_id_seq', 5000);
 SELECT setval(pg_get_serial_sequence('orders', 'id'), 9000, false);
@@ -277,8 +304,8 @@ fn clones_into_a_fresh_database_on_the_same_server() {
     let (result, progress) = run_clone(&src.url, &dst.url, &opts);
     let report = result.unwrap();
     assert_same(&src.url, &dst.url);
-    // Customers, orders, invoices, two partitions and the partitioned parent.
-    assert_eq!(report.tables, 6, "{report:?}");
+    // Customers, orders, invoices, shapes, two partitions and the partitioned parent.
+    assert_eq!(report.tables, 7, "{report:?}");
     assert!(report.bytes > 100_000, "{report:?}");
     assert!(report.roles_created.is_empty());
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
@@ -289,7 +316,7 @@ fn clones_into_a_fresh_database_on_the_same_server() {
     );
     let last = progress.last().unwrap();
     assert_eq!(last.tables_done, last.tables_total, "{last:?}");
-    assert_eq!(last.tables_total, 5);
+    assert_eq!(last.tables_total, 6);
     eprintln!("{}", report.summary());
 }
 
@@ -312,12 +339,44 @@ fn clones_into_throwaway_clusters_of_postgres_15_and_18() {
             "{err}"
         );
         assert!(err.hint().unwrap().contains("CREATE ROLE"));
+        // As the local strategy clones: roles created, foreign keys added unchecked.
         let opts = CloneOptions {
             create_missing_roles: true,
+            trust_foreign_keys: true,
             ..opts
         };
         let report = run_clone(&src.url, &dest, &opts).0.unwrap();
         assert_eq!(report.roles_created, vec![reader.0.clone()], "PG {major}");
+        let keys = query(
+            &dest,
+            "SELECT conname::text, convalidated::text, obj_description(oid, 'pg_constraint') \
+             FROM pg_constraint WHERE conrelid = 'shapes'::regclass AND contype <> 'n' ORDER BY 1",
+        );
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {:?}",
+                    r[0].clone().unwrap(),
+                    r[1].clone().unwrap(),
+                    r[2]
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "shapes_code_deferred true None",
+                "shapes_code_key true None",
+                "shapes_customer_fk true Some(\"commented: pg_restore adds it\")",
+                "shapes_no_overlap true None",
+                "shapes_parent_fk true None",
+                "shapes_pkey true Some(\"the key\")",
+                "shapes_ref_fk false None",
+                "shapes_ref_key true None",
+            ],
+            "PG {major}"
+        );
         assert!(
             report.warnings.is_empty(),
             "PG {major}: {:?}",
@@ -412,7 +471,7 @@ fn schema_only_gives_the_schema_and_no_rows() {
             assert!(line.ends_with(" 0"), "{line}");
         }
     }
-    assert_eq!(report.tables, 6);
+    assert_eq!(report.tables, 7);
     let steps: Vec<&str> = report.steps.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(steps, ["prepare", "schema", "indexes and constraints"]);
 }
@@ -649,7 +708,7 @@ fn several_data_streams_give_the_same_clone() {
     );
     assert_same(&src.url, &dst.url);
     let last = progress.last().unwrap();
-    assert_eq!((last.tables_done, last.tables_total), (6, 6), "{last:?}");
+    assert_eq!((last.tables_done, last.tables_total), (7, 7), "{last:?}");
     eprintln!("{}", report.summary());
 }
 
@@ -1066,4 +1125,63 @@ fn baseline(tools: &BinDir, src: &DbUrl, dump: &Path, cluster: &LocalCluster, na
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// A source whose rows break a foreign key it holds as valid (loaded with its triggers
+/// disabled): a throwaway cluster's clone trusts the key and gets the rows as they are, while
+/// a checked clone (pg_restore's) fails naming the key.
+#[test]
+fn trusted_foreign_keys_are_cloned_as_the_source_has_them() {
+    let Some(src) = TestDb::new() else { return };
+    src.query(
+        "CREATE TABLE parent (id int PRIMARY KEY);
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));
+         INSERT INTO parent SELECT generate_series(1, 10);
+         INSERT INTO child SELECT g, 1 + g % 10 FROM generate_series(1, 1000) g;
+         ALTER TABLE child DISABLE TRIGGER ALL;
+         INSERT INTO child VALUES (5000, 99);
+         ALTER TABLE child ENABLE TRIGGER ALL;",
+    );
+    let tools = dump_tools(&src.url);
+    let Some(cluster) = cluster_of_major(15) else {
+        return;
+    };
+    let trusted = cluster_db(&cluster, "trusted");
+    let opts = CloneOptions {
+        trust_foreign_keys: true,
+        ..CloneOptions::new(tools.clone())
+    };
+    run_clone(&src.url, &trusted, &opts).0.unwrap();
+    assert_same(&src.url, &trusted);
+    let fk = query(
+        &trusted,
+        "SELECT convalidated::text FROM pg_constraint WHERE conname = 'child_parent_id_fkey'",
+    );
+    assert_eq!(fk[0][0].as_deref(), Some("true"));
+    let orphan = query(
+        &trusted,
+        "SELECT parent_id::text FROM child WHERE id = 5000",
+    );
+    assert_eq!(orphan[0][0].as_deref(), Some("99"));
+    // The key is enforced from here on, as on the source.
+    let refused = rt().block_on(async {
+        let url = DbUrl::parse(&trusted).unwrap();
+        let conn = connect(&url, &ConnectOptions::default()).await.unwrap();
+        conn.client
+            .batch_execute("INSERT INTO child VALUES (5001, 98)")
+            .await
+            .unwrap_err()
+    });
+    assert!(
+        refused.to_string().contains("child_parent_id_fkey")
+            || format!("{refused:?}").contains("child_parent_id_fkey"),
+        "{refused:?}"
+    );
+
+    let checked = cluster_db(&cluster, "checked");
+    let err = run_clone(&src.url, &checked, &CloneOptions::new(tools))
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("child_parent_id_fkey"), "{err}");
 }

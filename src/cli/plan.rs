@@ -412,13 +412,27 @@ pub async fn execute(
         phase::SANDBOX_VALIDATION,
         Level::Info,
         format!(
-            "sandbox {} ({}) ready in {:.1}s",
+            "sandbox {} ({}) ready in {:.1}s{}",
             sb.id,
             sb.strategy.as_str(),
-            sb.seconds
+            sb.seconds,
+            sb.clone
+                .as_ref()
+                .map(|r| format!(": {}", r.summary()))
+                .unwrap_or_default()
         ),
-        json!({"sandbox": sb.id, "strategy": sb.strategy, "seconds": sb.seconds}),
+        json!({"sandbox": sb.id, "strategy": sb.strategy, "seconds": sb.seconds,
+               "clone": sb.clone.as_ref().map(|r| json!({"tables": r.tables, "bytes": r.bytes}))}),
     );
+    for w in sb.clone.iter().flat_map(|r| &r.warnings) {
+        log(
+            &mut journal,
+            phase::SANDBOX_VALIDATION,
+            Level::Warn,
+            w.clone(),
+            json!({}),
+        );
+    }
     let mut sandbox_info = SandboxInfo {
         id: sb.id.clone(),
         strategy: sb.strategy.as_str().to_string(),

@@ -188,6 +188,13 @@ async fn create(globals: &Globals, settings: &Settings, a: CreateArgs) -> Result
     if terminal {
         anstream::eprintln!();
     }
+    if let Some(r) = &sb.clone {
+        console.step(&r.summary());
+        for w in &r.warnings {
+            console.warn(w);
+        }
+    }
+    let report = sb.clone.clone();
     let (id, strategy, seconds) = (sb.id.clone(), sb.strategy, sb.seconds);
     let shown = if a.show_password {
         sb.url.expose()
@@ -201,6 +208,15 @@ async fn create(globals: &Globals, settings: &Settings, a: CreateArgs) -> Result
         let mut doc = json!({"id": id, "strategy": strategy, "url": shown, "seconds": (seconds * 10.0).round() / 10.0});
         if let Some(p) = &keep_dump {
             doc["dump"] = json!(p.display().to_string());
+        }
+        if let Some(r) = &report {
+            doc["clone"] = json!({
+                "tables": r.tables,
+                "bytes": r.bytes,
+                "steps": r.steps.iter().map(|(s, t)| json!({"step": s, "seconds": (t * 100.0).round() / 100.0})).collect::<Vec<_>>(),
+                "roles_created": r.roles_created,
+                "warnings": r.warnings,
+            });
         }
         console.json(&doc);
     } else {

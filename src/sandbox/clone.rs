@@ -47,6 +47,7 @@
 mod copy;
 mod dest;
 mod plan;
+mod post;
 pub(crate) mod private;
 mod proc;
 mod pump;
@@ -93,6 +94,10 @@ pub struct CloneOptions {
     /// `NOLOGIN` roles. For throwaway clusters only: roles are cluster-wide and outlive the
     /// sandbox database.
     pub create_missing_roles: bool,
+    /// Add the source's validated foreign keys without checking the rows again, marking them
+    /// validated in the catalog (the rows come from one snapshot of a database where the keys
+    /// hold). Needs a superuser destination; for throwaway clusters only.
+    pub trust_foreign_keys: bool,
 }
 
 impl CloneOptions {
@@ -105,6 +110,7 @@ impl CloneOptions {
             keep_dump: None,
             tools,
             create_missing_roles: false,
+            trust_foreign_keys: false,
         }
     }
 }
@@ -388,6 +394,8 @@ struct SourceSide {
     /// everything).
     pre_data: PathBuf,
     post_data: PathBuf,
+    /// Constraints pgship may add itself (`post`).
+    constraints: Vec<post::Constraint>,
     warnings: Vec<String>,
 }
 
@@ -412,6 +420,7 @@ async fn read_source(source: &DbUrl, opts: &CloneOptions) -> Result<SourceSide, 
         return Err(failure_error(&src.client, lock_failure(e, locking), opts).await);
     }
     let sizes = source::measure_tables(&src.client, &locked).await?;
+    let constraints = post::read_constraints(&src.client).await?;
     let copied = plan::measured(copied, &sizes);
     if let Some(id) = &snapshot {
         for _ in 1..plan::copy_streams(opts.jobs, copied.len()) {
@@ -444,6 +453,7 @@ async fn read_source(source: &DbUrl, opts: &CloneOptions) -> Result<SourceSide, 
         tools,
         pre_data,
         post_data,
+        constraints,
         warnings,
     })
 }
@@ -517,6 +527,7 @@ async fn clone_into<E>(
         mut tools,
         pre_data,
         post_data,
+        constraints,
         warnings,
     } = side;
     report.warnings = warnings;
@@ -557,6 +568,7 @@ async fn clone_into<E>(
         dest: &dest,
         pre_data: &pre_data,
         post_data: &post_data,
+        constraints: &constraints,
     };
     let all = run.all(sink, &mut report);
     if let Err(f) = with_ticker(all, &snapshot, progress).await {
@@ -607,6 +619,7 @@ struct Run<'a> {
     dest: &'a DbUrl,
     pre_data: &'a Path,
     post_data: &'a Path,
+    constraints: &'a [post::Constraint],
 }
 
 impl Run<'_> {
@@ -697,20 +710,41 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The post-data section: plain indexes by `pg_restore -j` while pgship builds the
+    /// primary keys' and unique constraints' indexes, then those constraints, then the rest
+    /// by `pg_restore -j`, then (in a throwaway cluster) the foreign keys (see `post`).
     async fn indexes(&self, archive: &Path) -> Result<(), Failure> {
-        let list = if self.plan.schema_only {
-            Some(self.tools.list_without_data(archive, self.dir).await?)
-        } else {
-            None
+        let mut list = self.tools.list(archive).await?;
+        if self.plan.schema_only {
+            // A schema-only clone keeps materialized views empty.
+            list = list
+                .lines()
+                .filter(|l| !l.contains(" MATERIALIZED VIEW DATA "))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        }
+        let split = post::split(&list, self.constraints, self.plan.trust_foreign_keys);
+        let (jobs, memory) = (self.opts.jobs, self.plan.index_memory_mb);
+        let restore = |name: &'static str, lines: Vec<String>| async move {
+            if lines.is_empty() {
+                return Ok(());
+            }
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            let path = self.dir.write(name, text.as_bytes()).map_err(Failure::Io)?;
+            self.tools
+                .restore_post_data(archive, Some(&path), jobs, memory)
+                .await
         };
-        self.tools
-            .restore_post_data(
-                archive,
-                list.as_deref(),
-                self.opts.jobs,
-                self.plan.index_memory_mb,
-            )
-            .await
+        // pg_restore's jobs and pgship's sessions together: more builds than cores keeps
+        // every core busy to the end instead of leaving one idle behind the largest build.
+        let sessions = (jobs / 2).max(1);
+        tokio::try_join!(
+            restore("post-data-indexes.list", split.indexes),
+            post::build_unique(self.dest, &split.unique, sessions, memory),
+        )?;
+        post::attach_unique(self.dest, &split.unique).await?;
+        restore("post-data-rest.list", split.rest).await?;
+        post::add_foreign_keys(self.dest, &split.foreign_keys).await
     }
 }
 

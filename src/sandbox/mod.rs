@@ -93,6 +93,8 @@ pub struct Sandbox {
     pub strategy: Strategy,
     pub url: DbUrl,
     pub seconds: f64,
+    /// What copying the rows did (local and server; template and neon copy inside the server).
+    pub clone: Option<clone::CloneReport>,
     resource: Resource,
 }
 
@@ -231,8 +233,9 @@ impl Sandbox {
             _ = interrupted() => Err(None),
         };
         match filled {
-            Ok(()) => {
+            Ok(report) => {
                 sandbox.seconds = started.elapsed().as_secs_f64();
+                sandbox.clone = report;
                 Ok(sandbox)
             }
             Err(e) => {
@@ -278,17 +281,18 @@ impl Sandbox {
         target: &DbUrl,
         req: &Request,
         progress: &dyn Fn(clone::Progress),
-    ) -> Result<(), SandboxError> {
+    ) -> Result<Option<clone::CloneReport>, SandboxError> {
         if self.strategy != Strategy::Server {
-            return Ok(());
+            return Ok(None);
         }
         let major = connect(target, &ConnectOptions::default())
             .await?
             .version
             .major();
         let copts = clone_options(req, major, false)?;
-        clone::clone(target, &self.url, &copts, progress).await?;
-        Ok(())
+        Ok(Some(
+            clone::clone(target, &self.url, &copts, progress).await?,
+        ))
     }
 }
 
@@ -303,6 +307,8 @@ fn clone_options(
     copts.lock_wait_timeout = req.lock_wait_timeout;
     copts.keep_dump = req.keep_dump.clone();
     copts.create_missing_roles = create_missing_roles;
+    // Both are for pgship's own throwaway cluster (a superuser there).
+    copts.trust_foreign_keys = create_missing_roles;
     Ok(copts)
 }
 
@@ -365,6 +371,7 @@ async fn create_local(
                 strategy: Strategy::Local,
                 url: cluster.url(&dbname_of(target)),
                 seconds: 0.0,
+                clone: None,
                 resource: Resource::Local(cluster),
             };
             let url = sandbox.url.clone();
@@ -406,7 +413,7 @@ async fn create_local(
         };
         tokio::select! {
             r = clone::clone_pending(target, ready, &copts, progress) => match r {
-                Ok(_) => Ok(()),
+                Ok(report) => Ok(report),
                 Err(clone::PendingError::Clone(e)) => Err(e.into()),
                 Err(clone::PendingError::Dest(e)) => Err(e),
             },
@@ -415,7 +422,10 @@ async fn create_local(
     };
     let sandbox = made.into_inner();
     match (outcome, sandbox) {
-        (Ok(()), Some(sandbox)) => Ok(sandbox),
+        (Ok(report), Some(mut sandbox)) => {
+            sandbox.clone = Some(report);
+            Ok(sandbox)
+        }
         (outcome, sandbox) => {
             if let Some(s) = sandbox {
                 let _ = s.destroy().await;
@@ -559,6 +569,7 @@ async fn provision(
         strategy,
         url,
         seconds: 0.0,
+        clone: None,
         resource,
     })
 }

@@ -23,6 +23,9 @@ pub(crate) struct Plan {
     pub rest: bool,
     /// `maintenance_work_mem` of the index and constraint builds, in MiB.
     pub index_memory_mb: u64,
+    /// pgship adds the foreign keys unchecked ([`CloneOptions::trust_foreign_keys`], on a
+    /// superuser destination).
+    pub trust_foreign_keys: bool,
 }
 
 /// A table pgship copies.
@@ -64,6 +67,7 @@ impl Plan {
             single_transaction: inv.relations + inv.large_objects <= dest.lock_capacity / 2,
             rest,
             index_memory_mb: index_memory_mb(inv.tables.iter().map(|t| t.bytes).max()),
+            trust_foreign_keys: opts.trust_foreign_keys && dest.superuser,
             copied,
         }
     }

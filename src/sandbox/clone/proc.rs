@@ -223,13 +223,8 @@ impl Tools {
         out.into_result("pg_dump (indexes and constraints)", true)
     }
 
-    /// A `pg_restore -L` list of `archive` without materialized view refreshes (schema-only
-    /// clones keep matviews empty).
-    pub async fn list_without_data(
-        &self,
-        archive: &Path,
-        dir: &PrivateDir,
-    ) -> Result<PathBuf, Failure> {
+    /// `pg_restore --list` of `archive`: its table of contents.
+    pub async fn list(&self, archive: &Path) -> Result<String, Failure> {
         let mut c = Command::new(&self.pg_restore);
         c.env_clear()
             .envs(self.dest_env.iter().map(|(k, v)| (k, v)))
@@ -249,13 +244,7 @@ impl Tools {
                 lock_timeout: false,
             }));
         }
-        let list: String = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.contains(" MATERIALIZED VIEW DATA "))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        dir.write("post-data.list", list.as_bytes())
-            .map_err(Failure::Io)
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Restore the post-data section of `archive` with `jobs` parallel workers, each index
