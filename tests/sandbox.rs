@@ -96,6 +96,25 @@ fn each_strategy_copies_the_target_and_drop_removes_it() {
         let url = v["url"].as_str().unwrap().to_string();
         assert!(v["seconds"].as_f64().is_some());
         assert_eq!(fingerprint_and_counts(&url), want, "{strategy}");
+        // local and server copy the rows through pgship and say what they copied; template
+        // copies inside the server.
+        if strategy == "template" {
+            assert!(v.get("clone").is_none(), "{v}");
+        } else {
+            let tables = v["clone"]["tables"].as_u64().unwrap();
+            assert!(tables >= 2, "{v}");
+            assert!(v["clone"]["bytes"].as_u64().unwrap() > 0, "{v}");
+            let steps: Vec<&str> = v["clone"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["step"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                steps,
+                ["prepare", "schema", "data", "indexes and constraints"]
+            );
+        }
         let id = v["id"].as_str().unwrap();
         let listed = run(pgship(project.path()).args(["sandbox", "list"]));
         assert!(listed.stdout.contains(id), "{}", listed.stdout);
@@ -314,4 +333,40 @@ fn an_extension_the_local_binaries_lack_is_named_and_nothing_is_left() {
         })
         .unwrap_or(0);
     assert_eq!(clusters, 0, "the cluster was removed");
+}
+
+/// Off a terminal, `create` in text prints no progress but the clone's summary line, then the
+/// result.
+#[test]
+fn create_in_text_prints_the_clone_summary() {
+    let Some(target) = TestDb::new() else { return };
+    target.query(SETUP);
+    let project = tempfile::tempdir().unwrap();
+    let out =
+        run(pgship(project.path()).args(["sandbox", "create", &target.url, "--sandbox", "local"]));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let summary = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("cloned "))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(summary.contains("cloned 2 tables ("), "{summary}");
+    assert!(summary.contains("indexes and constraints"), "{summary}");
+    assert!(
+        !out.stderr.contains('\r'),
+        "no progress redraws off a terminal"
+    );
+    let id = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        out.stdout
+            .starts_with(&format!("sandbox {id} (local) ready in ")),
+        "{}",
+        out.stdout
+    );
+    let dropped = run(pgship(project.path()).args(["sandbox", "drop", id]));
+    assert_eq!(dropped.code, 0, "{}", dropped.stderr);
 }
