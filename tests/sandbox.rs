@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-use pgship::compare::{SchemaFilter, introspect};
 use pgship::db::{ConnectOptions, DbUrl, connect};
 
 const SETUP: &str = "CREATE EXTENSION IF NOT EXISTS citext;
@@ -21,28 +20,9 @@ CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
 INSERT INTO users (email) SELECT 'u' || g || '@x' FROM generate_series(1, 500) g;
 INSERT INTO orders (user_id, total, note) SELECT 1 + g % 500, g, 'note ' || g FROM generate_series(1, 3000) g;";
 
+/// The fingerprint and the row counts of the tables [`SETUP`] fills.
 fn fingerprint_and_counts(url: &str) -> (String, Vec<(String, i64)>) {
-    rt().block_on(async {
-        let c = connect(&DbUrl::parse(url).unwrap(), &ConnectOptions::default())
-            .await
-            .unwrap();
-        let filter = SchemaFilter {
-            include: vec![],
-            exclude: vec!["pgship".into()],
-        };
-        let m = introspect::introspect(&c.client, &filter).await.unwrap();
-        let mut counts = Vec::new();
-        for t in ["users", "orders"] {
-            let n: i64 = c
-                .client
-                .query_one(&format!("SELECT count(*) FROM {t}"), &[])
-                .await
-                .unwrap()
-                .get(0);
-            counts.push((t.to_string(), n));
-        }
-        (m.fingerprint(), counts)
-    })
+    common::fingerprint_and_counts(url, &["users", "orders"])
 }
 
 fn create(project: &std::path::Path, target: &str, strategy: &str) -> (i32, Value, String) {

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use fake::{FakeNeon, KEY, PROJECT, connection_details};
 use pgship::cluster::{ClusterOptions, LocalCluster};
-use pgship::compare::{SchemaFilter, introspect};
 use pgship::db::{ConnectOptions, DbUrl, connect};
 use pgship::sandbox::{Record, Strategy, registry};
 use serde_json::{Value, json};
@@ -36,28 +35,9 @@ CREATE INDEX orders_customer_idx ON orders (customer_id);
 INSERT INTO customers (email) SELECT 'c' || g || '@x' FROM generate_series(1, 400) g;
 INSERT INTO orders (customer_id, total) SELECT 1 + g % 400, g FROM generate_series(1, 2500) g;";
 
+/// The fingerprint and the row counts of the tables [`SETUP`] fills.
 fn fingerprint_and_counts(url: &str) -> (String, Vec<(String, i64)>) {
-    rt().block_on(async {
-        let c = connect(&DbUrl::parse(url).unwrap(), &ConnectOptions::default())
-            .await
-            .unwrap();
-        let filter = SchemaFilter {
-            include: vec![],
-            exclude: vec!["pgship".into()],
-        };
-        let m = introspect::introspect(&c.client, &filter).await.unwrap();
-        let mut counts = Vec::new();
-        for t in ["customers", "orders"] {
-            let n: i64 = c
-                .client
-                .query_one(&format!("SELECT count(*) FROM {t}"), &[])
-                .await
-                .unwrap()
-                .get(0);
-            counts.push((t.to_string(), n));
-        }
-        (m.fingerprint(), counts)
-    })
+    common::fingerprint_and_counts(url, &["customers", "orders"])
 }
 
 fn reachable(url: &str) -> bool {

@@ -209,7 +209,7 @@ async fn locked(
         &st.partials,
         project.state.matching(),
     );
-    let refusals = refusals(project, &plan, args.allow_edited);
+    let refusals = refusals(project, &plan, Some(args.allow_edited));
     if !refusals.is_empty() {
         if console.format == Format::Json {
             console.json(&json!({"target": url.redacted(), "status": "refused", "reasons": refusals, "applied": []}));
@@ -382,17 +382,24 @@ async fn locked(
     }
 }
 
-fn refusals(project: &Project, plan: &Plan, allow_edited: bool) -> Vec<String> {
+/// Why the target's state stops a run: edited (unless `allow_edited` is `Some(true)`; `None`
+/// for a command without `--allow-edited`), skipped and missing migrations.
+pub(super) fn refusals(project: &Project, plan: &Plan, allow_edited: Option<bool>) -> Vec<String> {
     let ms = &project.source.migrations;
     let mut out = Vec::new();
     for (i, s) in plan.statuses.iter().enumerate() {
         match s {
-            Status::Edited { recorded } if !allow_edited => out.push(format!(
-                "edited: {} was applied with hash {} but {} now hashes to {} (use --allow-edited to proceed anyway)",
+            Status::Edited { recorded } if allow_edited != Some(true) => out.push(format!(
+                "edited: {} was applied with hash {} but {} now hashes to {}{}",
                 ms[i].name,
                 short(recorded),
                 ms[i].path.display(),
-                short(&ms[i].checksum)
+                short(&ms[i].checksum),
+                if allow_edited.is_some() {
+                    " (use --allow-edited to proceed anyway)"
+                } else {
+                    ""
+                }
             )),
             Status::Skipped => out.push(format!(
                 "skipped: {} is not applied but is ordered before the newest applied migration (drizzle would skip it forever); give it a later position or apply it by hand",

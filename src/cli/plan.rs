@@ -13,7 +13,7 @@ use super::sandbox::{DataArg, sandbox_err, sandbox_request};
 use crate::compare::{BreakingPolicy, SchemaFilter};
 use crate::config::Target;
 use crate::db::apply::{ApplyOptions, TxMode, Work};
-use crate::db::plan::{self as dbplan, Status};
+use crate::db::plan as dbplan;
 use crate::db::{ConnectOptions, DbUrl, connect, state, tools};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
@@ -248,31 +248,7 @@ pub async fn execute(
         &st.partials,
         project.state.matching(),
     );
-    let mut refusals = Vec::new();
-    for (i, s) in classified.statuses.iter().enumerate() {
-        let m = &source.migrations[i];
-        match s {
-            Status::Edited { .. } => refusals.push(format!(
-                "edited: {} was applied but {} has changed since",
-                m.name,
-                m.path.display()
-            )),
-            Status::Skipped => refusals.push(format!(
-                "skipped: {} is not applied but is ordered before the newest applied migration (drizzle would skip it forever)",
-                m.name
-            )),
-            _ => {}
-        }
-    }
-    for r in &classified.missing {
-        refusals.push(format!(
-            "missing: {} is applied on the target but not in {}",
-            r.name
-                .clone()
-                .unwrap_or_else(|| format!("version {}", r.version)),
-            source.dir.display()
-        ));
-    }
+    let refusals = super::migrate::refusals(project, &classified, None);
     if !refusals.is_empty() {
         let msg = format!("PREFLIGHT refused:\n  {}", refusals.join("\n  "));
         log(

@@ -276,3 +276,31 @@ pub fn sql_project(files: &[(&str, &str)]) -> tempfile::TempDir {
 
 /// The advisory key pgship's migration lock uses.
 pub const LOCK_KEY: i64 = pgship::db::lock::MIGRATE_LOCK_KEY;
+
+/// The schema fingerprint of `url` (pgship's own schema left out) and the row count of each of
+/// `tables`: what a copy of the database must reproduce.
+pub fn fingerprint_and_counts(url: &str, tables: &[&str]) -> (String, Vec<(String, i64)>) {
+    rt().block_on(async {
+        let c = connect(&DbUrl::parse(url).unwrap(), &ConnectOptions::default())
+            .await
+            .unwrap();
+        let filter = pgship::compare::SchemaFilter {
+            include: vec![],
+            exclude: vec!["pgship".into()],
+        };
+        let m = pgship::compare::introspect::introspect(&c.client, &filter)
+            .await
+            .unwrap();
+        let mut counts = Vec::new();
+        for t in tables {
+            let n: i64 = c
+                .client
+                .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+                .await
+                .unwrap()
+                .get(0);
+            counts.push((t.to_string(), n));
+        }
+        (m.fingerprint(), counts)
+    })
+}
