@@ -184,14 +184,10 @@ mod tests {
 
     fn mig(name: &str, when: i64, hash: &str) -> Migration {
         Migration {
-            name: name.into(),
-            order: 0,
             id: MigrationId::Drizzle { when },
             checksum: hash.into(),
-            raw: Vec::new(),
             path: PathBuf::from(format!("{name}.sql")),
-            statements: Vec::new(),
-            down: None,
+            ..crate::source::testing::migration(name)
         }
     }
 

@@ -423,24 +423,16 @@ pub async fn prove(i: &Inputs<'_>, p: &Prepared) -> Result<Proof, RollbackError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{DownScript, MigrationId};
+    use crate::source::DownScript;
 
     fn mig(name: &str, down: bool) -> Migration {
         Migration {
-            name: name.into(),
-            order: 0,
-            id: MigrationId::Sql {
-                version: "1".into(),
-            },
-            checksum: String::new(),
-            raw: Vec::new(),
-            path: name.into(),
-            statements: vec![],
             down: down.then(|| DownScript {
                 path: format!("{name}.down.sql").into(),
                 raw: Vec::new(),
                 statements: vec![],
             }),
+            ..crate::source::testing::migration(name)
         }
     }
 

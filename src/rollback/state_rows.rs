@@ -65,14 +65,9 @@ mod tests {
 
     fn mig(id: MigrationId) -> Migration {
         Migration {
-            name: "0001_add'x".into(),
-            order: 0,
             id,
-            checksum: String::new(),
-            raw: Vec::new(),
             path: "x".into(),
-            statements: vec![],
-            down: None,
+            ..crate::source::testing::migration("0001_add'x")
         }
     }
 

@@ -616,23 +616,15 @@ mod tests {
 
     #[test]
     fn migrations_reset_the_search_path() {
-        use crate::source::{MigrationId, Statement, TxRequirement};
+        use crate::source::{Statement, TxRequirement};
         let mig = |name: &str, sql: &str| Migration {
-            name: name.into(),
-            order: 0,
-            id: MigrationId::Sql {
-                version: "1".into(),
-            },
-            checksum: String::new(),
-            raw: Vec::new(),
-            path: name.into(),
             statements: vec![Statement {
                 sql: sql.into(),
                 offset: 0,
                 line: 3,
                 tx: TxRequirement::Any,
             }],
-            down: None,
+            ..crate::source::testing::migration(name)
         };
         let a = mig("001_a", "SET search_path = app; DELETE FROM t");
         let b = mig("002_b", "DELETE FROM u; DO $$ BEGIN END $$");

@@ -306,6 +306,29 @@ pub(crate) fn check_statements(
     Ok(())
 }
 
+/// Builders for other modules' tests.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// A SQL-folder migration `name` (version 1, file `name`) without statements, checksum or
+    /// down script: tests set the fields they care about.
+    pub fn migration(name: &str) -> Migration {
+        Migration {
+            name: name.into(),
+            order: 0,
+            id: MigrationId::Sql {
+                version: "1".into(),
+            },
+            checksum: String::new(),
+            raw: Vec::new(),
+            path: name.into(),
+            statements: Vec::new(),
+            down: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
