@@ -169,20 +169,27 @@ fn model(url: &str) -> (String, String) {
     })
 }
 
-/// `schema.table count` for every table, sequences' values, matviews' populated state and
-/// the number of large objects.
-fn contents(url: &str) -> Vec<String> {
-    let tables = query(
+/// Every ordinary table outside the system schemas, qualified and quoted, by name.
+fn user_tables(url: &str) -> Vec<String> {
+    query(
         url,
         "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
            AND n.nspname !~ '^pg_toast' ORDER BY 1",
-    );
+    )
+    .into_iter()
+    .map(|r| r[0].clone().unwrap())
+    .collect()
+}
+
+/// `schema.table count` for every table, sequences' values, matviews' populated state and
+/// the number of large objects.
+fn contents(url: &str) -> Vec<String> {
+    let tables = user_tables(url);
     let mut out: Vec<String> = tables
         .iter()
-        .map(|r| {
-            let t = r[0].clone().unwrap();
+        .map(|t| {
             let n = query(url, &format!("SELECT count(*) FROM {t}"));
             format!("{t} {}", n[0][0].clone().unwrap())
         })
@@ -788,17 +795,10 @@ ANALYZE;
 /// Every table's row count and a hash of its rows' text (in one session setting for all
 /// servers), by name.
 fn table_contents(url: &str) -> Vec<String> {
-    let tables = query(
-        url,
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-           AND n.nspname !~ '^pg_toast' ORDER BY 1",
-    );
+    let tables = user_tables(url);
     tables
         .iter()
-        .map(|r| {
-            let t = r[0].clone().unwrap();
+        .map(|t| {
             let rows = query(
                 url,
                 &format!(
