@@ -79,12 +79,13 @@ pub(crate) async fn read_constraints(src: &Client) -> Result<Vec<Constraint>, Cl
     src.batch_execute("SET LOCAL search_path = ''")
         .await
         .map_err(q)?;
-    let rows = src.query(SQL, &[]).await;
+    // A failed query ends the transaction (and the setting with it): its error is the one.
+    let rows = src.query(SQL, &[]).await.map_err(q)?;
     src.batch_execute("SET LOCAL search_path TO DEFAULT")
         .await
         .map_err(q)?;
     let mut out = Vec::new();
-    for r in rows.map_err(q)? {
+    for r in rows {
         let kind = match r.get::<_, String>(1).as_str() {
             "p" => Kind::PrimaryKey,
             "u" => Kind::Unique,
