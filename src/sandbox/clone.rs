@@ -723,7 +723,13 @@ impl Run<'_> {
                 .map(|l| format!("{l}\n"))
                 .collect();
         }
-        let split = post::split(&list, self.constraints, self.plan.trust_foreign_keys);
+        let mut split = post::split(&list, self.constraints, self.plan.trust_foreign_keys);
+        if split.unique.is_empty() {
+            // Nothing to build beside pg_restore's index builds: one pg_restore runs them
+            // together with the rest.
+            let rest = std::mem::take(&mut split.rest);
+            split.indexes.extend(rest);
+        }
         let (jobs, memory) = (self.opts.jobs, self.plan.index_memory_mb);
         let restore = |name: &'static str, lines: Vec<String>| async move {
             if lines.is_empty() {
