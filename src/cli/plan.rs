@@ -392,15 +392,15 @@ pub async fn execute(
             sb.id,
             sb.strategy.as_str(),
             sb.seconds,
-            sb.clone
+            sb.clone_report
                 .as_ref()
                 .map(|r| format!(": {}", r.summary()))
                 .unwrap_or_default()
         ),
         json!({"sandbox": sb.id, "strategy": sb.strategy, "seconds": sb.seconds,
-               "clone": sb.clone.as_ref().map(|r| json!({"tables": r.tables, "bytes": r.bytes}))}),
+               "clone": sb.clone_report.as_ref().map(|r| json!({"tables": r.tables, "bytes": r.bytes}))}),
     );
-    for w in sb.clone.iter().flat_map(|r| &r.warnings) {
+    for w in sb.clone_report.iter().flat_map(|r| &r.warnings) {
         log(
             &mut journal,
             phase::SANDBOX_VALIDATION,

@@ -188,13 +188,13 @@ async fn create(globals: &Globals, settings: &Settings, a: CreateArgs) -> Result
     if terminal {
         anstream::eprintln!();
     }
-    if let Some(r) = &sb.clone {
+    if let Some(r) = &sb.clone_report {
         console.step(&r.summary());
         for w in &r.warnings {
             console.warn(w);
         }
     }
-    let report = sb.clone.clone();
+    let report = sb.clone_report.clone();
     let (id, strategy, seconds) = (sb.id.clone(), sb.strategy, sb.seconds);
     let shown = if a.show_password {
         sb.url.expose()

@@ -94,7 +94,7 @@ pub struct Sandbox {
     pub url: DbUrl,
     pub seconds: f64,
     /// What copying the rows did (local and server; template and neon copy inside the server).
-    pub clone: Option<clone::CloneReport>,
+    pub clone_report: Option<clone::CloneReport>,
     resource: Resource,
 }
 
@@ -235,7 +235,7 @@ impl Sandbox {
         match filled {
             Ok(report) => {
                 sandbox.seconds = started.elapsed().as_secs_f64();
-                sandbox.clone = report;
+                sandbox.clone_report = report;
                 Ok(sandbox)
             }
             Err(e) => {
@@ -371,7 +371,7 @@ async fn create_local(
                 strategy: Strategy::Local,
                 url: cluster.url(&dbname_of(target)),
                 seconds: 0.0,
-                clone: None,
+                clone_report: None,
                 resource: Resource::Local(cluster),
             };
             let url = sandbox.url.clone();
@@ -423,7 +423,7 @@ async fn create_local(
     let sandbox = made.into_inner();
     match (outcome, sandbox) {
         (Ok(report), Some(mut sandbox)) => {
-            sandbox.clone = Some(report);
+            sandbox.clone_report = Some(report);
             Ok(sandbox)
         }
         (outcome, sandbox) => {
@@ -569,7 +569,7 @@ async fn provision(
         strategy,
         url,
         seconds: 0.0,
-        clone: None,
+        clone_report: None,
         resource,
     })
 }
