@@ -488,8 +488,12 @@ pub fn leftovers() -> Vec<Leftover> {
 
 /// Whether process `pid` exists (signal 0).
 pub fn process_alive(pid: u32) -> bool {
+    // 0 and what does not fit a pid_t would name process groups, not a process.
+    let Some(pid) = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0) else {
+        return false;
+    };
     // SAFETY: kill with signal 0 only checks for existence and permission.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
@@ -924,6 +928,15 @@ mod tests {
         removed.unwrap();
         assert!(killed, "the writer was killed");
         assert!(!there.exists());
+    }
+
+    #[test]
+    fn only_real_pids_are_alive() {
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(0), "0 is the caller's process group");
+        assert!(!process_alive(u32::MAX), "-1 would be every process");
+        // Above the default pid_max: no such process.
+        assert!(!process_alive(0x7fff_fff0));
     }
 
     #[test]

@@ -83,20 +83,14 @@ pub(crate) fn sweep() {
         let Some(pid) = name
             .strip_prefix(PREFIX)
             .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<i32>().ok())
+            .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
         };
-        if pid > 0 && !alive(pid) {
+        if !crate::cluster::process_alive(pid) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks whether the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 #[cfg(test)]
