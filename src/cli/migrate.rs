@@ -263,7 +263,16 @@ async fn locked(
             ),
         )?;
     }
-    let edited: Vec<usize> = plan.indices(|s| matches!(s, Status::Edited { .. }));
+    let edited: Vec<usize> = plan.indices(|s| {
+        matches!(
+            s,
+            Status::Edited { .. }
+                | Status::Partial {
+                    edited: Some(_),
+                    ..
+                }
+        )
+    });
 
     state::bootstrap(&conn.client).await?;
     let id = run_id("migrate", env_name);
@@ -401,11 +410,47 @@ pub(super) fn refusals(project: &Project, plan: &Plan, allow_edited: Option<bool
                     ""
                 }
             )),
+            Status::Partial {
+                statements_done,
+                edited: Some(recorded),
+            } if allow_edited != Some(true) => out.push(format!(
+                "edited: {} is partially applied (statements 1-{statements_done} committed, hash {}) and {} changed since, after its committed statements{}",
+                ms[i].name,
+                short(recorded),
+                ms[i].path.display(),
+                if allow_edited.is_some() {
+                    format!(" (use --allow-edited to continue at statement {} with the file as it is now)", statements_done + 1)
+                } else {
+                    String::new()
+                }
+            )),
+            Status::PartialChanged {
+                statements_done,
+                recorded,
+            } => out.push(format!(
+                "edited: {} is partially applied (statements 1-{statements_done} committed, hash {}) and {} changed in those committed statements; pgship cannot continue it: restore the file as it was applied",
+                ms[i].name,
+                short(recorded),
+                ms[i].path.display(),
+            )),
             Status::Skipped => out.push(format!(
                 "skipped: {} is not applied but is ordered before the newest applied migration (drizzle would skip it forever); give it a later position or apply it by hand",
                 ms[i].name
             )),
             _ => {}
+        }
+    }
+    for (i, start) in plan.to_run() {
+        let m = &ms[i];
+        if let Some((stmt, _)) = m.refused_control()
+            && m.statements[start..].contains(stmt)
+        {
+            out.push(format!(
+                "transaction control: {}:{}: {}",
+                m.path.display(),
+                stmt.line,
+                m.control_refusal().unwrap_or_default()
+            ));
         }
     }
     for r in &plan.missing {

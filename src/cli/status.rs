@@ -57,7 +57,8 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
             Status::Pending => pending.push(json!({"name": m.name, "version": version, "statements": m.statements.len()})),
             Status::Edited { recorded } => edited.push(json!({"name": m.name, "hash": m.checksum, "recorded_hash": recorded, "version": version})),
             Status::Skipped => skipped.push(json!({"name": m.name, "version": version})),
-            Status::Partial { statements_done } => partial.push(json!({"name": m.name, "version": version, "statements_done": statements_done, "statements": m.statements.len()})),
+            Status::PartialChanged { statements_done, recorded } => edited.push(json!({"name": m.name, "hash": m.checksum, "recorded_hash": recorded, "version": version, "partial_statements_done": statements_done})),
+            Status::Partial { statements_done, edited } => partial.push(json!({"name": m.name, "version": version, "statements_done": statements_done, "statements": m.statements.len(), "edited_after_committed_part": edited.is_some()})),
         }
     }
     let missing: Vec<Value> = plan

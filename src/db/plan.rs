@@ -32,6 +32,8 @@ pub struct PartialRecord {
     pub version: String,
     pub checksum: String,
     pub statements_done: usize,
+    /// sha256 of the file through its last committed statement, when recorded.
+    pub done_hash: Option<String>,
 }
 
 /// What state says about one migration of the source.
@@ -45,9 +47,18 @@ pub enum Status {
     },
     /// Not applied, but ordered before the newest applied migration.
     Skipped,
-    /// Its first `statements_done` statements are committed.
+    /// Partially applied, and the file changed in its committed statements (or the record
+    /// predates the committed part's hash): it cannot be continued safely.
+    PartialChanged {
+        statements_done: usize,
+        recorded: String,
+    },
+    /// Its first `statements_done` statements are committed. `edited` holds the recorded hash
+    /// when the file changed after them, in its statements not yet run only (the committed
+    /// part is unchanged): it may be continued with `--allow-edited`.
     Partial {
         statements_done: usize,
+        edited: Option<String>,
     },
 }
 
@@ -77,7 +88,9 @@ impl Plan {
             .enumerate()
             .filter_map(|(i, s)| match s {
                 Status::Pending => Some((i, 0)),
-                Status::Partial { statements_done } => Some((i, *statements_done)),
+                Status::Partial {
+                    statements_done, ..
+                } => Some((i, *statements_done)),
                 _ => None,
             })
             .collect()
@@ -146,12 +159,20 @@ pub fn classify(
                 .iter()
                 .find(|p| cmp_versions(&p.version, &v) == Ordering::Equal)
             {
+                let done = p.statements_done;
                 return if p.checksum == m.checksum {
                     Status::Partial {
-                        statements_done: p.statements_done,
+                        statements_done: done,
+                        edited: None,
+                    }
+                } else if p.done_hash.as_deref() == Some(m.prefix_hash(done).as_str()) {
+                    Status::Partial {
+                        statements_done: done,
+                        edited: Some(p.checksum.clone()),
                     }
                 } else {
-                    Status::Edited {
+                    Status::PartialChanged {
+                        statements_done: done,
                         recorded: p.checksum.clone(),
                     }
                 };
@@ -280,21 +301,56 @@ mod tests {
             version: "200".into(),
             checksum: "hb".into(),
             statements_done: 2,
+            done_hash: None,
         }];
         let plan = classify(&ms, &recs, &partial, Matching::Version);
-        assert_eq!(plan.statuses[1], Status::Partial { statements_done: 2 });
+        assert_eq!(
+            plan.statuses[1],
+            Status::Partial {
+                statements_done: 2,
+                edited: None
+            }
+        );
         assert_eq!(plan.to_run(), vec![(1, 2)]);
         let partial = vec![PartialRecord {
             version: "200".into(),
             checksum: "other".into(),
             statements_done: 2,
+            done_hash: Some("not the prefix".into()),
         }];
+        let plan = classify(&ms, &recs, &partial, Matching::Version);
         assert_eq!(
-            classify(&ms, &recs, &partial, Matching::Version).statuses[1],
-            Status::Edited {
+            plan.statuses[1],
+            Status::PartialChanged {
+                statements_done: 2,
                 recorded: "other".into()
             }
         );
+        assert!(plan.to_run().is_empty());
+    }
+
+    #[test]
+    fn partial_edited_after_its_committed_part_may_continue() {
+        let text = "CREATE TABLE a (x int);--> statement-breakpoint\nSELECT 1/0;";
+        let mut b = mig("b", 200, "new");
+        b.raw = text.as_bytes().to_vec();
+        b.statements = crate::source::split::drizzle_chunks(text);
+        assert_eq!(b.statements.len(), 2);
+        let partial = vec![PartialRecord {
+            version: "200".into(),
+            checksum: "old".into(),
+            statements_done: 1,
+            done_hash: Some(b.prefix_hash(1)),
+        }];
+        let plan = classify(&[b], &[], &partial, Matching::Version);
+        assert_eq!(
+            plan.statuses[0],
+            Status::Partial {
+                statements_done: 1,
+                edited: Some("old".into())
+            }
+        );
+        assert_eq!(plan.to_run(), vec![(0, 1)]);
     }
 
     #[test]

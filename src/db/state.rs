@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS pgship.applied_migrations (
     applied_by text NOT NULL DEFAULT current_user,
     UNIQUE (source_kind, version)
 );
+-- sha256 of the file through its last committed statement: a partial migration whose
+-- committed part is unchanged may be continued after its remaining statements were fixed.
+ALTER TABLE pgship.applied_migrations ADD COLUMN IF NOT EXISTS done_hash text;
 CREATE INDEX IF NOT EXISTS applied_migrations_deployment_id_idx
     ON pgship.applied_migrations (deployment_id);
 CREATE TABLE IF NOT EXISTS pgship.deployment_logs (
@@ -194,8 +197,10 @@ pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError>
     if pgship_schema {
         let rows = client
             .query(
-                "SELECT version, name, checksum, status, statements_done FROM pgship.applied_migrations \
-                 WHERE source_kind = $1 ORDER BY id",
+                // `done_hash` through to_jsonb: a schema bootstrapped by an older pgship lacks
+                // the column, and reading never changes the schema.
+                "SELECT version, name, checksum, status, statements_done, to_jsonb(a) ->> 'done_hash' \
+                 FROM pgship.applied_migrations a WHERE source_kind = $1 ORDER BY id",
                 &[&table.kind.as_str()],
             )
             .await
@@ -209,6 +214,7 @@ pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError>
                     version,
                     checksum: r.get(2),
                     statements_done: usize::try_from(done).unwrap_or(0),
+                    done_hash: r.get(5),
                 });
             } else if !table.kind.is_drizzle() {
                 state.records.push(AppliedRecord {
@@ -242,6 +248,8 @@ pub struct RecordRow<'a> {
     pub statement_count: usize,
     pub duration_ms: i64,
     pub deployment_id: &'a str,
+    /// sha256 of the file through statement `statements_done` (see the `done_hash` column).
+    pub done_hash: &'a str,
 }
 
 /// Write a migration's state inside the caller's transaction: drizzle's row (when complete)
@@ -271,7 +279,7 @@ pub async fn write_record(
     let status = if row.complete { "applied" } else { "partial" };
     let done = i32::try_from(row.statements_done).unwrap_or(i32::MAX);
     let count = i32::try_from(row.statement_count).unwrap_or(i32::MAX);
-    let params: [&(dyn ToSql + Sync); 9] = [
+    let params: [&(dyn ToSql + Sync); 10] = [
         &table.kind.as_str(),
         &row.version,
         &row.name,
@@ -281,15 +289,17 @@ pub async fn write_record(
         &count,
         &row.duration_ms,
         &row.deployment_id,
+        &row.done_hash,
     ];
     client
         .execute(
             "INSERT INTO pgship.applied_migrations \
-               (source_kind, version, name, checksum, status, statements_done, statement_count, duration_ms, deployment_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+               (source_kind, version, name, checksum, status, statements_done, statement_count, duration_ms, deployment_id, done_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (source_kind, version) DO UPDATE SET \
                name = EXCLUDED.name, checksum = EXCLUDED.checksum, status = EXCLUDED.status, \
                statements_done = EXCLUDED.statements_done, statement_count = EXCLUDED.statement_count, \
+               done_hash = EXCLUDED.done_hash, \
                duration_ms = pgship.applied_migrations.duration_ms + EXCLUDED.duration_ms, \
                applied_at = now(), deployment_id = EXCLUDED.deployment_id, applied_by = current_user",
             &params,

@@ -383,6 +383,7 @@ fn split_tolerant(chunk: &str) -> Vec<crate::source::Statement> {
             offset: at + first,
             line: 0,
             tx: crate::source::TxRequirement::Any,
+            control: None,
         });
     }
     out

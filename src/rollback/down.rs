@@ -20,7 +20,10 @@ pub(crate) async fn run(conn: &Conn, i: &Inputs<'_>) -> Result<RolledBack, Rollb
     for (m, status) in i.pending.iter().zip(statuses).rev() {
         if !matches!(
             status,
-            Status::Applied | Status::Edited { .. } | Status::Partial { .. }
+            Status::Applied
+                | Status::Edited { .. }
+                | Status::Partial { .. }
+                | Status::PartialChanged { .. }
         ) {
             continue;
         }

@@ -623,6 +623,7 @@ mod tests {
                 offset: 0,
                 line: 3,
                 tx: TxRequirement::Any,
+                control: None,
             }],
             ..crate::source::testing::migration(name)
         };

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::split::drizzle_chunks;
 use super::{
-    Migration, MigrationId, SourceError, check_statements, read_bytes, sha256_hex, utf8_text,
+    Migration, MigrationId, SourceError, prepare_statements, read_bytes, sha256_hex, utf8_text,
 };
 
 /// One journal entry, as far as pgship uses it.
@@ -74,11 +74,13 @@ pub fn parse_journal(path: &Path, bytes: &[u8]) -> Result<Vec<JournalEntry>, Sou
     };
     match root.get("dialect") {
         None | Some(Value::Null) => {}
-        Some(Value::String(d)) if d == "postgresql" => {}
         Some(Value::String(d)) => {
-            return Err(bad(format!(
-                "the journal's dialect is \"{d}\": pgship supports only PostgreSQL (\"postgresql\")"
-            )));
+            if let Some(db) = super::other_database_dialect(d) {
+                return Err(bad(format!(
+                    "the journal's dialect is \"{d}\" ({db}): pgship supports only PostgreSQL \
+                     (drizzle-kit writes \"postgresql\", or \"pg\" in older versions)"
+                )));
+            }
         }
         Some(other) => {
             return Err(bad(format!(
@@ -182,8 +184,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
         }
         let raw = read_bytes(&path)?;
         let text = utf8_text(&path, &raw)?;
-        let statements = drizzle_chunks(text);
-        check_statements(&path, text, &statements, true)?;
+        let statements = prepare_statements(&path, text, drizzle_chunks(text), true)?;
         out.push(Migration {
             name: entry.tag,
             order,
@@ -357,6 +358,29 @@ mod tests {
     }
 
     #[test]
+    fn every_postgresql_dialect_drizzle_kit_wrote_is_accepted() {
+        let path = Path::new("meta/_journal.json");
+        for dialect in ["postgresql", "pg", "postgres", "PostgreSQL"] {
+            let json = format!(
+                r#"{{"version":"5","dialect":"{dialect}","entries":[{{"idx":0,"version":"5","when":1,"tag":"a","breakpoints":true}},{{"idx":3,"version":"7","when":2,"tag":"b","breakpoints":true}}]}}"#
+            );
+            let entries = parse_journal(path, json.as_bytes()).expect(dialect);
+            assert_eq!(entries.len(), 2, "{dialect}");
+        }
+        for (dialect, db) in [
+            ("sqlite", "SQLite"),
+            ("mysql", "MySQL"),
+            ("turso", "SQLite"),
+        ] {
+            let json = format!(r#"{{"dialect":"{dialect}","entries":[]}}"#);
+            let msg = parse_journal(path, json.as_bytes())
+                .expect_err(dialect)
+                .to_string();
+            assert!(msg.contains(dialect) && msg.contains(db), "{msg}");
+        }
+    }
+
+    #[test]
     fn journal_wrong_shape() {
         for (journal, needle) in [
             (&b"[]"[..], "expected a JSON object"),
@@ -448,17 +472,59 @@ mod tests {
     }
 
     #[test]
-    fn transaction_control_and_mixed_chunks_are_rejected() {
+    fn transaction_control_is_marked_and_mixed_chunks_are_rejected() {
         let tmp = temp_copy(None);
         let f = tmp.path().join("0002_rename_full_name.sql");
+        // One chunk holding BEGIN, a statement and COMMIT: cut into three, text kept.
+        let text = "BEGIN;\nALTER TABLE \"users\" RENAME COLUMN a TO b;\nCOMMIT;";
+        fs_err::write(&f, text).expect("write");
+        let ms = read(tmp.path()).expect("reads");
+        let m = &ms[2];
+        let parts: Vec<(&str, Option<crate::source::TxControl>, u32)> = m
+            .statements
+            .iter()
+            .map(|s| (s.sql.as_str(), s.control.clone(), s.line))
+            .collect();
+        use crate::source::TxControl::{Begin, Commit};
+        assert_eq!(
+            parts,
+            [
+                ("BEGIN;", Some(Begin), 1),
+                ("\nALTER TABLE \"users\" RENAME COLUMN a TO b;\n", None, 2),
+                ("COMMIT;", Some(Commit), 3)
+            ]
+        );
+        assert!(m.commits_itself() && m.refused_control().is_none());
+        assert_eq!(m.checksum, sha256_hex(text.as_bytes()));
+
+        // A custom migration's COMMIT chunk, then CONCURRENTLY and CALL each in their own.
         fs_err::write(
             &f,
-            "BEGIN;\nALTER TABLE \"users\" RENAME COLUMN a TO b;\nCOMMIT;",
+            "SELECT 1;--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY i ON t (a);--> statement-breakpoint\nCALL p();",
         )
         .expect("write");
-        let msg = err_of(tmp.path());
-        assert!(msg.contains("0002_rename_full_name.sql"), "{msg}");
-        assert!(msg.contains("line 1") && msg.contains("`BEGIN`"), "{msg}");
+        let m = &read(tmp.path()).expect("reads")[2];
+        let kinds: Vec<_> = m
+            .statements
+            .iter()
+            .map(|s| (s.tx, s.control.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (TxRequirement::Any, None),
+                (TxRequirement::Any, Some(Commit)),
+                (TxRequirement::NoTransaction, None),
+                (TxRequirement::MayCommit, None)
+            ]
+        );
+
+        // ROLLBACK is read (status works) but refused to apply, naming the line.
+        fs_err::write(&f, "SELECT 1;\n--> statement-breakpoint\nROLLBACK;").expect("write");
+        let m = &read(tmp.path()).expect("reads")[2];
+        let (stmt, kw) = m.refused_control().expect("refused");
+        assert_eq!((kw, stmt.line), ("ROLLBACK", 3));
+        assert!(m.control_refusal().expect("why").contains("`ROLLBACK`"));
 
         fs_err::write(
             &f,

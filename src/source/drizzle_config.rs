@@ -12,7 +12,7 @@
 //! It must never execute or import anything, never guess a value it cannot read as a literal,
 //! and never write files. Missing values take drizzle's defaults (`__drizzle_migrations` in
 //! schema `drizzle`; `out` defaults to `drizzle`, see [`DrizzleConfig::out_dir`]). A dialect
-//! other than `postgresql` is an error: pgship supports only PostgreSQL.
+//! that clearly names another database (`mysql`, `sqlite`, ...) is an error: pgship supports only PostgreSQL.
 
 use std::path::{Path, PathBuf};
 
@@ -176,12 +176,12 @@ pub fn parse(path: &Path, text: &str) -> Result<DrizzleConfig, SourceError> {
     config.non_literal = non_literal;
 
     if let Some(dialect) = &config.dialect
-        && dialect != "postgresql"
+        && let Some(db) = super::other_database_dialect(dialect)
     {
         return Err(SourceError::invalid(
             path,
             format!(
-                "dialect \"{dialect}\": pgship supports only PostgreSQL (dialect \"postgresql\")"
+                "dialect \"{dialect}\" ({db}): pgship supports only PostgreSQL (dialect \"postgresql\")"
             ),
         ));
     }

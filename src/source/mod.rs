@@ -51,13 +51,17 @@ pub enum TxRequirement {
     NoTransaction,
     /// `ALTER TYPE ... ADD VALUE`: refused in a transaction before PostgreSQL 12.
     NoTransactionBeforePg12,
+    /// `CALL` or `DO`: runs in a transaction like any statement, but the procedure or block may
+    /// `COMMIT` itself, which only works outside a transaction block. Where the migration runs
+    /// in autocommit (after its own top-level `COMMIT`) it is sent outside any block.
+    MayCommit,
 }
 
 impl TxRequirement {
     /// Can this statement run inside a transaction on a server of major version `major`?
     pub fn allows_transaction(self, major: u32) -> bool {
         match self {
-            TxRequirement::Any => true,
+            TxRequirement::Any | TxRequirement::MayCommit => true,
             TxRequirement::NoTransaction => false,
             TxRequirement::NoTransactionBeforePg12 => major >= 12,
         }
@@ -76,6 +80,40 @@ pub struct Statement {
     pub line: u32,
     /// Whether it may run inside a transaction.
     pub tx: TxRequirement,
+    /// Set when the statement is top-level transaction control: then it is never sent as it
+    /// is; the engine gives it its meaning (see [`TxControl`]).
+    pub control: Option<TxControl>,
+}
+
+/// Top-level transaction control in a migration file, with the meaning PostgreSQL gives it
+/// when the file runs inside a runner's transaction, as drizzle-orm's `migrate()` runs it
+/// (see drizzle-facts.md §4b).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxControl {
+    /// `BEGIN` / `START TRANSACTION`: opens a transaction when none is open (after a `COMMIT`);
+    /// inside the runner's transaction it does nothing (PostgreSQL only warns).
+    Begin,
+    /// `COMMIT` / `END`: commits what ran so far; the statements after it run in autocommit,
+    /// each committing on its own, until a `BEGIN`.
+    Commit,
+    /// `ROLLBACK`, `ABORT`, `PREPARE TRANSACTION`, `COMMIT PREPARED`, `ROLLBACK PREPARED`: they
+    /// would throw away or hand off the runner's transaction. pgship reads such a file (so
+    /// `status` works) but refuses to apply it. Holds the keyword(s).
+    Refused(String),
+}
+
+impl TxControl {
+    /// The control a transaction-control keyword (as [`split::transaction_control`] names it)
+    /// stands for; `None` for `SAVEPOINT`, `RELEASE` and `ROLLBACK TO`, which are ordinary
+    /// statements inside a transaction.
+    pub fn from_keyword(keyword: &str) -> Option<TxControl> {
+        match keyword {
+            "BEGIN" | "START TRANSACTION" => Some(TxControl::Begin),
+            "COMMIT" | "END" => Some(TxControl::Commit),
+            "SAVEPOINT" | "RELEASE" | "ROLLBACK TO" => None,
+            other => Some(TxControl::Refused(other.to_string())),
+        }
+    }
 }
 
 /// How a migration is identified in state.
@@ -110,6 +148,45 @@ pub struct Migration {
     pub path: PathBuf,
     pub statements: Vec<Statement>,
     pub down: Option<DownScript>,
+}
+
+impl Migration {
+    /// The first statement whose transaction control pgship refuses to apply, with its keyword.
+    pub fn refused_control(&self) -> Option<(&Statement, &str)> {
+        self.statements.iter().find_map(|s| match &s.control {
+            Some(TxControl::Refused(kw)) => Some((s, kw.as_str())),
+            _ => None,
+        })
+    }
+
+    /// sha256 hex of the file's bytes through the end of its first `done` statements (all of
+    /// the file when `done` covers every statement; nothing when it is 0).
+    pub fn prefix_hash(&self, done: usize) -> String {
+        let end = match done.checked_sub(1).and_then(|i| self.statements.get(i)) {
+            Some(s) => (s.offset + s.sql.len()).min(self.raw.len()),
+            None if done == 0 => 0,
+            None => self.raw.len(),
+        };
+        sha256_hex(&self.raw[..end])
+    }
+
+    /// Whether the file commits on its own (a top-level `COMMIT`): then not all of it is atomic.
+    pub fn commits_itself(&self) -> bool {
+        self.statements
+            .iter()
+            .any(|s| s.control == Some(TxControl::Commit))
+    }
+
+    /// Why pgship will not apply this migration, if it holds transaction control pgship cannot
+    /// honour; the statement's line is `refused_control().0.line`.
+    pub fn control_refusal(&self) -> Option<String> {
+        let (_, keyword) = self.refused_control()?;
+        Some(format!(
+            "`{keyword}` at the top level of a migration would throw away or hand off the \
+             transaction the migration runs in, so pgship does not apply it (top-level BEGIN \
+             and COMMIT are honoured; inside a transaction use SAVEPOINT and ROLLBACK TO)"
+        ))
+    }
 }
 
 /// Where a Drizzle source keeps its state (from `drizzle.config.ts`, with drizzle's defaults).
@@ -234,6 +311,22 @@ pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     Ok(out)
 }
 
+/// If a drizzle `dialect` value (journal header or config) clearly names another database, its
+/// name. drizzle-kit has written `"pg"` and `"postgresql"` for PostgreSQL, and drizzle-orm's
+/// `migrate()` never reads the journal's field, so only a known other database is refused:
+/// an unknown value is accepted as drizzle accepts it.
+pub(crate) fn other_database_dialect(dialect: &str) -> Option<&'static str> {
+    match dialect.trim().to_ascii_lowercase().as_str() {
+        "mysql" | "mysql2" => Some("MySQL"),
+        "sqlite" | "better-sqlite" | "libsql" | "turso" | "d1" => Some("SQLite"),
+        "singlestore" => Some("SingleStore"),
+        "gel" => Some("Gel"),
+        "mssql" => Some("SQL Server"),
+        "cockroach" | "cockroachdb" => Some("CockroachDB"),
+        _ => None,
+    }
+}
+
 /// sha256 of `bytes` as lowercase hex (drizzle's `hash`).
 pub(crate) use crate::util::sha256_hex;
 
@@ -262,28 +355,20 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, SourceError> {
     })
 }
 
-/// Reject what pgship cannot run from a migration's statements: transaction control anywhere,
-/// and a statement that cannot run in a transaction block sharing one query string with others.
-/// `text` is the whole file (for line numbers); `drizzle` picks the wording of the hint.
-pub(crate) fn check_statements(
+/// Give a migration's statements their final shape: top-level transaction control is cut out
+/// of the unit it shares with other statements and marked (see [`TxControl`]), and a statement
+/// that cannot run in a transaction block but shares one query string with others is refused
+/// (PostgreSQL would refuse it: a multi-statement query string runs as one implicit
+/// transaction). `text` is the whole file (for line numbers); `drizzle` picks the wording of the
+/// hint. Transaction control is never refused here: reading must accept what drizzle applies.
+pub(crate) fn prepare_statements(
     path: &Path,
     text: &str,
-    statements: &[Statement],
+    statements: Vec<Statement>,
     drizzle: bool,
-) -> Result<(), SourceError> {
-    for stmt in statements {
-        if let Some((keyword, at)) = split::transaction_control_at(&stmt.sql) {
-            let line = split::line_at(text, stmt.offset + at);
-            return Err(SourceError::invalid(
-                path,
-                format!(
-                    "line {line}: `{keyword}` is transaction control, which a migration must not \
-                     contain: pgship runs migrations in transactions it manages itself (and runs \
-                     statements such as CREATE INDEX CONCURRENTLY outside one automatically). \
-                     Remove the `{keyword}` statement."
-                ),
-            ));
-        }
+) -> Result<Vec<Statement>, SourceError> {
+    let statements = split::separate_control(text, statements);
+    for stmt in &statements {
         if let Some(bad) = split::no_transaction_in_multi(&stmt.sql) {
             let line = split::line_at(text, stmt.offset + bad.offset);
             let why = bad.why.unwrap_or("this statement");
@@ -303,7 +388,7 @@ pub(crate) fn check_statements(
             ));
         }
     }
-    Ok(())
+    Ok(statements)
 }
 
 /// Builders for other modules' tests.

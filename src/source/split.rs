@@ -8,8 +8,9 @@
 //!   and `BEGIN ATOMIC` bodies are respected.
 //!
 //! It also classifies statements: whether they may run inside a transaction block
-//! ([`tx_requirement`]) and whether they are transaction control ([`transaction_control`]),
-//! which pgship refuses because it owns transactions.
+//! ([`tx_requirement`]) and whether they are transaction control ([`transaction_control`]);
+//! [`separate_control`] cuts top-level `BEGIN`/`COMMIT` out of the units they share with other
+//! statements, so the engine can give them their meaning (see `TxControl`).
 //!
 //! This module must never change the text it is given (no trimming, no normalising of line
 //! endings), never drop text that holds SQL, never panic on odd input, and never talk to a
@@ -54,6 +55,7 @@ pub fn drizzle_chunks(text: &str) -> Vec<Statement> {
                 offset,
                 line,
                 tx: tx_requirement(chunk),
+                control: None,
             });
         }
         // Lines advance over the chunk and the breakpoint (which holds no newline).
@@ -110,6 +112,7 @@ pub fn sql_statements(text: &str) -> Result<Vec<Statement>, String> {
             offset: start,
             line: line_of(start + first),
             tx: tx_requirement(piece),
+            control: None,
         });
     }
     Ok(out)
@@ -321,6 +324,8 @@ pub struct StatementInfo {
     pub why: Option<&'static str>,
     /// The transaction-control keyword(s) if it is one, e.g. `BEGIN`, `START TRANSACTION`.
     pub transaction_control: Option<String>,
+    /// Byte offset in the analysed text just past the statement (its `;` not included).
+    pub end: usize,
 }
 
 /// Parse `sql` and describe each statement, or `None` when it does not parse.
@@ -342,11 +347,16 @@ pub fn analyze(sql: &str) -> Option<Vec<StatementInfo>> {
             Some(NodeEnum::TransactionStmt(_)) => Some(keywords_at(sql, &tokens, offset)),
             _ => None,
         };
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => sql.len(),
+            Ok(len) => (location + len).min(sql.len()),
+        };
         out.push(StatementInfo {
             offset,
             tx,
             why,
             transaction_control,
+            end,
         });
     }
     Some(out)
@@ -366,8 +376,9 @@ pub fn tx_requirement(sql: &str) -> TxRequirement {
 fn strictness(tx: TxRequirement) -> u8 {
     match tx {
         TxRequirement::Any => 0,
-        TxRequirement::NoTransactionBeforePg12 => 1,
-        TxRequirement::NoTransaction => 2,
+        TxRequirement::MayCommit => 1,
+        TxRequirement::NoTransactionBeforePg12 => 2,
+        TxRequirement::NoTransaction => 3,
     }
 }
 
@@ -449,6 +460,80 @@ fn keywords_at(sql: &str, tokens: &[protobuf::ScanToken], offset: usize) -> Stri
         | ("ROLLBACK", Some("TO")) => format!("{first} {}", second.unwrap_or_default()),
         _ => first,
     }
+}
+
+/// Cut top-level transaction control out of the units it shares with other statements and mark
+/// it. A unit without transaction control, or one that does not parse (the server reports it;
+/// PostgreSQL parses a whole query string before running any of it), is kept as it is. Cut
+/// pieces keep their text byte for byte; a control piece runs to its `;`.
+pub fn separate_control(text: &str, statements: Vec<Statement>) -> Vec<Statement> {
+    let mut out = Vec::with_capacity(statements.len());
+    for stmt in statements {
+        let Some(infos) = analyze(&stmt.sql) else {
+            out.push(stmt);
+            continue;
+        };
+        let controls: Vec<(usize, usize, super::TxControl)> = infos
+            .iter()
+            .filter_map(|i| {
+                let kw = i.transaction_control.as_deref()?;
+                let control = super::TxControl::from_keyword(kw)?;
+                Some((i.offset, through_semicolon(&stmt.sql, i.end), control))
+            })
+            .collect();
+        if controls.is_empty() {
+            out.push(stmt);
+            continue;
+        }
+        let mut at = 0;
+        for (start, end, control) in controls {
+            push_piece(text, &stmt, at, start, None, &mut out);
+            push_piece(text, &stmt, start, end, Some(control), &mut out);
+            at = end;
+        }
+        push_piece(text, &stmt, at, stmt.sql.len(), None, &mut out);
+    }
+    out
+}
+
+/// `end`, moved past whitespace and one `;` that follow it.
+fn through_semicolon(sql: &str, end: usize) -> usize {
+    let rest = &sql[end..];
+    let trimmed = rest.trim_start();
+    if trimmed.starts_with(';') {
+        end + (rest.len() - trimmed.len()) + 1
+    } else {
+        end
+    }
+}
+
+/// Push `stmt.sql[from..to]` as a statement of its own if it holds SQL.
+fn push_piece(
+    text: &str,
+    stmt: &Statement,
+    from: usize,
+    to: usize,
+    control: Option<super::TxControl>,
+    out: &mut Vec<Statement>,
+) {
+    let Some(piece) = stmt.sql.get(from..to) else {
+        return;
+    };
+    let Some(first) = first_token_offset(piece) else {
+        return;
+    };
+    let offset = stmt.offset + from;
+    out.push(Statement {
+        sql: piece.to_string(),
+        offset,
+        line: line_at(text, offset + first),
+        tx: if control.is_some() {
+            TxRequirement::Any
+        } else {
+            tx_requirement(piece)
+        },
+        control,
+    });
 }
 
 /// If `sql` holds more than one statement and one of them cannot run inside a transaction block,
@@ -547,6 +632,8 @@ fn classify(node: &NodeEnum) -> (TxRequirement, Option<&'static str>) {
         NodeEnum::AlterEnumStmt(s) if !s.new_val.is_empty() && s.old_val.is_empty() => {
             (NoTransactionBeforePg12, Some("ALTER TYPE ... ADD VALUE"))
         }
+        NodeEnum::CallStmt(_) => (TxRequirement::MayCommit, Some("CALL")),
+        NodeEnum::DoStmt(_) => (TxRequirement::MayCommit, Some("DO")),
         _ => (Any, None),
     }
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use super::split::sql_statements;
 use super::{
-    DownScript, Migration, MigrationId, SourceError, Statement, check_statements, read_bytes,
+    DownScript, Migration, MigrationId, SourceError, Statement, prepare_statements, read_bytes,
     read_dir_sorted, sha256_hex, utf8_text,
 };
 
@@ -182,7 +182,7 @@ fn read_statements(path: &Path) -> Result<(Vec<u8>, Vec<Statement>), SourceError
     let raw = read_bytes(path)?;
     let text = utf8_text(path, &raw)?;
     let statements = sql_statements(text).map_err(|msg| SourceError::invalid(path, msg))?;
-    check_statements(path, text, &statements, false)?;
+    let statements = prepare_statements(path, text, statements, false)?;
     Ok((raw, statements))
 }
 
@@ -332,22 +332,33 @@ mod tests {
             msg.contains("1_a.sql") && msg.contains("unterminated"),
             "{msg}"
         );
-        let msg = err_of(&[(
-            "1_a.sql",
-            b"CREATE TABLE a (id int);\nBEGIN;\nSELECT 1;\nCOMMIT;",
-        )]);
-        assert!(
-            msg.contains("1_a.sql") && msg.contains("line 2") && msg.contains("`BEGIN`"),
-            "{msg}"
-        );
-        let msg = err_of(&[
-            ("1_a.sql", b"SELECT 1;"),
-            ("2_b.down.sql", b"x"),
+    }
+
+    #[test]
+    fn transaction_control_is_read_and_marked() {
+        use crate::source::TxControl;
+        let tmp = dir_with(&[
+            (
+                "1_a.sql",
+                b"CREATE TABLE a (id int);\nBEGIN;\nSELECT 1;\nCOMMIT;",
+            ),
             ("2_b.sql", b"ROLLBACK;"),
         ]);
-        assert!(
-            msg.contains("2_b.sql") && msg.contains("`ROLLBACK`"),
-            "{msg}"
+        let m = read(tmp.path()).expect("reads");
+        let controls: Vec<_> = m[0]
+            .statements
+            .iter()
+            .map(|s| (s.control.clone(), s.line))
+            .collect();
+        assert_eq!(
+            controls,
+            [
+                (None, 1),
+                (Some(TxControl::Begin), 2),
+                (None, 3),
+                (Some(TxControl::Commit), 4)
+            ]
         );
+        assert_eq!(m[1].refused_control().map(|(_, kw)| kw), Some("ROLLBACK"));
     }
 }

@@ -23,7 +23,9 @@ use tokio_postgres::Client;
 use super::measure::{self, Measurement};
 use super::state::{self, RecordRow, StateTable};
 use super::{describe_db, plan::version_of};
-use crate::source::{Migration, MigrationId, split};
+use crate::source::{MigrationId, split};
+
+mod steps;
 
 /// How pending migrations are grouped into transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -57,86 +59,7 @@ pub struct ApplyOptions {
     pub server_major: u32,
 }
 
-/// One migration to run, and how many of its statements are already committed.
-#[derive(Debug, Clone, Copy)]
-pub struct Work<'a> {
-    pub migration: &'a Migration,
-    pub start_at: usize,
-}
-
-/// One operation of a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    /// Run statement `stmt` of work item `work`.
-    Statement { work: usize, stmt: usize },
-    /// Reset session settings a migration may have changed.
-    Reset,
-    /// Write work item `work`'s state: complete, or partial with `done` statements committed.
-    Record {
-        work: usize,
-        complete: bool,
-        done: usize,
-    },
-}
-
-/// A unit the engine runs: a transaction, or one statement alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Tx(Vec<Op>),
-    Alone(Op),
-}
-
-/// Group work into steps. Pure, so the grouping is tested without a database.
-pub fn steps(work: &[Work<'_>], mode: TxMode, server_major: u32) -> Vec<Step> {
-    let mut out = Vec::new();
-    let mut cur: Vec<Op> = Vec::new();
-    for (wi, w) in work.iter().enumerate() {
-        let stmts = &w.migration.statements;
-        for si in w.start_at..stmts.len() {
-            if stmts[si].tx.allows_transaction(server_major) {
-                cur.push(Op::Statement { work: wi, stmt: si });
-                continue;
-            }
-            if si > w.start_at
-                && cur
-                    .iter()
-                    .any(|op| matches!(op, Op::Statement { work, .. } if *work == wi))
-            {
-                cur.push(Op::Reset);
-                cur.push(Op::Record {
-                    work: wi,
-                    complete: false,
-                    done: si,
-                });
-            }
-            if !cur.is_empty() {
-                out.push(Step::Tx(std::mem::take(&mut cur)));
-            }
-            out.push(Step::Alone(Op::Statement { work: wi, stmt: si }));
-            if si + 1 < stmts.len() {
-                cur.push(Op::Record {
-                    work: wi,
-                    complete: false,
-                    done: si + 1,
-                });
-            }
-        }
-        cur.retain(|op| !matches!(op, Op::Record { work, complete: false, .. } if *work == wi));
-        cur.push(Op::Reset);
-        cur.push(Op::Record {
-            work: wi,
-            complete: true,
-            done: stmts.len(),
-        });
-        if mode == TxMode::PerMigration {
-            out.push(Step::Tx(std::mem::take(&mut cur)));
-        }
-    }
-    if !cur.is_empty() {
-        out.push(Step::Tx(cur));
-    }
-    out
-}
+pub use steps::{Op, Step, Work, steps};
 
 /// What the engine reports while it works.
 #[derive(Debug, Clone)]
@@ -280,6 +203,9 @@ pub async fn apply_probed(
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<ApplyReport, Box<ApplyFailure>> {
     let started = Instant::now();
+    if let Some(f) = refused_control(work) {
+        return Err(f);
+    }
     let plan = steps(work, opts.tx_mode, opts.server_major);
     let pid = match probe {
         Some(_) => match client.query_one("SELECT pg_backend_pid()", &[]).await {
@@ -315,6 +241,7 @@ pub async fn apply_probed(
         durations: vec![Duration::ZERO; work.len()],
         done: Vec::new(),
         partial: None,
+        first_sent: first_sent(&plan, work.len()),
     };
     for step in &plan {
         match step {
@@ -338,6 +265,52 @@ struct Run<'a> {
     /// Migrations committed so far.
     done: Vec<String>,
     partial: Option<(String, usize)>,
+    /// Per work item, the first statement the plan sends (transaction control never is).
+    first_sent: Vec<Option<usize>>,
+}
+
+/// Per work item, the index of the first statement that `plan` sends.
+fn first_sent(plan: &[Step], n: usize) -> Vec<Option<usize>> {
+    let mut first = vec![None; n];
+    let ops = plan.iter().flat_map(|s| match s {
+        Step::Tx(ops) => ops.as_slice(),
+        Step::Alone(op) => std::slice::from_ref(op),
+    });
+    for op in ops {
+        if let Op::Statement { work, stmt } = *op {
+            first[work].get_or_insert(stmt);
+        }
+    }
+    first
+}
+
+/// A failure naming the first pending statement whose transaction control pgship refuses to
+/// apply; checked before anything is sent.
+fn refused_control(work: &[Work<'_>]) -> Option<Box<ApplyFailure>> {
+    let (m, idx, stmt) = work.iter().find_map(|w| {
+        let m = w.migration;
+        let (idx, stmt) = m
+            .statements
+            .iter()
+            .enumerate()
+            .skip(w.start_at)
+            .find(|(_, s)| matches!(s.control, Some(crate::source::TxControl::Refused(_))))?;
+        Some((m, idx, stmt))
+    })?;
+    Some(Box::new(ApplyFailure {
+        migration: m.name.clone(),
+        file: m.path.display().to_string(),
+        statement: idx + 1,
+        line: stmt.line,
+        sqlstate: None,
+        error: m.control_refusal().unwrap_or_default(),
+        committed: Vec::new(),
+        partial: None,
+        not_committed: work.iter().map(|w| w.migration.name.clone()).collect(),
+        dropped_invalid_indexes: Vec::new(),
+        lock_timeout: false,
+        sql: stmt.sql.trim().to_string(),
+    }))
 }
 
 enum OpError {
@@ -490,7 +463,7 @@ impl Run<'_> {
             Op::Statement { work, stmt } => {
                 let m = self.work[work].migration;
                 let s = &m.statements[stmt];
-                if stmt == self.work[work].start_at {
+                if self.first_sent[work] == Some(stmt) {
                     on_event(Event::MigrationStarted {
                         name: &m.name,
                         resume_at: stmt,
@@ -542,6 +515,7 @@ impl Run<'_> {
             } => {
                 let m = self.work[work].migration;
                 let version = version_of(m);
+                let done_hash = m.prefix_hash(done);
                 let created_at = match m.id {
                     MigrationId::Drizzle { when } => Some(when),
                     MigrationId::Sql { .. } => None,
@@ -557,6 +531,7 @@ impl Run<'_> {
                     duration_ms: i64::try_from(self.durations[work].as_millis())
                         .unwrap_or(i64::MAX),
                     deployment_id: &self.opts.deployment_id,
+                    done_hash: &done_hash,
                 };
                 state::write_record(self.client, self.table, &row)
                     .await
@@ -656,11 +631,7 @@ impl Run<'_> {
                         continue;
                     }
                     let exhausted = e.is_lock_timeout();
-                    let mut f = self.failure(e, &[op], exhausted, dropped);
-                    if stmt > 0 || self.work[work].start_at > 0 {
-                        f.partial = Some((self.work[work].migration.name.clone(), stmt));
-                    }
-                    return Err(f);
+                    return Err(self.failure(e, &[op], exhausted, dropped));
                 }
             }
         }
@@ -735,8 +706,11 @@ impl Run<'_> {
         let m = self.work[work].migration;
         let s = &m.statements[stmt];
         let mut not_committed: Vec<String> = Vec::new();
+        let partial = self.partial.as_ref().map(|(name, _)| name);
         for w in self.work {
-            if !self.done.contains(&w.migration.name) && !not_committed.contains(&w.migration.name)
+            if !self.done.contains(&w.migration.name)
+                && partial != Some(&w.migration.name)
+                && !not_committed.contains(&w.migration.name)
             {
                 not_committed.push(w.migration.name.clone());
             }
@@ -844,168 +818,6 @@ fn concurrent_index_name(sql: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{Statement, TxRequirement};
-    use std::path::PathBuf;
-
-    fn mig(name: &str, txs: &[TxRequirement]) -> Migration {
-        Migration {
-            name: name.into(),
-            order: 0,
-            id: MigrationId::Sql {
-                version: "1".into(),
-            },
-            checksum: "h".into(),
-            raw: Vec::new(),
-            path: PathBuf::from(name),
-            statements: txs
-                .iter()
-                .map(|t| Statement {
-                    sql: "SELECT 1".into(),
-                    offset: 0,
-                    line: 1,
-                    tx: *t,
-                })
-                .collect(),
-            down: None,
-        }
-    }
-
-    use Op::{Record, Reset, Statement as S};
-    use TxRequirement::{Any, NoTransaction, NoTransactionBeforePg12};
-
-    #[test]
-    fn all_in_one_transaction() {
-        let a = mig("a", &[Any, Any]);
-        let b = mig("b", &[Any]);
-        let w = [
-            Work {
-                migration: &a,
-                start_at: 0,
-            },
-            Work {
-                migration: &b,
-                start_at: 0,
-            },
-        ];
-        assert_eq!(
-            steps(&w, TxMode::All, 15),
-            vec![Step::Tx(vec![
-                S { work: 0, stmt: 0 },
-                S { work: 0, stmt: 1 },
-                Reset,
-                Record {
-                    work: 0,
-                    complete: true,
-                    done: 2
-                },
-                S { work: 1, stmt: 0 },
-                Reset,
-                Record {
-                    work: 1,
-                    complete: true,
-                    done: 1
-                },
-            ])]
-        );
-        let per = steps(&w, TxMode::PerMigration, 15);
-        assert_eq!(per.len(), 2);
-    }
-
-    #[test]
-    fn concurrent_statement_runs_alone_between_segments() {
-        let a = mig("a", &[Any]);
-        let b = mig("b", &[Any, NoTransaction, Any]);
-        let w = [
-            Work {
-                migration: &a,
-                start_at: 0,
-            },
-            Work {
-                migration: &b,
-                start_at: 0,
-            },
-        ];
-        assert_eq!(
-            steps(&w, TxMode::All, 15),
-            vec![
-                Step::Tx(vec![
-                    S { work: 0, stmt: 0 },
-                    Reset,
-                    Record {
-                        work: 0,
-                        complete: true,
-                        done: 1
-                    },
-                    S { work: 1, stmt: 0 },
-                    Reset,
-                    Record {
-                        work: 1,
-                        complete: false,
-                        done: 1
-                    },
-                ]),
-                Step::Alone(S { work: 1, stmt: 1 }),
-                Step::Tx(vec![
-                    S { work: 1, stmt: 2 },
-                    Reset,
-                    Record {
-                        work: 1,
-                        complete: true,
-                        done: 3
-                    },
-                ]),
-            ]
-        );
-    }
-
-    #[test]
-    fn migration_ending_with_concurrent_statement() {
-        let a = mig("a", &[NoTransaction]);
-        let w = [Work {
-            migration: &a,
-            start_at: 0,
-        }];
-        assert_eq!(
-            steps(&w, TxMode::All, 15),
-            vec![
-                Step::Alone(S { work: 0, stmt: 0 }),
-                Step::Tx(vec![
-                    Reset,
-                    Record {
-                        work: 0,
-                        complete: true,
-                        done: 1
-                    }
-                ])
-            ]
-        );
-    }
-
-    #[test]
-    fn resume_and_enum_before_pg12() {
-        let a = mig("a", &[Any, NoTransactionBeforePg12, Any]);
-        let w = [Work {
-            migration: &a,
-            start_at: 1,
-        }];
-        assert_eq!(
-            steps(&w, TxMode::All, 15),
-            vec![Step::Tx(vec![
-                S { work: 0, stmt: 1 },
-                S { work: 0, stmt: 2 },
-                Reset,
-                Record {
-                    work: 0,
-                    complete: true,
-                    done: 3
-                }
-            ])]
-        );
-        assert_eq!(
-            steps(&w, TxMode::All, 11)[0],
-            Step::Alone(S { work: 0, stmt: 1 })
-        );
-    }
 
     #[test]
     fn index_names() {
