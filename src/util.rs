@@ -61,6 +61,33 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Lowercase sha256 hex.
+/// `items` joined with ", ", folded when long: the first `head` and the last `tail` items around
+/// a count of those left out ("a, b, ... 1,996 more ..., y, z").
+pub fn fold_list<T: AsRef<str>>(items: &[T], head: usize, tail: usize) -> String {
+    if items.len() <= head + tail + 1 {
+        return join(items.iter());
+    }
+    let left_out = items.len() - head - tail;
+    let mut parts: Vec<String> = items[..head]
+        .iter()
+        .map(|s| s.as_ref().to_string())
+        .collect();
+    parts.push(format!("... {left_out} more ..."));
+    parts.extend(
+        items[items.len() - tail..]
+            .iter()
+            .map(|s| s.as_ref().to_string()),
+    );
+    parts.join(", ")
+}
+
+fn join<T: AsRef<str>>(items: impl Iterator<Item = T>) -> String {
+    items
+        .map(|s| s.as_ref().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -97,6 +124,18 @@ pub fn unix_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lists_fold() {
+        let few = ["a", "b", "c"];
+        assert_eq!(fold_list(&few, 1, 1), "a, b, c");
+        let many: Vec<String> = (0..2000).map(|i| format!("m{i}")).collect();
+        assert_eq!(
+            fold_list(&many, 3, 2),
+            "m0, m1, m2, ... 1995 more ..., m1998, m1999"
+        );
+        assert_eq!(fold_list(&many, 2, 0), "m0, m1, ... 1998 more ...");
+    }
 
     #[test]
     fn sizes() {

@@ -209,7 +209,8 @@ async fn locked(
         &st.partials,
         project.state.matching(),
     );
-    let refusals = refusals(project, &plan, Some(args.allow_edited));
+    let mut refusals = refusals(project, &plan, Some(args.allow_edited));
+    refusals.extend(state_refusals(&conn.client, project, st.records.len(), &plan).await?);
     if !refusals.is_empty() {
         if console.format == Format::Json {
             console.json(&json!({"target": url.redacted(), "status": "refused", "reasons": refusals, "applied": []}));
@@ -464,6 +465,21 @@ pub(super) fn refusals(project: &Project, plan: &Plan, allow_edited: Option<bool
         ));
     }
     out
+}
+
+/// What the target says against applying the first pending migration: state kept in another
+/// table than the configured one, or its objects already there (see `db::preflight`).
+pub(super) async fn state_refusals(
+    client: &tokio_postgres::Client,
+    project: &Project,
+    records: usize,
+    plan: &Plan,
+) -> Result<Vec<String>> {
+    let Some(&(i, start)) = plan.to_run().first() else {
+        return Ok(Vec::new());
+    };
+    let first = (&project.source.migrations[i], start);
+    Ok(crate::db::preflight::state_mismatch(client, &project.state, records, Some(first)).await?)
 }
 
 fn short(hash: &str) -> &str {

@@ -39,7 +39,8 @@ pub struct Cli {
     /// Configuration file (default: pgship.toml in the project folder, if present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Migrations folder (overrides pgship.toml and drizzle.config.ts).
+    /// Migrations folder (overrides pgship.toml and drizzle.config.ts); a relative path is taken
+    /// from the current folder, not from --project.
     #[arg(long, global = true, value_name = "DIR")]
     pub migrations: Option<PathBuf>,
     /// Output format.

@@ -248,7 +248,11 @@ pub async fn execute(
         &st.partials,
         project.state.matching(),
     );
-    let refusals = super::migrate::refusals(project, &classified, None);
+    let mut refusals = super::migrate::refusals(project, &classified, None);
+    refusals.extend(
+        super::migrate::state_refusals(&conn.client, project, st.records.len(), &classified)
+            .await?,
+    );
     if !refusals.is_empty() {
         let msg = format!("PREFLIGHT refused:\n  {}", refusals.join("\n  "));
         log(

@@ -23,9 +23,21 @@ impl Project {
         config: Option<&Path>,
         migrations: Option<&Path>,
     ) -> Result<Project> {
+        if !project_dir.is_dir() {
+            return Err(Error::usage(format!(
+                "{}: project folder not found (from --project)",
+                project_dir.display()
+            )));
+        }
         let settings = Settings::load(project_dir, config)?;
         let dcfg = drizzle_config::find(project_dir)?;
-        let dir = migrations_dir(&settings, dcfg.as_ref(), migrations)?;
+        let (dir, origin) = migrations_dir(&settings, dcfg.as_ref(), migrations)?;
+        if !dir.exists() {
+            return Err(Error::usage(format!(
+                "{}: migrations folder not found ({origin})",
+                dir.display()
+            )));
+        }
         let kind = match settings.file.migrations.kind.as_deref() {
             None | Some("auto") => source::detect(&dir)?,
             Some("drizzle") => SourceKind::Drizzle,
@@ -75,26 +87,35 @@ impl Project {
     }
 }
 
+/// The migrations folder and where its path came from (for errors). A relative `--migrations`
+/// is taken from the current folder, as every command line does; paths from configuration are
+/// relative to the project folder.
 fn migrations_dir(
     settings: &Settings,
     dcfg: Option<&drizzle_config::DrizzleConfig>,
     flag: Option<&Path>,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, String)> {
     let base = &settings.project_dir;
     if let Some(f) = flag {
-        return Ok(if f.is_absolute() {
-            f.to_path_buf()
-        } else {
-            base.join(f)
-        });
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::usage(format!("cannot read the current folder: {e}")))?;
+        return Ok((cwd.join(f), "from --migrations".into()));
     }
     if let Some(d) = &settings.file.migrations.dir {
-        return Ok(base.join(d));
+        let file = settings
+            .config_path
+            .as_deref()
+            .unwrap_or(Path::new("pgship.toml"));
+        return Ok((
+            base.join(d),
+            format!("[migrations] dir in {}", file.display()),
+        ));
     }
     if let Some(c) = dcfg {
+        let from = format!("`out` in {}", c.path.display());
         if let Some(out) = &c.out {
             let out = out.trim_start_matches("./");
-            return Ok(base.join(if out.is_empty() { "." } else { out }));
+            return Ok((base.join(if out.is_empty() { "." } else { out }), from));
         }
         if c.non_literal.iter().any(|k| k == "out") {
             return Err(Error::usage(format!(
@@ -103,12 +124,15 @@ fn migrations_dir(
             ))
             .with_hint("pass --migrations DIR or set [migrations] dir in pgship.toml"));
         }
-        return Ok(base.join("drizzle"));
+        return Ok((
+            base.join("drizzle"),
+            format!("drizzle's default `out` for {}", c.path.display()),
+        ));
     }
     for candidate in ["drizzle", "migrations"] {
         let p = base.join(candidate);
         if p.is_dir() {
-            return Ok(p);
+            return Ok((p, "found in the project folder".into()));
         }
     }
     Err(

@@ -41,6 +41,8 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
     let ms = &project.source.migrations;
     let plan = plan::classify(ms, &st.records, &st.partials, project.state.matching());
     let pg_dump = tools::find_dump_tools(conn.version.major());
+    let problems =
+        super::migrate::state_refusals(&conn.client, project, st.records.len(), &plan).await?;
     let mut applied = Vec::new();
     let mut pending = Vec::new();
     let mut edited = Vec::new();
@@ -92,6 +94,7 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
         "skipped": skipped,
         "partial": partial,
         "lock": holder,
+        "state_problems": problems,
     }))
 }
 
@@ -143,6 +146,9 @@ fn render(r: &Value) -> String {
                 .map_or_else(|| format!("version {}", s(&it["version"])), str::to_string);
             out.push_str(&format!("  {name}\n"));
         }
+    }
+    for p in r["state_problems"].as_array().into_iter().flatten() {
+        out.push_str(&format!("\nWARNING: {}\n", s(p)));
     }
     out.trim_end().to_string()
 }

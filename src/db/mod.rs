@@ -10,6 +10,7 @@ pub mod connect;
 pub mod lock;
 pub mod measure;
 pub mod plan;
+pub mod preflight;
 pub mod state;
 pub mod tls;
 pub mod tools;

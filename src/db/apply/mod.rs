@@ -166,7 +166,11 @@ impl std::fmt::Display for ApplyFailure {
         if self.committed.is_empty() && self.partial.is_none() {
             write!(f, "\n  nothing was committed")?;
         } else if !self.committed.is_empty() {
-            write!(f, "\n  committed: {}", self.committed.join(", "))?;
+            write!(
+                f,
+                "\n  committed: {}",
+                crate::util::fold_list(&self.committed, 5, 3)
+            )?;
         }
         if let Some((name, done)) = &self.partial {
             write!(
@@ -176,7 +180,11 @@ impl std::fmt::Display for ApplyFailure {
             )?;
         }
         if !self.not_committed.is_empty() {
-            write!(f, "\n  not committed: {}", self.not_committed.join(", "))?;
+            write!(
+                f,
+                "\n  not committed: {}",
+                crate::util::fold_list(&self.not_committed, 5, 3)
+            )?;
         }
         Ok(())
     }
