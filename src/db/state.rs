@@ -354,30 +354,25 @@ pub struct LogRow<'a> {
     pub metadata: &'a serde_json::Value,
 }
 
-/// Append log lines (outside any migration transaction, so failures are logged too).
+/// Append log lines (outside any migration transaction, so failures are logged too), in one
+/// round trip whatever their number: a run logs every statement.
 pub async fn write_logs(client: &Client, rows: &[LogRow<'_>]) -> Result<(), DbError> {
-    let stmt = client
-        .prepare(
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.deployment_id).collect();
+    let times: Vec<jiff::Timestamp> = rows.iter().map(|r| r.timestamp).collect();
+    let phases: Vec<&str> = rows.iter().map(|r| r.phase).collect();
+    let levels: Vec<&str> = rows.iter().map(|r| r.level).collect();
+    let messages: Vec<&str> = rows.iter().map(|r| r.message).collect();
+    let metadata: Vec<&serde_json::Value> = rows.iter().map(|r| r.metadata).collect();
+    client
+        .execute(
             "INSERT INTO pgship.deployment_logs (deployment_id, \"timestamp\", phase, level, message, metadata) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[])",
+            &[&ids, &times, &phases, &levels, &messages, &metadata],
         )
         .await
         .map_err(|e| DbError::query("writing pgship.deployment_logs", &e))?;
-    for r in rows {
-        client
-            .execute(
-                &stmt,
-                &[
-                    &r.deployment_id,
-                    &r.timestamp,
-                    &r.phase,
-                    &r.level,
-                    &r.message,
-                    r.metadata,
-                ],
-            )
-            .await
-            .map_err(|e| DbError::query("writing pgship.deployment_logs", &e))?;
-    }
     Ok(())
 }
