@@ -594,11 +594,13 @@ impl Run<'_> {
                 &after_rels,
                 &Default::default(),
                 &seen,
+                &[],
                 rows,
                 true,
             ));
         }
         let before_locks = measure::locks(self.client, pid).await?;
+        let needed = measure::needed(self.client, sql).await?;
         let rows = measure::execute_counting(self.client, sql).await?;
         let after_rels = measure::relations(self.client).await?;
         let after_locks = measure::locks(self.client, pid).await?;
@@ -607,6 +609,7 @@ impl Run<'_> {
             &after_rels,
             &before_locks,
             &after_locks,
+            &needed,
             rows,
             false,
         ))
