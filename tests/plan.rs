@@ -751,3 +751,218 @@ fn a_postgres_18_target_is_rehearsed_with_postgres_18_tools() {
     assert_eq!(out.code, 0, "{}\n{:?}", out.stderr, reason_codes(&v));
     assert_eq!(files_under(tmp.path()), Vec::<String>::new());
 }
+
+/// A Drizzle project whose folder holds `migrations` (tag, SQL), one journal entry each.
+fn drizzle_project(migrations: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("drizzle");
+    std::fs::create_dir_all(out.join("meta")).unwrap();
+    std::fs::write(
+        dir.path().join("drizzle.config.ts"),
+        "import { defineConfig } from \"drizzle-kit\";\n\
+         export default defineConfig({ dialect: \"postgresql\", schema: \"./src/schema.ts\", out: \"./drizzle\" });\n",
+    )
+    .unwrap();
+    let mut entries = Vec::new();
+    for (i, (tag, sql)) in migrations.iter().enumerate() {
+        std::fs::write(out.join(format!("{tag}.sql")), sql).unwrap();
+        entries.push(serde_json::json!({
+            "idx": i, "version": "7", "when": 1_795_484_177_772_u64 + i as u64,
+            "tag": tag, "breakpoints": true
+        }));
+    }
+    let journal = serde_json::json!({"version": "7", "dialect": "postgresql", "entries": entries});
+    std::fs::write(
+        out.join("meta/_journal.json"),
+        serde_json::to_string_pretty(&journal).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+/// The rehearsed statement whose SQL contains `needle`.
+fn statement_with<'a>(v: &'a Value, needle: &str) -> &'a Value {
+    v["rehearsal"]["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sql"].as_str().unwrap().contains(needle))
+        .unwrap_or_else(|| panic!("no statement with {needle}: {v:#}"))
+}
+
+/// What the plan decided about `rule`'s finding and overall: (severity, adjusted, verdict,
+/// reason codes without repeats).
+fn outcome(v: &Value, rule: &str) -> (String, String, String, Vec<String>) {
+    let f = v["lint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == rule)
+        .unwrap_or_else(|| panic!("no {rule}: {:#}", v["lint"]));
+    let mut reasons = reason_codes(v);
+    reasons.sort();
+    reasons.dedup();
+    (
+        f["severity"].as_str().unwrap().to_string(),
+        f["adjusted"].as_str().unwrap_or("").to_string(),
+        v["decision"]["verdict"].as_str().unwrap().to_string(),
+        reasons,
+    )
+}
+
+const ADD_COLUMN: &str = "ALTER TABLE t ADD COLUMN c integer DEFAULT 0;\n";
+const SET_NOT_NULL: &str = "ALTER TABLE t ALTER COLUMN c SET NOT NULL;\n";
+
+#[test]
+fn set_not_null_after_add_column_is_decided_the_same_however_the_statements_are_split() {
+    let Some(db) = TestDb::new() else { return };
+    db.query(
+        "CREATE TABLE t (id integer PRIMARY KEY, v text);
+         INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 300) i;",
+    );
+    let both = format!("{ADD_COLUMN}{SET_NOT_NULL}");
+    // (what, project, --tx-mode, whether SET NOT NULL shares ADD COLUMN's transaction)
+    let shapes = [
+        (
+            "one file",
+            sql_project(&[("002_not_null.sql", &both)]),
+            "all",
+            true,
+        ),
+        (
+            "two migrations in one transaction",
+            sql_project(&[
+                ("002_add.sql", ADD_COLUMN),
+                ("003_not_null.sql", SET_NOT_NULL),
+            ]),
+            "all",
+            true,
+        ),
+        (
+            "two migrations in two transactions",
+            sql_project(&[
+                ("002_add.sql", ADD_COLUMN),
+                ("003_not_null.sql", SET_NOT_NULL),
+            ]),
+            "per-migration",
+            false,
+        ),
+        (
+            "one Drizzle chunk",
+            drizzle_project(&[("0000_not_null", &both)]),
+            "all",
+            false,
+        ),
+    ];
+    let tmp = private_tmp();
+    // By default LK06 on a 300-row table is downgraded; with no lock budget it is raised.
+    for (policy, expected) in [
+        ("", ("info", "downgraded", "proceed", Vec::<String>::new())),
+        (
+            "[policy]\nmax_exclusive_lock_ms = 0\n",
+            (
+                "error",
+                "raised",
+                "abort",
+                vec![
+                    "abort lint-error".to_string(),
+                    "abort long-exclusive-lock".to_string(),
+                ],
+            ),
+        ),
+    ] {
+        for (what, project, tx_mode, shared) in &shapes {
+            std::fs::write(project.path().join("pgship.toml"), policy).unwrap();
+            let (_, v, stderr) =
+                plan_json(project.path(), &db.url, tmp.path(), &["--tx-mode", tx_mode]);
+            assert!(
+                v["rehearsal"]["failure"].is_null(),
+                "{what}: {stderr}\n{v:#}"
+            );
+            let s = statement_with(&v, "SET NOT NULL");
+            let lock = s["locks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["mode"] == "ACCESS EXCLUSIVE" && l["relation"] == "public.t")
+                .unwrap_or_else(|| panic!("{what}: SET NOT NULL has no lock: {s:#}"));
+            assert_eq!(lock["table_rows"], 300, "{what}: {lock:#}");
+            assert!(lock["held_ms"].as_f64().unwrap() > 0.0, "{what}: {lock:#}");
+            if *shared {
+                // pg_locks showed nothing new: the lock ADD COLUMN took is attributed.
+                assert_eq!(lock["held_before"], true, "{what}: {lock:#}");
+                let add = statement_with(&v, "ADD COLUMN");
+                assert_eq!(lock["held_since"]["migration"], add["migration"], "{what}");
+                assert_eq!(lock["held_since"]["statement"], add["statement"], "{what}");
+                let add_lock = &add["locks"][0];
+                assert_eq!(lock["held_ms"], add_lock["held_ms"], "{what}: {v:#}");
+            } else {
+                assert!(lock["held_before"].is_null(), "{what}: {lock:#}");
+            }
+            let (sev, adjusted, verdict, reasons) = outcome(&v, "LK06");
+            assert_eq!(
+                (sev.as_str(), adjusted.as_str(), verdict.as_str(), reasons),
+                (expected.0, expected.1, expected.2, expected.3.clone()),
+                "{what} with policy {policy:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_table_renamed_earlier_in_the_transaction_keeps_its_measured_locks() {
+    let Some(db) = TestDb::new() else { return };
+    db.query(
+        "CREATE TABLE orders (id integer PRIMARY KEY, v text);
+         INSERT INTO orders SELECT i, 'v' || i FROM generate_series(1, 300) i;",
+    );
+    let project = sql_project(&[(
+        "001_purchases.sql",
+        "ALTER TABLE orders RENAME TO purchases;\n\
+         CREATE INDEX purchases_v_idx ON purchases (v);\n\
+         ALTER TABLE purchases ALTER COLUMN v SET NOT NULL;\n",
+    )]);
+    let tmp = private_tmp();
+    let (_, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert!(v["rehearsal"]["failure"].is_null(), "{stderr}\n{v:#}");
+    // The index takes SHARE, new in pg_locks, on the table now called purchases: it is the
+    // table that was orders, with its rows.
+    let idx = statement_with(&v, "CREATE INDEX");
+    assert!(has_lock(idx, "SHARE", "public.orders"), "{idx:#}");
+    let share = idx["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["mode"] == "SHARE")
+        .unwrap();
+    assert_eq!(share["named"], "public.purchases", "{share:#}");
+    assert_eq!(share["table_rows"], 300, "{share:#}");
+    // SET NOT NULL asks for the ACCESS EXCLUSIVE the rename took.
+    let nn = statement_with(&v, "SET NOT NULL");
+    let ae = nn["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["mode"] == "ACCESS EXCLUSIVE")
+        .unwrap_or_else(|| panic!("{nn:#}"));
+    assert_eq!(ae["relation"], "public.orders", "{ae:#}");
+    assert_eq!(ae["named"], "public.purchases", "{ae:#}");
+    assert_eq!(ae["held_since"]["statement"], 1, "{ae:#}");
+    // The findings on both statements meet the measurements: a 300-row table.
+    for rule in ["LK01", "LK06"] {
+        let f = v["lint"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == rule)
+            .unwrap_or_else(|| panic!("no {rule}: {:#}", v["lint"]));
+        assert_eq!(f["adjusted"], "downgraded", "{f:#}");
+        assert!(
+            f["measured"]
+                .as_str()
+                .unwrap()
+                .contains("public.orders (300 rows)"),
+            "{f:#}"
+        );
+    }
+}

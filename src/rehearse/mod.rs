@@ -85,19 +85,42 @@ pub struct StatementRun {
     started: Option<Instant>,
 }
 
-/// A lock the statement took, and how long its backend held it.
+/// A lock the statement took (or needed and its transaction held already), and how long its
+/// backend held it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HeldLock {
     /// `ACCESS EXCLUSIVE`, `SHARE`, ... as the PostgreSQL docs name modes.
     pub mode: String,
+    /// `schema.name` before the migrations: the same for every statement on the relation,
+    /// whatever renames came before (locks are attributed by OID).
     pub relation: String,
-    /// From the statement's start until its transaction ended (a statement run alone: its
-    /// own duration).
+    /// The relation's name when the statement ran, when the migrations renamed it before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub named: Option<String>,
+    /// The statement needed this lock and its transaction held it already: `pg_locks` showed
+    /// nothing new, the lock is the statement's all the same.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held_before: bool,
+    /// The earlier statement of the same transaction that took it (`held_before`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<Since>,
+    /// From when the lock was taken (the statement's start, or `held_since`'s) until its
+    /// transaction ended (a statement run alone: its own duration).
     pub held_ms: Option<f64>,
     /// The table's rows before the migrations, when it is a table.
     pub table_rows: Option<i64>,
     #[serde(skip)]
     raw: Lock,
+    /// When the lock was taken, when an earlier statement took it.
+    #[serde(skip)]
+    since: Option<Instant>,
+}
+
+/// A statement of the rehearsal, by migration and 1-based index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Since {
+    pub migration: String,
+    pub statement: usize,
 }
 
 /// The rollback rehearsal's outcome.
@@ -204,11 +227,12 @@ pub async fn rehearse(
 
     // 3. Apply, measured.
     state::bootstrap(client).await?;
-    let existing: BTreeSet<String> = crate::db::measure::relations(client)
+    // OID -> name before the migrations: what a lock is reported under, whatever renames come.
+    let existing: BTreeMap<u32, String> = crate::db::measure::relations(client)
         .await
         .map_err(|e| DbError::query("listing relations", &e))?
-        .into_values()
-        .map(|r| r.name)
+        .into_iter()
+        .map(|(oid, r)| (oid, r.name))
         .collect();
     let probe = Probe {
         observer: &observer.client,
@@ -217,7 +241,7 @@ pub async fn rehearse(
     let mut runs: Vec<StatementRun> = Vec::new();
     let started = Instant::now();
     let outcome = {
-        let mut on_event = |e: Event<'_>| on_apply_event(&mut runs, o.work, e, log);
+        let mut on_event = |e: Event<'_>| on_apply_event(&mut runs, o.work, &existing, e, log);
         apply::apply_probed(
             client,
             Some(probe),
@@ -230,8 +254,6 @@ pub async fn rehearse(
     };
     let apply_ms = started.elapsed().as_secs_f64() * 1000.0;
     for r in &mut runs {
-        // Locks on what the migrations created are nobody else's concern.
-        r.locks.retain(|l| existing.contains(&l.relation));
         for l in &mut r.locks {
             l.table_rows = counts_before.get(&l.relation).copied();
         }
@@ -432,6 +454,7 @@ pub async fn rehearse(
 fn on_apply_event(
     runs: &mut Vec<StatementRun>,
     work: &[Work<'_>],
+    names_before: &BTreeMap<u32, String>,
     e: Event<'_>,
     log: &mut Log<'_>,
 ) {
@@ -451,7 +474,7 @@ fn on_apply_event(
                 .and_then(|w| w.migration.statements.get(index - 1))
                 .map(|s| s.sql.trim().to_string())
                 .unwrap_or_default();
-            let run = statement_run(
+            let mut run = statement_run(
                 migration,
                 index,
                 line,
@@ -460,7 +483,9 @@ fn on_apply_event(
                 duration,
                 alone,
                 measurement,
+                names_before,
             );
+            attribute_held(runs, &mut run);
             log(
                 Level::Debug,
                 format!(
@@ -493,9 +518,9 @@ fn on_apply_event(
             let now = Instant::now();
             for r in runs.iter_mut().filter(|r| !r.alone && !r.rolled_back) {
                 if let Some(s) = r.started.take() {
-                    let held = now.duration_since(s).as_secs_f64() * 1000.0;
                     for l in &mut r.locks {
-                        l.held_ms = Some(held);
+                        let from = l.since.unwrap_or(s);
+                        l.held_ms = Some(now.duration_since(from).as_secs_f64() * 1000.0);
                     }
                 }
             }
@@ -534,6 +559,9 @@ fn on_apply_event(
     }
 }
 
+/// The statement as measured. Locks are kept on relations that existed before the migrations
+/// (`names_before`, by OID; what the migrations created is nobody else's concern) and named as
+/// they were then; rewritten tables too, when they existed.
 #[allow(clippy::too_many_arguments)]
 fn statement_run(
     migration: &str,
@@ -544,6 +572,7 @@ fn statement_run(
     duration: Duration,
     alone: bool,
     m: &Measurement,
+    names_before: &BTreeMap<u32, String>,
 ) -> StatementRun {
     let ms = duration.as_secs_f64() * 1000.0;
     StatementRun {
@@ -557,18 +586,52 @@ fn statement_run(
         locks: m
             .locks
             .iter()
-            .map(|l| HeldLock {
-                mode: l.mode_words(),
-                relation: l.relation.clone(),
-                held_ms: alone.then_some(ms),
-                table_rows: None,
-                raw: l.clone(),
+            .filter_map(|l| {
+                let before = names_before.get(&l.oid)?;
+                Some(HeldLock {
+                    mode: l.mode_words(),
+                    relation: before.clone(),
+                    named: (*before != l.relation).then(|| l.relation.clone()),
+                    held_before: l.held_before,
+                    held_since: None,
+                    held_ms: alone.then_some(ms),
+                    table_rows: None,
+                    raw: l.clone(),
+                    since: None,
+                })
             })
             .collect(),
-        rewritten: m.rewritten.clone(),
+        rewritten: m
+            .rewritten
+            .iter()
+            .map(|r| names_before.get(&r.oid).unwrap_or(&r.relation).clone())
+            .collect(),
         sampled: m.sampled,
         rolled_back: false,
         started: (!alone).then_some(started),
+    }
+}
+
+/// A lock `run` needed and its transaction held already dates from the earlier statement of
+/// the transaction that took it: it is held from that statement's start.
+fn attribute_held(runs: &[StatementRun], run: &mut StatementRun) {
+    let in_txn: Vec<&StatementRun> = runs
+        .iter()
+        .filter(|r| r.started.is_some() && !r.alone && !r.rolled_back)
+        .collect();
+    for l in run.locks.iter_mut().filter(|l| l.raw.held_before) {
+        let taker = in_txn.iter().find(|r| {
+            r.locks
+                .iter()
+                .any(|x| !x.raw.held_before && x.raw.oid == l.raw.oid && x.raw.mode == l.raw.mode)
+        });
+        if let Some(t) = taker {
+            l.held_since = Some(Since {
+                migration: t.migration.clone(),
+                statement: t.statement,
+            });
+            l.since = t.started;
+        }
     }
 }
 
@@ -662,10 +725,17 @@ pub fn sharpen(
                     s.adjusted = Some("raised");
                 }
                 s.measured = Some(format!(
-                    "held ACCESS EXCLUSIVE on {} ({} rows) for {:.0} ms in rehearsal",
+                    "held ACCESS EXCLUSIVE on {} ({} rows) for {:.0} ms in rehearsal{}",
                     l.relation,
                     l.table_rows.unwrap_or(0),
-                    l.held_ms.unwrap_or(0.0)
+                    l.held_ms.unwrap_or(0.0),
+                    l.held_since
+                        .as_ref()
+                        .map(|t| format!(
+                            " (taken by {} statement {} in the same transaction)",
+                            t.migration, t.statement
+                        ))
+                        .unwrap_or_default()
                 ));
                 return s;
             }
@@ -842,12 +912,18 @@ mod tests {
             locks: vec![HeldLock {
                 mode: crate::db::measure::mode_words(mode),
                 relation: rel.into(),
+                named: None,
+                held_before: false,
+                held_since: None,
                 held_ms: Some(held),
                 table_rows: Some(rows),
                 raw: Lock {
                     mode: mode.into(),
+                    oid: 1,
                     relation: rel.into(),
+                    held_before: false,
                 },
+                since: None,
             }],
             rewritten: Vec::new(),
             sampled: false,
@@ -941,5 +1017,135 @@ mod tests {
             without[0].governed_by, None,
             "no such change seen: the finding stands"
         );
+    }
+
+    fn lock(oid: u32, mode: &str, relation: &str, held_before: bool) -> Lock {
+        Lock {
+            mode: mode.into(),
+            oid,
+            relation: relation.into(),
+            held_before,
+        }
+    }
+
+    /// Feed measured statements `(migration, index, line, locks)` to the event handler as the
+    /// engine does; `commit_after` lists the statements after which a transaction commits.
+    fn replay(
+        stmts: &[(&str, usize, u32, Vec<Lock>)],
+        commit_after: &[usize],
+        names_before: &BTreeMap<u32, String>,
+    ) -> Vec<StatementRun> {
+        let mut runs = Vec::new();
+        let mut log = |_: Level, _: String, _: serde_json::Value| {};
+        for (i, (migration, index, line, locks)) in stmts.iter().enumerate() {
+            let m = Measurement {
+                locks: locks.clone(),
+                ..Measurement::default()
+            };
+            let started = Instant::now();
+            std::thread::sleep(Duration::from_millis(3));
+            let e = Event::Measured {
+                migration,
+                index: *index,
+                line: *line,
+                started,
+                duration: started.elapsed(),
+                alone: false,
+                measurement: &m,
+            };
+            on_apply_event(&mut runs, &[], names_before, e, &mut log);
+            if commit_after.contains(&i) {
+                let e = Event::Committed {
+                    migrations: Vec::new(),
+                };
+                on_apply_event(&mut runs, &[], names_before, e, &mut log);
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn locks_are_reported_under_the_name_before_the_migrations_and_held_since_their_taker() {
+        let names: BTreeMap<u32, String> = [(1, "public.t".to_string())].into();
+        let runs = replay(
+            &[
+                (
+                    "002_x",
+                    1,
+                    1,
+                    vec![lock(1, "AccessExclusiveLock", "public.t", false)],
+                ),
+                ("002_x", 2, 2, Vec::new()),
+                (
+                    "002_x",
+                    3,
+                    3,
+                    vec![
+                        lock(1, "AccessExclusiveLock", "public.u", true),
+                        // Created by the migrations: nobody else's concern.
+                        lock(7, "AccessExclusiveLock", "public.new", false),
+                    ],
+                ),
+            ],
+            &[2],
+            &names,
+        );
+        let first = &runs[0].locks[0];
+        let third = &runs[2].locks;
+        assert_eq!(third.len(), 1, "{third:?}");
+        assert_eq!(third[0].relation, "public.t");
+        assert_eq!(third[0].named.as_deref(), Some("public.u"));
+        assert!(third[0].held_before);
+        assert_eq!(
+            third[0].held_since,
+            Some(Since {
+                migration: "002_x".into(),
+                statement: 1
+            })
+        );
+        assert_eq!(first.named, None);
+        // Held from the first statement's start: as long as the first statement's own lock.
+        assert_eq!(third[0].held_ms, first.held_ms);
+        assert!(third[0].held_ms.unwrap() > runs[2].duration_ms * 2.0);
+    }
+
+    #[test]
+    fn a_lock_held_from_earlier_sharpens_like_a_lock_taken_anew() {
+        // ADD COLUMN then SET NOT NULL (LK06 at line 2) on a small table, committed together
+        // or apart: the finding is downgraded the same way.
+        let names: BTreeMap<u32, String> = [(1, "public.small".to_string())].into();
+        let ae = |held| lock(1, "AccessExclusiveLock", "public.small", held);
+        let together = replay(
+            &[
+                ("002_x", 1, 1, vec![ae(false)]),
+                ("002_x", 2, 2, vec![ae(true)]),
+            ],
+            &[1],
+            &names,
+        );
+        let apart = replay(
+            &[
+                ("002_x", 1, 1, vec![ae(false)]),
+                ("002_x", 2, 2, vec![ae(false)]),
+            ],
+            &[0, 1],
+            &names,
+        );
+        let f = [finding("LK06", Severity::Error, 2)];
+        let mut outcomes = Vec::new();
+        for mut runs in [together, apart] {
+            for l in runs.iter_mut().flat_map(|r| r.locks.iter_mut()) {
+                l.table_rows = Some(40);
+            }
+            let s = sharpen(
+                &f,
+                Some(&rehearsal(runs, Vec::new())),
+                &files(),
+                &Policy::default(),
+            );
+            outcomes.push((s[0].finding.severity, s[0].adjusted));
+        }
+        assert_eq!(outcomes[0], (Severity::Warning, Some("downgraded")));
+        assert_eq!(outcomes[0], outcomes[1]);
     }
 }

@@ -127,14 +127,28 @@ fn locks_text(s: &super::StatementRun) -> String {
         .into_iter()
         .map(|l| {
             let mut t = format!("{} on {}", l.mode, l.relation);
+            if let Some(n) = &l.named {
+                let _ = write!(t, " (named {n} by then)");
+            }
+            let mut details = Vec::new();
             if let Some(n) = l.table_rows {
-                let _ = write!(t, " ({n} rows");
-                if let Some(h) = l.held_ms {
-                    let _ = write!(t, ", held {}", ms(h));
+                details.push(format!("{n} rows"));
+            }
+            if let Some(h) = l.held_ms {
+                details.push(format!("held {}", ms(h)));
+            }
+            match &l.held_since {
+                Some(since) => details.push(format!(
+                    "taken by {} #{} in the same transaction",
+                    since.migration, since.statement
+                )),
+                None if l.held_before => {
+                    details.push("held from earlier in the transaction".into())
                 }
-                t.push(')');
-            } else if let Some(h) = l.held_ms {
-                let _ = write!(t, " (held {})", ms(h));
+                None => {}
+            }
+            if !details.is_empty() {
+                let _ = write!(t, " ({})", details.join(", "));
             }
             t
         })

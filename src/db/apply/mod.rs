@@ -577,11 +577,13 @@ impl Run<'_> {
                 &after_rels,
                 &Default::default(),
                 &seen,
+                &[],
                 rows,
                 true,
             ));
         }
         let before_locks = measure::locks(self.client, pid).await?;
+        let needed = measure::needed(self.client, sql).await?;
         let rows = measure::execute_counting(self.client, sql).await?;
         let after_rels = measure::relations(self.client).await?;
         let after_locks = measure::locks(self.client, pid).await?;
@@ -590,6 +592,7 @@ impl Run<'_> {
             &after_rels,
             &before_locks,
             &after_locks,
+            &needed,
             rows,
             false,
         ))
