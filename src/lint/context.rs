@@ -12,6 +12,8 @@ use pg_query::protobuf::{AlterTableType, ConstrType, TransactionStmtKind};
 use super::Hit;
 use super::ast;
 use super::catalog::Catalog;
+use super::copies::Copies;
+use super::objects::RunObjects;
 use super::rules::transaction_nesting;
 
 /// The top-level `COMMIT` (or `ROLLBACK`) that ended the runner's transaction in a file, and
@@ -73,6 +75,10 @@ pub struct Context {
     strong_locks: HashMap<String, u64>,
     pub lock_timeout_set: bool,
     pub statement_timeout_set: bool,
+    /// What the run created, dropped and renamed so far, and its dependencies.
+    pub objects: RunObjects,
+    /// Values the run copied so far (before dropping them).
+    pub copies: Copies,
 }
 
 impl Context {
@@ -94,6 +100,8 @@ impl Context {
             strong_locks: HashMap::new(),
             lock_timeout_set: false,
             statement_timeout_set: false,
+            objects: RunObjects::default(),
+            copies: Copies::default(),
         }
     }
 
@@ -184,6 +192,11 @@ impl Context {
         }
     }
 
+    /// The number of the file being linted in the run (from 1).
+    pub fn file_no(&self) -> u64 {
+        self.file_no
+    }
+
     /// The id of the current transaction (changes at every boundary).
     pub fn txn(&self) -> u64 {
         self.txn
@@ -224,6 +237,8 @@ impl Context {
         if alone {
             self.txn += 1;
         }
+        self.objects.observe(stmt.node);
+        self.copies.observe(stmt.node, self.file_no, stmt.line);
         match stmt.node {
             NodeEnum::TransactionStmt(t) => self.observe_control(t.kind, stmt),
             NodeEnum::CreateStmt(c) => {
