@@ -288,11 +288,11 @@ impl Context {
         use TransactionStmtKind as K;
         let kind = K::try_from(kind).unwrap_or(K::Undefined);
         match kind {
-            K::TransStmtBegin | K::TransStmtStart => {
-                if self.explicit.is_none() && !self.runner_open() {
-                    self.explicit = Some((stmt.line, stmt.column, stmt.sql.to_string()));
-                    self.txn += 1;
-                }
+            K::TransStmtBegin | K::TransStmtStart
+                if self.explicit.is_none() && !self.runner_open() =>
+            {
+                self.explicit = Some((stmt.line, stmt.column, stmt.sql.to_string()));
+                self.txn += 1;
             }
             K::TransStmtCommit | K::TransStmtRollback | K::TransStmtPrepare => {
                 if self.explicit.take().is_none() && self.runner_open() {

@@ -68,7 +68,9 @@ impl Copies {
     pub fn observe(&mut self, node: &NodeEnum, file: u64, line: u32) {
         let at = |to: String| Copy { file, line, to };
         match node {
-            NodeEnum::InsertStmt(i) if i.on_conflict_clause.is_none() && i.with_clause.is_none() => {
+            NodeEnum::InsertStmt(i)
+                if i.on_conflict_clause.is_none() && i.with_clause.is_none() =>
+            {
                 let (Some(dst), Some(select)) = (&i.relation, select_of(i.select_stmt.as_deref()))
                 else {
                     return;
@@ -81,7 +83,7 @@ impl Copies {
                         _ => None,
                     })
                     .collect();
-                self.from_select(select, dst, &names, at);
+                self.copy_select(select, dst, &names, at);
             }
             NodeEnum::CreateTableAsStmt(c)
                 if c.objtype == pg_query::protobuf::ObjectType::ObjectTable as i32 =>
@@ -95,36 +97,40 @@ impl Copies {
                     .iter()
                     .map(|n| ast::string(n).map(str::to_string))
                     .collect();
-                self.from_select(select, dst, &names, at);
+                self.copy_select(select, dst, &names, at);
             }
             NodeEnum::UpdateStmt(u) if u.from_clause.is_empty() && u.with_clause.is_none() => {
-                let Some(rv) = &u.relation else { return };
-                let table = ast::rel_key(rv);
-                let filtered = match not_null_filter(u.where_clause.as_deref()) {
-                    Some(f) => f,
-                    None => return,
-                };
-                for t in &u.target_list {
-                    let Some(NodeEnum::ResTarget(r)) = t.node.as_ref() else {
-                        continue;
-                    };
-                    let Some(src) = copied_column(r, &[rv], false) else {
-                        continue;
-                    };
-                    if src != r.name && filtered.iter().all(|f| *f == src) {
-                        let to = format!("{}.{}", ast::rel_name(rv), r.name);
-                        self.columns
-                            .entry((table.clone(), src))
-                            .or_insert_with(|| at(to));
-                    }
-                }
+                self.copy_update(u, at);
             }
             _ => {}
         }
     }
 
+    /// The copies of `UPDATE t SET b = a` (within the table).
+    fn copy_update(&mut self, u: &pg_query::protobuf::UpdateStmt, at: impl Fn(String) -> Copy) {
+        let Some(rv) = &u.relation else { return };
+        let Some(filtered) = not_null_filter(u.where_clause.as_deref()) else {
+            return;
+        };
+        let table = ast::rel_key(rv);
+        for t in &u.target_list {
+            let Some(NodeEnum::ResTarget(r)) = t.node.as_ref() else {
+                continue;
+            };
+            let Some(src) = copied_column(r, &[rv], false) else {
+                continue;
+            };
+            if src != r.name && filtered.iter().all(|f| *f == src) {
+                let to = format!("{}.{}", ast::rel_name(rv), r.name);
+                self.columns
+                    .entry((table.clone(), src))
+                    .or_insert_with(|| at(to));
+            }
+        }
+    }
+
     /// The copies of `INSERT INTO dst (names) <select>` / `CREATE TABLE dst (names) AS <select>`.
-    fn from_select(
+    fn copy_select(
         &mut self,
         s: &SelectStmt,
         dst: &RangeVar,
@@ -289,14 +295,16 @@ fn names(source: &RangeVar, qualifier: &[&str]) -> bool {
             Some(a) => a.aliasname == *q,
             None => source.relname == *q,
         },
-        [schema, table] => source.alias.is_none() && source.relname == *table && {
-            let s = if source.schemaname.is_empty() {
-                "public"
-            } else {
-                source.schemaname.as_str()
-            };
-            s == *schema
-        },
+        [schema, table] => {
+            source.alias.is_none() && source.relname == *table && {
+                let s = if source.schemaname.is_empty() {
+                    "public"
+                } else {
+                    source.schemaname.as_str()
+                };
+                s == *schema
+            }
+        }
         _ => false,
     }
 }

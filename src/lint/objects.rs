@@ -106,6 +106,19 @@ impl RunObjects {
                     self.create(Object::Relation(ast::rel_key(rv)), &what);
                 }
             }
+            NodeEnum::RenameStmt(r) if r.rename_type == ObjectType::ObjectTable as i32 => {
+                if let Some(rv) = &r.relation {
+                    let after = ast::key(&rv.schemaname, &r.newname);
+                    self.renamed.insert(after, ast::rel_key(rv));
+                }
+            }
+            _ => self.observe_other(node),
+        }
+    }
+
+    /// Types, functions, schemas and extensions created.
+    fn observe_other(&mut self, node: &NodeEnum) {
+        match node {
             NodeEnum::CreateEnumStmt(e) => self.create_type(&e.type_name),
             NodeEnum::CreateDomainStmt(d) => self.create_type(&d.domainname),
             NodeEnum::CreateRangeStmt(r) => self.create_type(&r.type_name),
@@ -125,12 +138,6 @@ impl RunObjects {
             }
             NodeEnum::CreateExtensionStmt(e) => {
                 self.created.insert(Object::Extension(e.extname.clone()));
-            }
-            NodeEnum::RenameStmt(r) if r.rename_type == ObjectType::ObjectTable as i32 => {
-                if let Some(rv) = &r.relation {
-                    let after = ast::key(&rv.schemaname, &r.newname);
-                    self.renamed.insert(after, ast::rel_key(rv));
-                }
             }
             _ => {}
         }
@@ -163,12 +170,15 @@ impl RunObjects {
         owner: Option<String>,
         owner_part: Option<Part>,
     ) {
-        self.dependents.entry(on_object).or_default().push(Dependent {
-            on,
-            description: format!("{description} (created earlier in this run)"),
-            owner,
-            owner_part,
-        });
+        self.dependents
+            .entry(on_object)
+            .or_default()
+            .push(Dependent {
+                on,
+                description: format!("{description} (created earlier in this run)"),
+                owner,
+                owner_part,
+            });
     }
 
     fn create_table(&mut self, rv: &RangeVar, elts: &[Node]) {

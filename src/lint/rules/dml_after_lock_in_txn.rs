@@ -213,7 +213,10 @@ mod tests {
         let backfill = "UPDATE orders SET region = 'eu';";
         assert!(wrapped(&format!("{ddl}{backfill}"), engine).contains("error LK22"));
         assert_eq!(wrapped(&format!("{ddl}COMMIT;\n{backfill}"), engine), "");
-        assert_eq!(wrapped(&format!("{ddl}COMMIT;\n{backfill}"), Wrap::File), "");
+        assert_eq!(
+            wrapped(&format!("{ddl}COMMIT;\n{backfill}"), Wrap::File),
+            ""
+        );
         // The engine's BEGIN inside its own transaction does nothing: still the same one.
         assert!(wrapped(&format!("BEGIN;\n{ddl}{backfill}"), engine).contains("error LK22"));
     }

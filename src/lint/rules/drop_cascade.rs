@@ -110,7 +110,11 @@ fn drop_stmt(d: &pg_query::protobuf::DropStmt, ctx: &Context) -> Vec<Hit> {
         }
     }
     let hit = Hit::new(message).help(help);
-    vec![if is_table { unknown(hit, ctx, "DL01") } else { hit }]
+    vec![if is_table {
+        unknown(hit, ctx, "DL01")
+    } else {
+        hit
+    }]
 }
 
 /// Without the catalog's dependencies, a drop that DL01 or DL02 already reports is only
@@ -122,11 +126,7 @@ fn unknown(hit: Hit, ctx: &Context, base: &str) -> Hit {
         "lint with --database (or rehearse with pgship plan) to learn whether anything does"
     };
     let message = format!("{} ({base} reports the drop itself; {how})", hit.message);
-    Hit {
-        message,
-        ..hit
-    }
-    .severity(Severity::Info)
+    Hit { message, ..hit }.severity(Severity::Info)
 }
 
 /// What depends on `objects` and is not dropped with them or before them: `None` when the
@@ -157,7 +157,11 @@ fn known_dependents(ctx: &Context, objects: &[Object]) -> Option<Vec<String>> {
 
 /// The catalog's dependents of `object` and those the run created, less those an earlier
 /// statement dropped; `None` when neither knows the object.
-fn dependents<'a>(cat: &'a Catalog, ctx: &'a Context, object: &Object) -> Option<Vec<&'a Dependent>> {
+fn dependents<'a>(
+    cat: &'a Catalog,
+    ctx: &'a Context,
+    object: &Object,
+) -> Option<Vec<&'a Dependent>> {
     let from_catalog = cat.dependents_of(&ctx.objects.original(object));
     if from_catalog.is_none() && !ctx.objects.created(object) {
         return None;
@@ -233,33 +237,53 @@ fn alter(a: &pg_query::protobuf::AlterTableStmt, ctx: &Context) -> Vec<Hit> {
                 ),
                 _ => return None,
             };
-            let help = "drop the dependents explicitly first (\\d+ or pg_depend shows them), then \
-                        run this without CASCADE, which fails if one was missed";
-            let found = part
-                .as_ref()
-                .filter(|_| !is_type)
-                .and_then(|p| part_dependents(ctx, &key, p));
-            match found {
-                Some(found) if found.is_empty() => None,
-                Some(found) => Some(
-                    Hit::new(format!(
-                        "{what} also drops what depends on it: {}",
-                        list(&found, None)
-                    ))
-                    .help(help),
-                ),
-                None => {
-                    let hit = Hit::new(format!(
-                        "{what} also drops, without naming them, {dependents}"
-                    ))
-                    .help(help);
-                    // DL02 reports the column drop of a table (not of a foreign table).
-                    let reported = matches!(part, Some(Part::Column(_))) && is_table;
-                    Some(if reported { unknown(hit, ctx, "DL02") } else { hit })
-                }
-            }
+            // DL02 reports the column drop of a table (not of a foreign table).
+            let reported = is_table && matches!(part, Some(Part::Column(_)));
+            part_hit(
+                ctx,
+                &key,
+                part.filter(|_| !is_type),
+                &what,
+                dependents,
+                reported,
+            )
         })
         .collect()
+}
+
+/// The finding of a column or constraint dropped with CASCADE: the dependents when known
+/// (none: no finding), else what CASCADE can take.
+fn part_hit(
+    ctx: &Context,
+    key: &str,
+    part: Option<Part>,
+    what: &str,
+    dependents: &str,
+    reported: bool,
+) -> Option<Hit> {
+    let help = "drop the dependents explicitly first (\\d+ or pg_depend shows them), then run \
+                this without CASCADE, which fails if one was missed";
+    match part.and_then(|p| part_dependents(ctx, key, &p)) {
+        Some(found) if found.is_empty() => None,
+        Some(found) => Some(
+            Hit::new(format!(
+                "{what} also drops what depends on it: {}",
+                list(&found, None)
+            ))
+            .help(help),
+        ),
+        None => {
+            let hit = Hit::new(format!(
+                "{what} also drops, without naming them, {dependents}"
+            ))
+            .help(help);
+            Some(if reported {
+                unknown(hit, ctx, "DL02")
+            } else {
+                hit
+            })
+        }
+    }
 }
 
 /// What depends on a column or constraint of `table`; `None` when unknown.
@@ -383,8 +407,16 @@ mod tests {
     fn flags_every_kind_of_cascading_drop() {
         let cases = [
             ("DROP TYPE mood CASCADE;", "with its data", "error"),
-            ("DROP DOMAIN email CASCADE;", "column of that domain", "error"),
-            ("DROP SCHEMA legacy CASCADE;", "everything in the schema", "error"),
+            (
+                "DROP DOMAIN email CASCADE;",
+                "column of that domain",
+                "error",
+            ),
+            (
+                "DROP SCHEMA legacy CASCADE;",
+                "everything in the schema",
+                "error",
+            ),
             (
                 "DROP FUNCTION f(int, text) CASCADE;",
                 "FUNCTION f(integer, text)",
@@ -392,10 +424,22 @@ mod tests {
             ),
             ("DROP PROCEDURE app.p CASCADE;", "PROCEDURE app.p", "error"),
             ("DROP SEQUENCE s CASCADE;", "nextval", "error"),
-            ("DROP EXTENSION postgis CASCADE;", "columns of its types", "error"),
+            (
+                "DROP EXTENSION postgis CASCADE;",
+                "columns of its types",
+                "error",
+            ),
             ("DROP VIEW v1, v2 CASCADE;", "VIEW v1, v2", "error"),
-            ("DROP MATERIALIZED VIEW mv CASCADE;", "MATERIALIZED VIEW mv", "error"),
-            ("DROP INDEX users_email_key CASCADE;", "foreign keys", "error"),
+            (
+                "DROP MATERIALIZED VIEW mv CASCADE;",
+                "MATERIALIZED VIEW mv",
+                "error",
+            ),
+            (
+                "DROP INDEX users_email_key CASCADE;",
+                "foreign keys",
+                "error",
+            ),
             (
                 "ALTER TABLE users DROP COLUMN email CASCADE;",
                 "DROP COLUMN users.email",
@@ -406,7 +450,11 @@ mod tests {
                 "CONSTRAINT users_pkey",
                 "error",
             ),
-            ("ALTER TYPE pair DROP ATTRIBUTE b CASCADE;", "typed table", "error"),
+            (
+                "ALTER TYPE pair DROP ATTRIBUTE b CASCADE;",
+                "typed table",
+                "error",
+            ),
             (
                 "ALTER FOREIGN TABLE ft DROP COLUMN c CASCADE;",
                 "DROP COLUMN ft.c",
@@ -499,7 +547,12 @@ mod tests {
         );
     }
 
-    fn dep(on: Option<Part>, description: &str, owner: &str, owner_part: Option<Part>) -> Dependent {
+    fn dep(
+        on: Option<Part>,
+        description: &str,
+        owner: &str,
+        owner_part: Option<Part>,
+    ) -> Dependent {
         Dependent {
             on,
             description: description.into(),
@@ -520,12 +573,32 @@ mod tests {
         deps.insert(
             Object::Relation("public.users".into()),
             vec![
-                dep(col("id"), fk_orders, "public.orders", con("orders_user_id_fkey")),
-                dep(con("users_pkey"), fk_orders, "public.orders", con("orders_user_id_fkey")),
+                dep(
+                    col("id"),
+                    fk_orders,
+                    "public.orders",
+                    con("orders_user_id_fkey"),
+                ),
+                dep(
+                    con("users_pkey"),
+                    fk_orders,
+                    "public.orders",
+                    con("orders_user_id_fkey"),
+                ),
                 dep(col("id"), fk_self, "public.users", con("users_parent_fkey")),
-                dep(con("users_pkey"), fk_self, "public.users", con("users_parent_fkey")),
+                dep(
+                    con("users_pkey"),
+                    fk_self,
+                    "public.users",
+                    con("users_parent_fkey"),
+                ),
                 dep(col("id"), "view active_users", "public.active_users", None),
-                dep(col("mail"), "view active_users", "public.active_users", None),
+                dep(
+                    col("mail"),
+                    "view active_users",
+                    "public.active_users",
+                    None,
+                ),
             ],
         );
         for (kind, key) in [
@@ -543,7 +616,12 @@ mod tests {
         }
         deps.insert(
             Object::Type("public.mood".into()),
-            vec![dep(None, "column m of table users", "public.users", col("m"))],
+            vec![dep(
+                None,
+                "column m of table users",
+                "public.users",
+                col("m"),
+            )],
         );
         deps.insert(
             Object::Schema("legacy".into()),
@@ -584,7 +662,10 @@ mod tests {
         assert_eq!(with_catalog(r#"DROP TABLE "lonely" CASCADE;"#), "");
         assert_eq!(with_catalog("DROP TYPE unused CASCADE;"), "");
         assert_eq!(with_catalog("DROP VIEW active_users CASCADE;"), "");
-        assert_eq!(with_catalog("ALTER TABLE users DROP COLUMN note CASCADE;"), "");
+        assert_eq!(
+            with_catalog("ALTER TABLE users DROP COLUMN note CASCADE;"),
+            ""
+        );
         // Gone already: nothing exists under that name.
         assert_eq!(
             with_catalog("DROP TABLE lonely;\nDROP TABLE IF EXISTS lonely CASCADE;"),
@@ -604,10 +685,15 @@ mod tests {
              TABLE users without CASCADE, which fails if one was missed\n"
         );
         let out = with_catalog("DROP TYPE mood CASCADE;");
-        assert!(out.contains("error DL08") && out.contains("column m of table users"), "{out}");
+        assert!(
+            out.contains("error DL08") && out.contains("column m of table users"),
+            "{out}"
+        );
         let out = with_catalog("DROP SCHEMA legacy CASCADE;");
         assert!(
-            out.contains("also drops what depends on it: table legacy.a, table legacy.b and 10 more"),
+            out.contains(
+                "also drops what depends on it: table legacy.a, table legacy.b and 10 more"
+            ),
             "{out}"
         );
         let out = with_catalog("ALTER TABLE users DROP COLUMN id CASCADE;");

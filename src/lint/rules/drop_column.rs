@@ -216,7 +216,9 @@ ALTER TABLE "users" DROP COLUMN "avatar_url";"#;
         // BI rules are not DL02's business, and other drops of the file stay errors.
         let out = render(
             "DL02",
-            &format!("{MOVE_TO_PROFILES}--> statement-breakpoint\nALTER TABLE \"users\" DROP COLUMN \"email\";"),
+            &format!(
+                "{MOVE_TO_PROFILES}--> statement-breakpoint\nALTER TABLE \"users\" DROP COLUMN \"email\";"
+            ),
         );
         assert!(out.contains("m.sql:11:1: error DL02"), "{out}");
     }
@@ -230,7 +232,8 @@ ALTER TABLE "orders" DROP COLUMN "total_cents";--> statement-breakpoint
 ALTER TABLE "orders" RENAME COLUMN "total_new" TO "total_cents";"#;
         let out = render("DL02", sql);
         assert!(
-            out.contains("m.sql:3:1: warning DL02") && out.contains("copied to orders.total_new (line 2)"),
+            out.contains("m.sql:3:1: warning DL02")
+                && out.contains("copied to orders.total_new (line 2)"),
             "{out}"
         );
         for sql in [

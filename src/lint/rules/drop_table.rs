@@ -306,7 +306,8 @@ DROP TABLE "users" CASCADE;"#;
             catalog: Some(cat.clone()),
             ..Default::default()
         };
-        let all = "INSERT INTO accounts (id, email) SELECT id, email FROM users;\nDROP TABLE users;";
+        let all =
+            "INSERT INTO accounts (id, email) SELECT id, email FROM users;\nDROP TABLE users;";
         let out = render_with("DL01", all, opts());
         assert!(
             out.contains("warning DL01")

@@ -226,11 +226,14 @@ pub(crate) fn after_engine_commit(end: &RunnerEnd, per_migration: bool) -> Optio
     ))
 }
 
-/// The statements after the COMMIT as spans of consecutive statements (first line, last line):
-/// those in autocommit, and those inside each later BEGIN (with the BEGIN's line).
-fn groups(after: &[(u32, Option<u32>)]) -> (Vec<(u32, u32)>, Vec<(u32, (u32, u32))>) {
-    let mut alone: Vec<(u32, u32)> = Vec::new();
-    let mut blocks: Vec<(u32, (u32, u32))> = Vec::new();
+/// First and last line of consecutive statements.
+type Span = (u32, u32);
+
+/// The statements after the COMMIT as spans of consecutive statements: those in autocommit,
+/// and those inside each later BEGIN (with the BEGIN's line).
+fn groups(after: &[(u32, Option<u32>)]) -> (Vec<Span>, Vec<(u32, Span)>) {
+    let mut alone: Vec<Span> = Vec::new();
+    let mut blocks: Vec<(u32, Span)> = Vec::new();
     let mut prev: Option<Option<u32>> = None;
     for &(line, block) in after {
         let same = prev == Some(block);
@@ -249,7 +252,13 @@ fn groups(after: &[(u32, Option<u32>)]) -> (Vec<(u32, u32)>, Vec<(u32, (u32, u32
 fn lines(spans: &[(u32, u32)]) -> String {
     let parts: Vec<String> = spans
         .iter()
-        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
         .collect();
     let word = if spans.len() == 1 && spans[0].0 == spans[0].1 {
         "line"
@@ -468,8 +477,9 @@ mod tests {
             ] {
                 let out = wrapped(sql, Wrap::Engine { per_migration });
                 assert!(
-                    out.contains(&format!("error TX04 transaction-nesting: {kw} at the top level"))
-                        && out.contains("pgship's engine refuses"),
+                    out.contains(&format!(
+                        "error TX04 transaction-nesting: {kw} at the top level"
+                    )) && out.contains("pgship's engine refuses"),
                     "{sql}: {out}"
                 );
             }
@@ -498,6 +508,41 @@ mod tests {
         assert!(
             out.contains("SAVEPOINT can only be used in transaction blocks"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn a_drizzle_file_split_at_breakpoints_gets_the_same_finding() {
+        let text = "ALTER TABLE \"orders\" ADD COLUMN \"region\" text;--> statement-breakpoint\n\
+                    COMMIT;--> statement-breakpoint\n\
+                    CREATE INDEX CONCURRENTLY IF NOT EXISTS \"orders_region_idx\" ON \"orders\" USING btree (\"region\");--> statement-breakpoint\n\
+                    CALL backfill_regions(1000);";
+        let mut ctx = Context::new(17, None);
+        let mut out = Outcome::default();
+        let sel = Selection {
+            enable: ["all".to_string()].into(),
+            disable: Default::default(),
+        };
+        let src = Source {
+            name: "0004_region.sql".into(),
+            text,
+            drizzle: true,
+            wrap: WHOLE_RUN,
+        };
+        lint_source(&src, &mut ctx, &sel, &mut out);
+        let tx: Vec<(&str, u32, &str)> = out
+            .findings
+            .iter()
+            .filter(|f| f.rule.starts_with("TX"))
+            .map(|f| (f.rule, f.line, f.message.as_str()))
+            .collect();
+        assert_eq!(tx.len(), 1, "{tx:?}");
+        assert_eq!(tx[0].1, 2);
+        assert!(
+            tx[0]
+                .2
+                .contains("the statements at lines 3-4 run outside the migration's transaction"),
+            "{tx:?}"
         );
     }
 }
