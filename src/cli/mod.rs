@@ -92,7 +92,8 @@ pub enum Command {
     /// transaction problems, on PostgreSQL's own parser.
     ///
     /// Without paths, lints the project's migrations as pgship's engine applies them (Drizzle
-    /// breakpoints respected); --pending lints only what a target has not applied; --database
+    /// breakpoints respected), and so it lints a migrations folder given as a path (only what
+    /// its journal lists, in order); --pending lints only what a target has not applied; --database
     /// sharpens findings with a live catalog. Rules are listed by --list and documented in
     /// docs/rules/. Exit 1 when a finding at or above --fail-on exists.
     Lint(lint::Args),
