@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::project::Project;
 use super::{Globals, confirm, duration_arg};
-use crate::db::apply::{self, ApplyOptions, Event, TxMode, Work};
+use crate::db::apply::{self, ApplyOptions, Event, ResolveRunning, TxMode, Work};
 use crate::db::plan::{self, Plan, Status};
 use crate::db::{ConnectOptions, DbUrl, connect, lock, state};
 use crate::error::{Error, ExitCode, Result};
@@ -48,6 +48,11 @@ pub struct EngineArgs {
     /// Limit on one statement's run time [default: none].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub statement_timeout: Option<Duration>,
+    /// A statement that runs outside a transaction (a `CALL`, a `DO` block) was running when an
+    /// earlier run ended, and the catalog cannot show whether it committed: `done` records it
+    /// as committed, `rerun` runs it again. Without it such a run stops and asks.
+    #[arg(long, value_name = "done|rerun")]
+    pub resolve_running: Option<ResolveRunning>,
 }
 
 /// Resolved engine settings: flags over pgship.toml over defaults.
@@ -306,19 +311,14 @@ async fn locked(
             source.migrations[*i].name
         ));
     }
-    let work: Vec<Work<'_>> = to_run
-        .iter()
-        .map(|(i, start)| Work {
-            migration: &source.migrations[*i],
-            start_at: *start,
-        })
-        .collect();
+    let work: Vec<Work<'_>> = plan.work(&source.migrations);
     let apply_opts = ApplyOptions {
         tx_mode: settings.tx_mode,
         lock_retries: settings.lock_retries,
         backoff: Duration::from_millis(500),
         deployment_id: id.clone(),
         server_major: conn.version.major(),
+        resolve_running: args.engine.resolve_running,
     };
     let mode = match settings.tx_mode {
         TxMode::All => "in one transaction",
@@ -414,6 +414,7 @@ pub(super) fn refusals(project: &Project, plan: &Plan, allow_edited: Option<bool
             Status::Partial {
                 statements_done,
                 edited: Some(recorded),
+                ..
             } if allow_edited != Some(true) => out.push(format!(
                 "edited: {} is partially applied (statements 1-{statements_done} committed, hash {}) and {} changed since, after its committed statements{}",
                 ms[i].name,
@@ -475,10 +476,12 @@ pub(super) async fn state_refusals(
     records: usize,
     plan: &Plan,
 ) -> Result<Vec<String>> {
-    let Some(&(i, start)) = plan.to_run().first() else {
+    let work = plan.work(&project.source.migrations);
+    let Some(w) = work.first() else {
         return Ok(Vec::new());
     };
-    let first = (&project.source.migrations[i], start);
+    // An interrupted statement's objects may exist: the engine judges it from the catalog.
+    let first = (w.migration, w.start_at + usize::from(w.uncertain));
     Ok(crate::db::preflight::state_mismatch(client, &project.state, records, Some(first)).await?)
 }
 
@@ -541,6 +544,28 @@ fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<
                 Level::Info,
                 format!("committed {}", migrations.join(", ")),
                 json!({"migrations": migrations}),
+            );
+        }
+        Event::Interrupted {
+            migration,
+            index,
+            done,
+            why,
+        } => {
+            let msg = format!(
+                "{migration} statement {index} was running when an earlier run ended: {why}; {}",
+                if done {
+                    "recorded as done"
+                } else {
+                    "running it"
+                }
+            );
+            console.warn(&msg);
+            journal.log(
+                phase::DEPLOY,
+                Level::Warn,
+                msg,
+                json!({"migration": migration, "statement": index, "done": done}),
             );
         }
         Event::InvalidIndexDropped { index } => {

@@ -60,7 +60,7 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
             Status::Edited { recorded } => edited.push(json!({"name": m.name, "hash": m.checksum, "recorded_hash": recorded, "version": version})),
             Status::Skipped => skipped.push(json!({"name": m.name, "version": version})),
             Status::PartialChanged { statements_done, recorded } => edited.push(json!({"name": m.name, "hash": m.checksum, "recorded_hash": recorded, "version": version, "partial_statements_done": statements_done})),
-            Status::Partial { statements_done, edited } => partial.push(json!({"name": m.name, "version": version, "statements_done": statements_done, "statements": m.statements.len(), "edited_after_committed_part": edited.is_some()})),
+            Status::Partial { statements_done, edited, running } => partial.push(json!({"name": m.name, "version": version, "statements_done": statements_done, "statements": m.statements.len(), "edited_after_committed_part": edited.is_some(), "interrupted_statement": running.then_some(statements_done + 1)})),
         }
     }
     let missing: Vec<Value> = plan

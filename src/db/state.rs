@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS pgship.applied_migrations (
 -- sha256 of the file through its last committed statement: a partial migration whose
 -- committed part is unchanged may be continued after its remaining statements were fixed.
 ALTER TABLE pgship.applied_migrations ADD COLUMN IF NOT EXISTS done_hash text;
+-- The statement a run is executing outside a transaction (committed before it starts, cleared
+-- with its result): after a crash the next run checks the catalog for what it did.
+ALTER TABLE pgship.applied_migrations ADD COLUMN IF NOT EXISTS running_statement integer;
 CREATE INDEX IF NOT EXISTS applied_migrations_deployment_id_idx
     ON pgship.applied_migrations (deployment_id);
 CREATE TABLE IF NOT EXISTS pgship.deployment_logs (
@@ -199,7 +202,8 @@ pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError>
             .query(
                 // `done_hash` through to_jsonb: a schema bootstrapped by an older pgship lacks
                 // the column, and reading never changes the schema.
-                "SELECT version, name, checksum, status, statements_done, to_jsonb(a) ->> 'done_hash' \
+                "SELECT version, name, checksum, status, statements_done, to_jsonb(a) ->> 'done_hash', \
+                 (to_jsonb(a) ->> 'running_statement')::int \
                  FROM pgship.applied_migrations a WHERE source_kind = $1 ORDER BY id",
                 &[&table.kind.as_str()],
             )
@@ -215,6 +219,9 @@ pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError>
                     checksum: r.get(2),
                     statements_done: usize::try_from(done).unwrap_or(0),
                     done_hash: r.get(5),
+                    running: r
+                        .get::<_, Option<i32>>(6)
+                        .and_then(|n| usize::try_from(n).ok()),
                 });
             } else if !table.kind.is_drizzle() {
                 state.records.push(AppliedRecord {
@@ -250,6 +257,8 @@ pub struct RecordRow<'a> {
     pub deployment_id: &'a str,
     /// sha256 of the file through statement `statements_done` (see the `done_hash` column).
     pub done_hash: &'a str,
+    /// The statement (0-based) about to run outside a transaction, for an intent record.
+    pub running: Option<usize>,
 }
 
 /// Write a migration's state inside the caller's transaction: drizzle's row (when complete)
@@ -279,7 +288,8 @@ pub async fn write_record(
     let status = if row.complete { "applied" } else { "partial" };
     let done = i32::try_from(row.statements_done).unwrap_or(i32::MAX);
     let count = i32::try_from(row.statement_count).unwrap_or(i32::MAX);
-    let params: [&(dyn ToSql + Sync); 10] = [
+    let running = row.running.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    let params: [&(dyn ToSql + Sync); 11] = [
         &table.kind.as_str(),
         &row.version,
         &row.name,
@@ -290,16 +300,17 @@ pub async fn write_record(
         &row.duration_ms,
         &row.deployment_id,
         &row.done_hash,
+        &running,
     ];
     client
         .execute(
             "INSERT INTO pgship.applied_migrations \
-               (source_kind, version, name, checksum, status, statements_done, statement_count, duration_ms, deployment_id, done_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+               (source_kind, version, name, checksum, status, statements_done, statement_count, duration_ms, deployment_id, done_hash, running_statement) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (source_kind, version) DO UPDATE SET \
                name = EXCLUDED.name, checksum = EXCLUDED.checksum, status = EXCLUDED.status, \
                statements_done = EXCLUDED.statements_done, statement_count = EXCLUDED.statement_count, \
-               done_hash = EXCLUDED.done_hash, \
+               done_hash = EXCLUDED.done_hash, running_statement = EXCLUDED.running_statement, \
                duration_ms = pgship.applied_migrations.duration_ms + EXCLUDED.duration_ms, \
                applied_at = now(), deployment_id = EXCLUDED.deployment_id, applied_by = current_user",
             &params,

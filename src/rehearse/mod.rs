@@ -459,6 +459,7 @@ fn on_apply_event(
     log: &mut Log<'_>,
 ) {
     match e {
+        Event::Interrupted { .. } => {}
         Event::Measured {
             migration,
             index,
