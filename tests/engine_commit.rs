@@ -368,3 +368,52 @@ fn an_interrupted_call_is_never_guessed() {
     assert!(db.scalar("SELECT to_regclass('after')::text").is_some());
     assert_eq!(state_rows(&db).len(), 2);
 }
+
+#[test]
+fn a_failure_after_a_concurrent_step_says_what_committed_and_the_rerun_continues_after_it() {
+    for (first, expect_done) in [
+        (
+            "CREATE INDEX CONCURRENTLY \"t_v_idx\" ON t (v);\nSELECT 1/0;\n",
+            1,
+        ),
+        (
+            "CREATE TABLE a (x int);\nCREATE INDEX CONCURRENTLY \"t_v_idx\" ON t (v);\nSELECT 1/0;\n",
+            2,
+        ),
+    ] {
+        let Some(db) = TestDb::new() else { return };
+        let project = sql_project(&[
+            ("1_t.sql", "CREATE TABLE t (v int);\n"),
+            ("2_idx.sql", first),
+        ]);
+        let out = run(pgship(project.path()).args(["migrate", &db.url]));
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "partially committed: 2_idx (statements 1-{expect_done}); a rerun resumes at statement {}",
+                expect_done + 1
+            )),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("not committed: 2_idx"),
+            "{}",
+            out.stderr
+        );
+        std::fs::write(
+            project.path().join("migrations/2_idx.sql"),
+            first.replace("1/0", "1"),
+        )
+        .unwrap();
+        let out = run(pgship(project.path()).args(["migrate", &db.url, "--allow-edited"]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            db.scalar(
+                "SELECT indisvalid::text FROM pg_index WHERE indexrelid = 't_v_idx'::regclass"
+            )
+            .as_deref(),
+            Some("true")
+        );
+    }
+}

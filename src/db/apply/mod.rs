@@ -419,8 +419,11 @@ impl Run<'_> {
                     work,
                     complete: false,
                     done,
-                } => {
-                    self.partial = Some((self.work[*work].migration.name.clone(), *done));
+                }
+                | Op::Intent { work, stmt: done } => {
+                    if *done > 0 {
+                        self.partial = Some((self.work[*work].migration.name.clone(), *done));
+                    }
                 }
                 _ => {}
             }
@@ -670,6 +673,9 @@ impl Run<'_> {
                         continue;
                     }
                     let exhausted = e.is_lock_timeout();
+                    // It failed, so it did not commit: the intent is cleared (best effort; a
+                    // stale one only makes the next run check the catalog).
+                    let _ = self.record(work, false, stmt, None).await;
                     return Err(self.failure(e, &[op], exhausted, dropped));
                 }
             }

@@ -166,8 +166,17 @@ impl Planner {
     /// Statement `si` alone: its intent committed with the open transaction (or alone), the
     /// statement, then its record in a transaction of its own.
     fn alone(&mut self, wi: usize, si: usize) {
-        self.cur.push(Op::Intent { work: wi, stmt: si });
-        self.flush();
+        let intent = Op::Intent { work: wi, stmt: si };
+        match self.out.last_mut() {
+            // The record just committed says the same: let it carry the intent.
+            Some(Step::Tx(ops)) if self.cur.is_empty() && ops.last() == Some(&partial(wi, si)) => {
+                *ops.last_mut().expect("not empty") = intent;
+            }
+            _ => {
+                self.cur.push(intent);
+                self.flush();
+            }
+        }
         self.out
             .push(Step::Alone(Op::Statement { work: wi, stmt: si }));
         self.out.push(Step::Tx(vec![partial(wi, si + 1)]));
@@ -340,6 +349,7 @@ mod tests {
         assert_eq!(
             steps(&work(&[&a]), TxMode::All, 15),
             vec![
+                Step::Tx(vec![Intent { work: 0, stmt: 0 }]),
                 Step::Alone(S { work: 0, stmt: 0 }),
                 Step::Tx(vec![Reset, complete(0, 1)])
             ]
@@ -364,7 +374,7 @@ mod tests {
             ])]
         );
         assert_eq!(
-            steps(&w, TxMode::All, 11)[0],
+            steps(&w, TxMode::All, 11)[1],
             Step::Alone(S { work: 0, stmt: 1 })
         );
     }
@@ -393,11 +403,11 @@ mod tests {
                     Reset,
                     complete(0, 1),
                     S { work: 1, stmt: 0 },
-                    rec(1, 2),
+                    Intent { work: 1, stmt: 2 },
                 ]),
                 Step::Alone(S { work: 1, stmt: 2 }),
                 Step::Tx(vec![rec(1, 3)]),
-                Step::Tx(vec![S { work: 1, stmt: 3 }, rec(1, 4)]),
+                Step::Tx(vec![S { work: 1, stmt: 3 }, Intent { work: 1, stmt: 4 }]),
                 Step::Alone(S { work: 1, stmt: 4 }),
                 Step::Tx(vec![Reset, complete(1, 5)]),
                 Step::Tx(vec![S { work: 2, stmt: 0 }, Reset, complete(2, 1)]),
@@ -478,6 +488,7 @@ mod tests {
         assert_eq!(
             steps(&w, TxMode::All, 15),
             vec![
+                Step::Tx(vec![Intent { work: 0, stmt: 2 }]),
                 Step::Alone(S { work: 0, stmt: 2 }),
                 Step::Tx(vec![Reset, complete(0, 3)])
             ]
