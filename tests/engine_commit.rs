@@ -215,6 +215,7 @@ fn kill_during(project: &Path, db: &TestDb, like: &str, extra: &[&str]) {
     let started = Instant::now();
     let probe = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgship' \
+         AND datname = current_database() \
          AND pid <> pg_backend_pid() AND query LIKE '{like}' AND state = 'active'"
     );
     while db.scalar(&probe).as_deref() != Some("1") {
@@ -230,6 +231,7 @@ fn kill_during(project: &Path, db: &TestDb, like: &str, extra: &[&str]) {
     // The server ends the orphaned session (client_connection_check_interval).
     let gone = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgship' \
+         AND datname = current_database() \
          AND pid <> pg_backend_pid() AND query LIKE '{like}' AND state = 'active'"
     );
     while db.scalar(&gone).as_deref() != Some("0") {
@@ -416,4 +418,101 @@ fn a_failure_after_a_concurrent_step_says_what_committed_and_the_rerun_continues
             Some("true")
         );
     }
+}
+
+#[test]
+fn sigint_and_sigterm_roll_back_record_interrupted_and_exit_130_or_143() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    for (signal, code, name) in [
+        (libc::SIGINT, 130, "SIGINT"),
+        (libc::SIGTERM, 143, "SIGTERM"),
+    ] {
+        let Some(db) = TestDb::new() else { return };
+        let project = sql_project(&[
+            ("1_a.sql", "CREATE TABLE a (x int);\n"),
+            (
+                "2_slow.sql",
+                "CREATE TABLE b (x int);\nSELECT pg_sleep(30);\n",
+            ),
+        ]);
+        let child = pgship(project.path())
+            .args(["migrate", &db.url, "--tx-mode", "per-migration"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while db
+            .scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()")
+            .as_deref()
+            != Some("1")
+        {
+            assert!(started.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{err}");
+        assert!(
+            err.contains(&format!("interrupted by {name}")) && err.contains("committed: 1_a"),
+            "{err}"
+        );
+        assert!(db.scalar("SELECT to_regclass('b')::text").is_none());
+        assert_eq!(
+            db.scalar("SELECT status FROM pgship.deployments")
+                .as_deref(),
+            Some("interrupted")
+        );
+    }
+}
+
+#[test]
+fn a_killed_run_is_reported_by_status_and_marked_by_the_next_migrate() {
+    let Some(db) = TestDb::new() else { return };
+    let project = sql_project(&[
+        ("1_a.sql", "CREATE TABLE a (x int);\n"),
+        (
+            "2_slow.sql",
+            "CREATE TABLE b (x int);\nSELECT pg_sleep(30);\n",
+        ),
+    ]);
+    std::fs::write(
+        project.path().join("pgship.toml"),
+        "[apply]\ntx_mode = \"per-migration\"\n",
+    )
+    .unwrap();
+    kill_during(project.path(), &db, "%pg_sleep(30)%", &[]);
+    assert_eq!(
+        db.scalar("SELECT status FROM pgship.deployments")
+            .as_deref(),
+        Some("running")
+    );
+    let status = run(pgship(project.path()).args(["status", &db.url, "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let runs = v["interrupted_runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1, "{v}");
+    assert!(runs[0].as_str().unwrap().contains("committed: 1_a"), "{v}");
+    // status is read-only.
+    assert_eq!(
+        db.scalar("SELECT status FROM pgship.deployments")
+            .as_deref(),
+        Some("running")
+    );
+    std::fs::write(
+        project.path().join("migrations/2_slow.sql"),
+        "CREATE TABLE b (x int);\n",
+    )
+    .unwrap();
+    let out = run(pgship(project.path()).args(["migrate", &db.url]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("interrupted earlier"), "{}", out.stderr);
+    assert_eq!(
+        db.scalar("SELECT string_agg(status, ',' ORDER BY started_at) FROM pgship.deployments")
+            .as_deref(),
+        Some("interrupted,succeeded")
+    );
 }

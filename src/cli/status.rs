@@ -41,6 +41,11 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
     let ms = &project.source.migrations;
     let plan = plan::classify(ms, &st.records, &st.partials, project.state.matching());
     let pg_dump = tools::find_dump_tools(conn.version.major());
+    let interrupted: Vec<String> = state::dead_runs(&conn.client, false)
+        .await?
+        .iter()
+        .map(state::DeadRun::describe)
+        .collect();
     let problems =
         super::migrate::state_refusals(&conn.client, project, st.records.len(), &plan).await?;
     let mut applied = Vec::new();
@@ -95,6 +100,7 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
         "partial": partial,
         "lock": holder,
         "state_problems": problems,
+        "interrupted_runs": interrupted,
     }))
 }
 
@@ -146,6 +152,9 @@ fn render(r: &Value) -> String {
                 .map_or_else(|| format!("version {}", s(&it["version"])), str::to_string);
             out.push_str(&format!("  {name}\n"));
         }
+    }
+    for p in r["interrupted_runs"].as_array().into_iter().flatten() {
+        out.push_str(&format!("\nINTERRUPTED: {}\n", s(p)));
     }
     for p in r["state_problems"].as_array().into_iter().flatten() {
         out.push_str(&format!("\nWARNING: {}\n", s(p)));
