@@ -142,6 +142,15 @@ fn drizzle_fixture_at_0001_rehearses_0002_and_0003_proves_the_rollback_and_proce
         diffs.contains(&"column-removed public.orders.total_cents"),
         "{diffs:?}"
     );
+    // 0002's RENAME COLUMN is a rename, not a removal.
+    assert!(
+        diffs.contains(&"column-renamed public.users.full_name -> display_name"),
+        "{diffs:?}"
+    );
+    assert!(
+        !diffs.contains(&"column-removed public.users.full_name"),
+        "{diffs:?}"
+    );
     let removed = r["differences"]
         .as_array()
         .unwrap()
