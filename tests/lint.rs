@@ -456,3 +456,52 @@ fn drop_cascade_with_the_catalog_is_reported_only_where_something_depends() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_table_never_analyzed_is_counted_when_small_and_never_called_empty() {
+    let Some(db) = TestDb::new() else { return };
+    // Autovacuum off, so neither table is analyzed behind the test's back: reltuples stays -1.
+    db.query(
+        "CREATE TABLE orders (id int, user_id int) WITH (autovacuum_enabled = false);
+         INSERT INTO orders SELECT i, i % 7 FROM generate_series(1, 500) i;
+         CREATE TABLE events (id int, kind text, body text) WITH (autovacuum_enabled = false);
+         INSERT INTO events SELECT i, 'k' || i % 5, repeat('x', 200) FROM generate_series(1, 60000) i;",
+    );
+    assert_eq!(
+        db.query(
+            "SELECT relname, reltuples::int, pg_relation_size(oid) > 8 * 1024 * 1024 FROM pg_class \
+             WHERE relname IN ('orders', 'events') ORDER BY 1"
+        ),
+        vec![
+            vec![Some("events".into()), Some("-1".into()), Some("t".into())],
+            vec![Some("orders".into()), Some("-1".into()), Some("f".into())],
+        ]
+    );
+    let project = sql_project(&[(
+        "001_indexes.sql",
+        "CREATE INDEX orders_user_idx ON orders (user_id);\nCREATE INDEX events_kind_idx ON events (kind);\n",
+    )]);
+    let (_, v) = lint_json(project.path(), &["migrations", "--database", &db.url]);
+    let lk01: Vec<(&str, &str)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["severity"].as_str().unwrap(), f["help"].as_str().unwrap()))
+        .collect();
+    // The small one is counted exactly; the large one is not called small, nor empty.
+    assert_eq!(lk01.len(), 2, "{v:#}");
+    assert_eq!(lk01[0].0, "warning");
+    assert!(
+        lk01[0].1.contains("orders is small (500 rows, "),
+        "{}",
+        lk01[0].1
+    );
+    assert_eq!(lk01[1].0, "error");
+    assert!(!lk01[1].1.contains("rows"), "{}", lk01[1].1);
+    // Only read: the tables are still never analyzed.
+    assert_eq!(
+        db.scalar("SELECT reltuples::int FROM pg_class WHERE relname = 'orders'")
+            .as_deref(),
+        Some("-1")
+    );
+}

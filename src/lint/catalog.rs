@@ -3,13 +3,14 @@
 //! row estimate, their columns' types and nullability, constraints and whether they are
 //! validated foreign keys, partitions, unique indexes on materialized views, invalid indexes,
 //! function volatility, and what depends on what (pg_depend, for DROP ... CASCADE). Six
-//! queries, read-only.
+//! queries, read-only; then the exact row count of small tables never analyzed, whose
+//! estimate is unknown.
 
 use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::Client;
 
-use crate::db::DbError;
+use crate::db::{DbError, quote_ident};
 
 #[derive(Debug, Clone, Default)]
 pub struct Column {
@@ -26,7 +27,8 @@ pub struct Table {
     pub kind: char,
     /// `pg_total_relation_size`.
     pub bytes: i64,
-    /// `reltuples` (-1 when never analyzed, PostgreSQL 14+).
+    /// `reltuples`, or the exact count of a small table never analyzed; -1 when unknown
+    /// (never analyzed, PostgreSQL 14+, and too large to count).
     pub rows: f64,
     pub columns: HashMap<String, Column>,
     /// A partitioned table with a DEFAULT partition.
@@ -41,7 +43,7 @@ impl Table {
     /// Few enough rows and bytes that locking or rewriting it is over in milliseconds. The
     /// size decides when the row estimate is unknown (never analyzed: -1).
     pub fn is_small(&self) -> bool {
-        self.rows < 10_000.0 && self.bytes < 8 * 1024 * 1024
+        self.rows < 10_000.0 && self.bytes < SMALL_BYTES
     }
 }
 
@@ -248,6 +250,7 @@ pub async fn load(client: &Client) -> Result<Catalog, DbError> {
             cat.invalid_indexes.insert(r.get(1));
         }
     }
+    count_unanalyzed(client, &mut cat).await;
     Ok(cat)
 }
 
@@ -403,4 +406,97 @@ async fn load_dependents(client: &Client, cat: &mut Catalog) -> Result<(), DbErr
     }
     cat.dependents = Some(map);
     Ok(())
+}
+
+/// Below this size (`pg_total_relation_size`) a table can be [`Table::is_small`]; one never
+/// analyzed whose data is below it (for a partitioned table, its partitions' data) is
+/// counted exactly, so no table described as small has an unknown row count.
+const SMALL_BYTES: i64 = 8 * 1024 * 1024;
+
+/// Counts per query.
+const COUNT_CHUNK: usize = 200;
+
+/// Replace the unknown row estimate (-1) of small tables, partitioned tables and populated
+/// materialized views never analyzed by their exact count, so that a finding never describes
+/// a table that has rows as having none. Read-only, with short lock and statement timeouts; a
+/// table that cannot be counted (no privilege, locked) keeps its unknown estimate, and so
+/// does a larger one.
+async fn count_unanalyzed(client: &Client, cat: &mut Catalog) {
+    let size = "pg_catalog.pg_relation_size";
+    let listed = client
+        .query(
+            &format!(
+                "SELECT n.nspname, c.relname, c.relkind::text \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.reltuples < 0 AND {USER_SCHEMAS} \
+                   AND (CASE c.relkind \
+                     WHEN 'p' THEN (SELECT coalesce(sum({size}(t.relid)), 0)::int8 \
+                                    FROM pg_catalog.pg_partition_tree(c.oid) t) \
+                     WHEN 'm' THEN CASE WHEN c.relispopulated THEN {size}(c.oid) END \
+                     WHEN 'r' THEN {size}(c.oid) END) < $1::int8"
+            ),
+            &[&SMALL_BYTES],
+        )
+        .await;
+    let Ok(listed) = listed else {
+        return;
+    };
+    let tables: Vec<(String, String)> = listed
+        .iter()
+        .map(|r| {
+            let (schema, name, kind): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            // ONLY: reltuples is the relation's own, without INHERITS children.
+            let only = if kind == "p" { "" } else { "ONLY " };
+            let from = format!("{only}{}.{}", quote_ident(&schema), quote_ident(&name));
+            (format!("{schema}.{name}"), from)
+        })
+        .collect();
+    for chunk in tables.chunks(COUNT_CHUNK) {
+        match counts(client, chunk).await {
+            Ok(n) => set_rows(cat, chunk, &n),
+            // One table could not be counted: count the others one by one.
+            Err(_) => {
+                for one in chunk.chunks(1) {
+                    if let Ok(n) = counts(client, one).await {
+                        set_rows(cat, one, &n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `count(*)` of each `(key, FROM item)`, in one read-only transaction rolled back.
+async fn counts(client: &Client, tables: &[(String, String)]) -> Result<Vec<i64>, DbError> {
+    let ctx = "counting the rows of small tables never analyzed";
+    let sql = tables
+        .iter()
+        .enumerate()
+        .map(|(i, (_, from))| format!("SELECT {i}, count(*) FROM {from}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    client
+        .batch_execute(
+            "BEGIN READ ONLY; SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '10s'",
+        )
+        .await
+        .map_err(|e| DbError::query(ctx, &e))?;
+    let rows = client.query(&sql, &[]).await;
+    let _ = client.batch_execute("ROLLBACK").await;
+    let mut out = vec![0; tables.len()];
+    for r in rows.map_err(|e| DbError::query(ctx, &e))? {
+        let i: i32 = r.get(0);
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+            *slot = r.get(1);
+        }
+    }
+    Ok(out)
+}
+
+fn set_rows(cat: &mut Catalog, tables: &[(String, String)], counts: &[i64]) {
+    for ((key, _), n) in tables.iter().zip(counts) {
+        if let Some(t) = cat.tables.get_mut(key) {
+            t.rows = *n as f64;
+        }
+    }
 }
