@@ -516,3 +516,41 @@ fn a_killed_run_is_reported_by_status_and_marked_by_the_next_migrate() {
         Some("interrupted,succeeded")
     );
 }
+
+#[test]
+fn a_migration_with_its_own_commit_and_call_is_rehearsed_rolled_back_and_reapplied() {
+    let Some(db) = TestDb::new() else { return };
+    let project = drizzle_project(&[("0000_init", INIT)]);
+    let out = run(pgship(project.path()).args(["migrate", &db.url]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    write_drizzle(
+        project.path(),
+        &[
+            ("0000_init", INIT),
+            ("0001_custom", CUSTOM),
+            ("0002_more", MORE),
+        ],
+    );
+    let out = run(pgship(project.path()).args(["plan", &db.url, "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_ne!(v["decision"]["verdict"], "abort", "{:#}", v["decision"]);
+    let r = &v["rehearsal"];
+    assert_eq!(r["rollback"]["proven"], true, "{:#}", r["rollback"]);
+    assert_eq!(r["rollback"]["reapplied"], true, "{:#}", r["rollback"]);
+    // The lint says which statements commit on their own.
+    let tx04: Vec<&serde_json::Value> = v["lint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "TX04")
+        .collect();
+    assert!(!tx04.is_empty(), "{:#}", v["lint"]);
+    assert!(tx04.iter().all(|f| f["severity"] == "warning"), "{tx04:#?}");
+    // The target is untouched by the rehearsal, and then applies the same way.
+    assert_eq!(state_rows(&db).len(), 1);
+    let out = run(pgship(project.path()).args(["migrate", &db.url]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(state_rows(&db).len(), 3);
+}
