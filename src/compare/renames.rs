@@ -174,11 +174,9 @@ impl Renames {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::compare::model::testing::table;
-
-    fn renames(tables: &[(&str, &str)], columns: &[(&str, &str, &str)]) -> Renames {
+impl Renames {
+    /// Renames from `(old, new)` tables and `(table, old, new)` columns, for tests.
+    pub(crate) fn of(tables: &[(&str, &str)], columns: &[(&str, &str, &str)]) -> Renames {
         Renames {
             tables: tables
                 .iter()
@@ -189,6 +187,16 @@ mod tests {
                 .map(|(t, o, n)| ((t.to_string(), o.to_string()), n.to_string()))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::model::testing::table;
+
+    fn renames(tables: &[(&str, &str)], columns: &[(&str, &str, &str)]) -> Renames {
+        Renames::of(tables, columns)
     }
 
     /// A table with `(name, attnum)` columns and an oid.

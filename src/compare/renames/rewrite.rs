@@ -348,16 +348,7 @@ mod tests {
     use crate::compare::model::testing::table;
 
     fn renames(tables: &[(&str, &str)], columns: &[(&str, &str, &str)]) -> Renames {
-        Renames {
-            tables: tables
-                .iter()
-                .map(|(o, n)| (o.to_string(), n.to_string()))
-                .collect(),
-            columns: columns
-                .iter()
-                .map(|(t, o, n)| ((t.to_string(), o.to_string()), n.to_string()))
-                .collect(),
-        }
+        Renames::of(tables, columns)
     }
 
     /// Definitions as PostgreSQL 15 prints them before and after `ALTER TABLE "Customer"

@@ -199,16 +199,7 @@ mod tests {
     use super::*;
 
     fn renames_of(tables: &[(&str, &str)], columns: &[(&str, &str, &str)]) -> Renames {
-        Renames {
-            tables: tables
-                .iter()
-                .map(|(o, n)| (o.to_string(), n.to_string()))
-                .collect(),
-            columns: columns
-                .iter()
-                .map(|(t, o, n)| ((t.to_string(), o.to_string()), n.to_string()))
-                .collect(),
-        }
+        Renames::of(tables, columns)
     }
 
     #[test]
