@@ -568,3 +568,40 @@ fn pgship_waits_no_longer_than_its_lock_timeout_for_a_concurrent_index_and_names
     rt.block_on(holder.client.batch_execute("ROLLBACK"))
         .unwrap();
 }
+
+#[test]
+fn plan_rehearses_with_the_targets_lower_statement_timeout() {
+    let Some(db) = TestDb::new() else { return };
+    db.query(&format!(
+        "ALTER DATABASE {} SET statement_timeout = '1s'",
+        db.name
+    ));
+    let project = sql_project(&[("1_slow.sql", "SELECT pg_sleep(2);\n")]);
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = run(pgship(project.path()).env("TMPDIR", tmp.path()).args([
+        "plan",
+        &db.url,
+        "--sandbox",
+        "local",
+    ]));
+    assert_eq!(out.code, 1, "{}\n{}", out.stderr, out.stdout);
+    assert!(
+        out.stderr.contains(&format!(
+            "statement_timeout 1s: the database's (ALTER DATABASE {} SET statement_timeout), lower than pgship's none",
+            db.name
+        )),
+        "{}",
+        out.stderr
+    );
+    // The rehearsal's statement was cancelled by it (pg_sleep(2) would pass without it).
+    assert!(
+        out.stderr.contains("1_slow failed at statement 1")
+            && out.stderr.contains("statement timeout (SQLSTATE 57014)"),
+        "{}",
+        out.stderr
+    );
+}
