@@ -146,6 +146,7 @@ fn finds_changed_recounted_null_and_orphaned_data_and_skips_large_tables() {
     let opts = DataOptions {
         fast: false,
         max_bytes: 256 * 1024,
+        ..DataOptions::default()
     };
     let r = run_compare(&source, &target, &opts);
 

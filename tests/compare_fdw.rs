@@ -1045,6 +1045,7 @@ fn data_through_foreign_tables_matches_the_catalog_engine() {
         let opts = DataOptions {
             fast,
             max_bytes: 200 * 1024,
+            ..DataOptions::default()
         };
         let (s, t) = (
             DbUrl::parse(&source.url).unwrap(),

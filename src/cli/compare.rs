@@ -73,6 +73,11 @@ pub struct Args {
     /// [compare] data_max_size).
     #[arg(long, value_name = "SIZE", requires = "data", value_parser = crate::util::parse_size)]
     pub data_max_size: Option<u64>,
+    /// How long to wait for a lock on a table (reading the schema, and the rows with --data)
+    /// before giving up and naming the session that holds it (default 5s, as the sandbox clone,
+    /// or [compare] lock_wait_timeout; at least 1ms).
+    #[arg(long, value_name = "DURATION", value_parser = super::duration_arg)]
+    pub lock_wait_timeout: Option<std::time::Duration>,
     /// Exit 1 when anything differs.
     #[arg(long)]
     pub exit_code: bool,
@@ -138,6 +143,30 @@ async fn pending_renames(
     Ok((renames, to_run.len()))
 }
 
+/// `--lock-wait-timeout`, else `[compare] lock_wait_timeout`, else the clone's 5s. Zero is
+/// refused: as a `lock_timeout` it means waiting forever.
+fn lock_wait(settings: &Settings, args: &Args) -> Result<std::time::Duration> {
+    let (wait, origin) = match (
+        args.lock_wait_timeout,
+        &settings.file.compare.lock_wait_timeout,
+    ) {
+        (Some(d), _) => (d, "--lock-wait-timeout".to_string()),
+        (None, Some(text)) => (
+            crate::util::parse_duration(text)
+                .map_err(|e| Error::usage(format!("[compare] lock_wait_timeout: {e}")))?,
+            "[compare] lock_wait_timeout".to_string(),
+        ),
+        (None, None) => return Ok(DataOptions::default().lock_wait),
+    };
+    if wait.as_millis() == 0 {
+        return Err(Error::usage(format!(
+            "{origin} must be at least 1ms: as a lock_timeout, 0 means waiting forever behind \
+             the application's locks"
+        )));
+    }
+    Ok(wait)
+}
+
 fn resolve(settings: &Settings, arg: &str) -> Result<DbUrl> {
     let target = settings.target(arg)?;
     Ok(DbUrl::parse(&target.url).map_err(DbError::from)?)
@@ -159,6 +188,7 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
     let source_url = resolve(&settings, &args.source)?;
     let target_url = resolve(&settings, &args.target)?;
     let filter = schema_filter(&settings, &args);
+    let lock_wait = lock_wait(&settings, &args)?;
     let started = Instant::now();
 
     console.step(&format!(
@@ -166,13 +196,32 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         source_url.redacted(),
         target_url.redacted()
     ));
-    let opts = ConnectOptions::default();
+    // Reading the catalog can wait for a table's lock too (pg_get_indexdef): never for long.
+    let opts = ConnectOptions {
+        settings: vec![(
+            "lock_timeout".into(),
+            lock_wait.as_millis().max(1).to_string(),
+        )],
+        ..ConnectOptions::default()
+    };
     let (source, target) =
         tokio::try_join!(connect(&source_url, &opts), connect(&target_url, &opts))?;
     console.step("reading both schemas");
+    let on = |side: &str, url: &DbUrl| {
+        let what = format!("the {side} ({})", url.redacted());
+        move |e: DbError| DbError::Other(format!("{what}: {e}"))
+    };
     let (source_model, target_model) = tokio::try_join!(
-        introspect::introspect(&source.client, &filter),
-        introspect::introspect(&target.client, &filter)
+        async {
+            introspect::introspect(&source.client, &filter)
+                .await
+                .map_err(on("source", &source_url))
+        },
+        async {
+            introspect::introspect(&target.client, &filter)
+                .await
+                .map_err(on("target", &target_url))
+        }
     )?;
     console.detail(&format!(
         "source: {} objects, target: {} objects ({} catalog queries each)",
@@ -194,6 +243,7 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         Some(DataOptions {
             fast: args.fast,
             max_bytes,
+            lock_wait,
         })
     } else {
         None

@@ -8,6 +8,7 @@ use super::project::Project;
 use super::{Globals, confirm, duration_arg};
 use crate::db::apply::{self, ApplyOptions, Event, ResolveRunning, TxMode, Work};
 use crate::db::plan::{self, Plan, Status};
+use crate::db::timeouts::{self, StatementTimeout};
 use crate::db::{ConnectOptions, DbUrl, connect, lock, state};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
@@ -42,10 +43,17 @@ pub struct EngineArgs {
     /// `per-migration`: commit each on its own [default: [apply] tx_mode, else all].
     #[arg(long, value_name = "MODE")]
     pub tx_mode: Option<TxMode>,
-    /// How long one statement may wait for a lock before it gives up and is retried [default: 2s].
+    /// How long one statement may wait for a lock before it gives up and is retried
+    /// [default: 2s]. At least 1ms (0 would wait forever); above 60s only with
+    /// --allow-long-lock-timeout.
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub lock_timeout: Option<Duration>,
-    /// Limit on one statement's run time [default: none].
+    /// Accept a lock timeout above 60s (the app's queries on a table queue behind a statement
+    /// waiting for its lock for that long).
+    #[arg(long)]
+    pub allow_long_lock_timeout: bool,
+    /// Limit on one statement's run time [default: none]. A lower statement_timeout set on the
+    /// database or role (ALTER DATABASE/ROLE ... SET) applies instead.
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub statement_timeout: Option<Duration>,
     /// A statement that runs outside a transaction (a `CALL`, a `DO` block) was running when an
@@ -55,6 +63,9 @@ pub struct EngineArgs {
     pub resolve_running: Option<ResolveRunning>,
 }
 
+/// A lock timeout above this needs `--allow-long-lock-timeout`.
+pub const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Resolved engine settings: flags over pgship.toml over defaults.
 pub struct Settings {
     pub tx_mode: TxMode,
@@ -63,6 +74,9 @@ pub struct Settings {
     pub lock_wait: Duration,
     pub statement_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Once connected: whose `statement_timeout` applies (pgship's or the server's lower one),
+    /// already in `statement_timeout`.
+    pub statement_timeout_from: Option<StatementTimeout>,
 }
 
 impl Settings {
@@ -88,11 +102,18 @@ impl Settings {
             })?,
             (None, None) => TxMode::All,
         };
+        let allow_long =
+            args.engine.allow_long_lock_timeout || f.allow_long_lock_timeout == Some(true);
+        let file_key = |key: &str| format!("{}: [apply] {key}", file_path.display());
         Ok(Settings {
             tx_mode,
             lock_timeout: match args.engine.lock_timeout {
-                Some(d) => d,
-                None => dur(&f.lock_timeout, "lock_timeout", Duration::from_secs(2))?,
+                Some(d) => check_lock_timeout(d, "--lock-timeout", allow_long)?,
+                None => check_lock_timeout(
+                    dur(&f.lock_timeout, "lock_timeout", Duration::from_secs(2))?,
+                    &file_key("lock_timeout"),
+                    allow_long,
+                )?,
             },
             lock_retries: args.lock_retries.or(f.lock_retries).unwrap_or(5),
             lock_wait: match args.lock_wait {
@@ -100,15 +121,36 @@ impl Settings {
                 None => dur(&f.lock_wait, "lock_wait", Duration::from_secs(60))?,
             },
             statement_timeout: match args.engine.statement_timeout {
-                Some(d) => d,
-                None => dur(&f.statement_timeout, "statement_timeout", Duration::ZERO)?,
+                Some(d) => check_statement_timeout(d, "--statement-timeout")?,
+                None => check_statement_timeout(
+                    dur(&f.statement_timeout, "statement_timeout", Duration::ZERO)?,
+                    &file_key("statement_timeout"),
+                )?,
             },
             connect_timeout: dur(
                 &f.connect_timeout,
                 "connect_timeout",
                 Duration::from_secs(10),
             )?,
+            statement_timeout_from: None,
         })
+    }
+
+    /// Take the lower of pgship's and the server's `statement_timeout` (see
+    /// [`crate::db::timeouts`]); returns whether the server's replaces pgship's, in which case
+    /// the session must be opened again with [`Settings::session`].
+    pub fn honour(&mut self, st: StatementTimeout) -> bool {
+        let replaced = st.from_server();
+        self.statement_timeout = st.value;
+        self.statement_timeout_from = Some(st);
+        replaced
+    }
+
+    /// The line saying which `statement_timeout` applies, once known.
+    pub fn statement_timeout_line(&self) -> Option<String> {
+        self.statement_timeout_from
+            .as_ref()
+            .map(StatementTimeout::describe)
     }
 
     /// Session settings sent as startup options.
@@ -124,6 +166,46 @@ impl Settings {
             ),
         ]
     }
+}
+
+/// Refuse a lock timeout that is no limit: under 1ms (PostgreSQL gets 0, which waits forever),
+/// or above [`MAX_LOCK_TIMEOUT`] unless `allow_long`. `origin` names the flag or the key.
+pub fn check_lock_timeout(d: Duration, origin: &str, allow_long: bool) -> Result<Duration> {
+    if d.as_millis() == 0 {
+        return Err(Error::usage(format!(
+            "{origin} must be at least 1ms: PostgreSQL reads a lock_timeout of 0 as no limit, so a \
+             statement of pgship's would wait for its lock for ever while the app's queries on \
+             that table queue behind it"
+        ))
+        .with_hint(
+            "keep it short (the default is 2s): after a lock timeout pgship rolls back and retries \
+             (--lock-retries)",
+        ));
+    }
+    if d > MAX_LOCK_TIMEOUT && !allow_long {
+        return Err(Error::usage(format!(
+            "{origin} {} is above {}: the app's queries on a table would queue behind a statement \
+             of pgship's waiting for its lock for up to that long",
+            format_duration(d),
+            format_duration(MAX_LOCK_TIMEOUT)
+        ))
+        .with_hint(
+            "pass --allow-long-lock-timeout (or set [apply] allow_long_lock_timeout = true) to \
+             accept it, or keep it short and raise --lock-retries",
+        ));
+    }
+    Ok(d)
+}
+
+/// Refuse a statement timeout under 1ms but not zero: PostgreSQL would get 0, no limit.
+pub fn check_statement_timeout(d: Duration, origin: &str) -> Result<Duration> {
+    if !d.is_zero() && d.as_millis() == 0 {
+        return Err(Error::usage(format!(
+            "{origin} is under 1ms, which PostgreSQL would read as 0 (no limit): use 0 for none, \
+             or at least 1ms"
+        )));
+    }
+    Ok(d)
 }
 
 pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
@@ -149,7 +231,7 @@ pub async fn execute(
     args: &Args,
 ) -> Result<ExitCode> {
     let console = globals.console;
-    let settings = Settings::resolve(project, args)?;
+    let mut settings = Settings::resolve(project, args)?;
     let source = &project.source;
     console.step(&format!(
         "{} migrations in {} ({})",
@@ -157,16 +239,30 @@ pub async fn execute(
         source.dir.display(),
         source.kind.as_str()
     ));
-    let opts = ConnectOptions {
+    let mut opts = ConnectOptions {
         connect_timeout: settings.connect_timeout,
         settings: settings.session(),
     };
-    let conn = connect(url, &opts).await?;
+    let mut conn = connect(url, &opts).await?;
+    let st = timeouts::resolve(&conn.client, settings.statement_timeout).await?;
+    let server_set = st.configured.is_some();
+    if settings.honour(st) {
+        // Again as a startup option, so that a migration's RESET keeps the server's limit too.
+        opts.settings = settings.session();
+        conn = connect(url, &opts).await?;
+    }
     console.step(&format!(
         "connected to {} (PostgreSQL {})",
         url.redacted(),
         conn.version.text
     ));
+    if let Some(line) = settings.statement_timeout_line() {
+        if server_set {
+            console.step(&line);
+        } else {
+            console.detail(&line);
+        }
+    }
     for p in &url.ignored {
         console.detail(&format!("URL parameter `{p}` is not used by pgship"));
     }
@@ -301,7 +397,8 @@ async fn locked(
         format!("{} pending migration(s)", names.len()),
         json!({"target": url.redacted(), "server_version": conn.version.text, "source": source.kind.as_str(),
                "dir": source.dir.display().to_string(), "pending": names, "tx_mode": settings.tx_mode,
-               "lock_timeout_ms": settings.lock_timeout.as_millis() as u64, "lock_retries": settings.lock_retries}),
+               "lock_timeout_ms": settings.lock_timeout.as_millis() as u64, "lock_retries": settings.lock_retries,
+               "statement_timeout": settings.statement_timeout_from}),
     );
     for i in &edited {
         journal.log(
@@ -378,7 +475,7 @@ async fn locked(
             )
         }
     };
-    let err_text = failure.as_ref().map(ToString::to_string);
+    let err_text = failure.as_ref().map(|f| failure_text(f, settings));
     let applied_count = i32::try_from(applied.len()).unwrap_or(i32::MAX);
     // A session lost during the run cannot record its result: the run's own failure is what
     // the user must see (the next run marks the row interrupted).
@@ -399,7 +496,8 @@ async fn locked(
     if console.format == Format::Json {
         console.json(&json!({
             "target": url.redacted(), "deployment_id": id, "status": status, "applied": applied,
-            "failure": failure, "log": journal.dir.join("deployment.log").display().to_string(),
+            "failure": failure, "statement_timeout": settings.statement_timeout_from,
+            "log": journal.dir.join("deployment.log").display().to_string(),
         }));
     }
     match failure {
@@ -407,10 +505,12 @@ async fn locked(
             console.ok(&format!("applied {} migration(s) ({id})", applied.len()));
             Ok(code)
         }
-        Some(f) => Err(Error::refused(f.to_string()).with_hint(format!(
-            "the log is in {}",
-            journal.dir.join("deployment.log").display()
-        ))),
+        Some(f) => Err(
+            Error::refused(failure_text(&f, settings)).with_hint(format!(
+                "the log is in {}",
+                journal.dir.join("deployment.log").display()
+            )),
+        ),
     }
 }
 
@@ -460,6 +560,26 @@ async fn interrupted(
         message: msg,
         hint: None,
     }
+}
+
+/// The failure as reported; a statement cancelled by `statement_timeout` says which limit
+/// applied (pgship's or the server's).
+fn failure_text(f: &apply::ApplyFailure, settings: &Settings) -> String {
+    let text = f.to_string();
+    if f.sqlstate.as_deref() != Some("57014") || !f.error.contains("statement timeout") {
+        return text;
+    }
+    let Some(line) = settings.statement_timeout_line() else {
+        return text;
+    };
+    // Right under the server's message, before what was committed.
+    let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    let rest = if rest.is_empty() {
+        String::new()
+    } else {
+        format!("\n{rest}")
+    };
+    format!("{first}\n  the limit that applied: {line}{rest}")
 }
 
 /// Why the target's state stops a run: edited (unless `allow_edited` is `Some(true)`; `None`
@@ -600,13 +720,15 @@ fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<
             attempt,
             retries,
             backoff,
+            blocked_by,
         } => {
             let msg = format!(
-                "{migration} statement {index}: lock timeout; rolled back, retry {attempt}/{retries} in {}",
-                format_duration(backoff)
+                "{migration} statement {index}: lock timeout; rolled back, retry {attempt}/{retries} in {}; {}",
+                format_duration(backoff),
+                crate::db::blockers::describe(blocked_by, 3).join("; ")
             );
             console.warn(&msg);
-            journal.log(phase::DEPLOY, Level::Warn, msg, json!({"migration": migration, "statement": index, "attempt": attempt, "backoff_ms": backoff.as_millis() as u64}));
+            journal.log(phase::DEPLOY, Level::Warn, msg, json!({"migration": migration, "statement": index, "attempt": attempt, "backoff_ms": backoff.as_millis() as u64, "blocked_by": blocked_by}));
         }
         Event::Committed { migrations } => {
             journal.log(
@@ -654,5 +776,50 @@ fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<
         }
         // `migrate` runs without a probe.
         Event::Measured { .. } | Event::RolledBack => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_timeouts_that_are_no_limit_are_refused() {
+        let ms = Duration::from_millis;
+        let e = check_lock_timeout(Duration::ZERO, "--lock-timeout", false).unwrap_err();
+        assert_eq!(e.code, ExitCode::Usage);
+        assert!(
+            e.message.starts_with("--lock-timeout must be at least 1ms"),
+            "{e}"
+        );
+        assert!(check_lock_timeout(Duration::from_micros(400), "k", true).is_err());
+        let e =
+            check_lock_timeout(ms(61_000), "pgship.toml: [apply] lock_timeout", false).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("pgship.toml: [apply] lock_timeout 61s is above 60s"),
+            "{e}"
+        );
+        assert!(e.hint.unwrap().contains("--allow-long-lock-timeout"));
+        assert_eq!(
+            check_lock_timeout(ms(61_000), "k", true).unwrap(),
+            ms(61_000)
+        );
+        assert_eq!(
+            check_lock_timeout(ms(60_000), "k", false).unwrap(),
+            ms(60_000)
+        );
+        assert_eq!(check_lock_timeout(ms(1), "k", false).unwrap(), ms(1));
+    }
+
+    #[test]
+    fn a_statement_timeout_under_a_millisecond_is_refused_but_zero_is_none() {
+        assert!(
+            check_statement_timeout(Duration::from_micros(500), "--statement-timeout").is_err()
+        );
+        assert_eq!(
+            check_statement_timeout(Duration::ZERO, "k").unwrap(),
+            Duration::ZERO
+        );
     }
 }

@@ -68,7 +68,9 @@ pub enum Command {
     /// missing or skipped migrations, and applies what is pending: all in one transaction by
     /// default, statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY, ...) on
     /// their own between committed segments. Every statement runs with lock_timeout and is
-    /// retried with backoff when it times out waiting for a lock.
+    /// retried with backoff when it times out waiting for a lock; a lock timeout names the
+    /// sessions holding the lock. The statement_timeout is pgship's or, when lower, the one set
+    /// on the database or role, and pgship says which applies.
     Migrate(migrate::Args),
     /// Show applied, pending, edited, missing and skipped migrations of a target.
     ///

@@ -164,7 +164,7 @@ pub async fn execute(
         lock_wait: None,
         allow_edited: false,
     };
-    let settings = super::migrate::Settings::resolve(project, &mig_args)?;
+    let mut settings = super::migrate::Settings::resolve(project, &mig_args)?;
     let rf = &project.settings.file.rehearsal;
     let test_cmd = args.test_cmd.clone().or_else(|| rf.test_cmd.clone());
     let test_timeout = match &rf.test_timeout {
@@ -233,6 +233,21 @@ pub async fn execute(
         },
     )
     .await?;
+    // The rehearsal applies with the statement_timeout a deploy will get on this target.
+    let st = crate::db::timeouts::resolve(&conn.client, settings.statement_timeout).await?;
+    let server_set = st.configured.is_some();
+    settings.honour(st);
+    log(
+        &mut journal,
+        phase::PREFLIGHT,
+        if server_set {
+            Level::Info
+        } else {
+            Level::Debug
+        },
+        settings.statement_timeout_line().unwrap_or_default(),
+        json!({"statement_timeout": settings.statement_timeout_from}),
+    );
     let major = conn.version.major();
     let server_version = conn.version.text.clone();
     let dump_tools = tools::find_dump_tools(major).map_err(|e| {

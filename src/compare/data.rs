@@ -13,17 +13,27 @@
 //! transaction (one snapshot for all of its queries), ended with `ROLLBACK`. The clients passed
 //! in must not be inside a transaction.
 //!
+//! Locks: before reading anything, each side takes `ACCESS SHARE` on every table it will read
+//! (the compared tables, their partitions and the tables their foreign keys reference) in one
+//! `LOCK TABLE`, under `lock_timeout` = [`DataOptions::lock_wait`] (5 s by default, as the
+//! sandbox clone waits): a table locked by the application (a migration's `ACCESS EXCLUSIVE`)
+//! makes the comparison give up after that long, naming the tables and the blocking sessions
+//! ([`locked_error`]), instead of queueing silently behind it.
+//!
 //! The SQL builders ([`relation`], [`count_sql`], [`hash_sql`], [`orphans_sql`]) are pure and
 //! shared with the fdw engine, which passes foreign-table names for the target's side; each
 //! returns a whole `SELECT` yielding one row with one column, so it can be run alone or nested
 //! as a scalar subquery `(...)`. Any session that runs [`hash_sql`] must first run
 //! [`TEXT_SETTINGS`], or the two sides may render the same values differently.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use tokio_postgres::types::Json;
 
 use super::SchemaFilter;
+use crate::db::blockers::Blocker;
 use crate::db::{DbError, quote_ident};
 
 /// Settings that fix how values are rendered as text, run (inside the transaction) on every
@@ -42,6 +52,8 @@ pub struct DataOptions {
     /// Tables larger than this (`pg_total_relation_size`, summed over the partitions of a
     /// partitioned table, the larger of both sides) get no content hash.
     pub max_bytes: u64,
+    /// How long to wait for a lock on a table before giving up (`lock_timeout`; at least 1ms).
+    pub lock_wait: Duration,
 }
 
 impl Default for DataOptions {
@@ -49,6 +61,7 @@ impl Default for DataOptions {
         DataOptions {
             fast: false,
             max_bytes: 256 * 1024 * 1024,
+            lock_wait: Duration::from_secs(5),
         }
     }
 }
@@ -242,9 +255,39 @@ struct CatalogFk {
     parent_columns: Vec<String>,
 }
 
+/// The `rels` CTE: the user tables (ordinary and partitioned, partitions included) the filter
+/// keeps. `$1`/`$2`: the schema filter.
+fn rels_cte() -> String {
+    let filter = SchemaFilter::sql("n.nspname", 1, 2);
+    format!(
+        "rels AS (
+           SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind, c.relispartition, c.reltuples
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND {filter}
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                             AND d.objid = c.oid AND d.deptype = 'e'))"
+    )
+}
+
+/// Every table the comparison reads, each once: `oid` and `ONLY "schema"."name"`. The kept
+/// tables, the tables their foreign keys reference, and all their partitions. Reads only the
+/// catalog (no lock on a user table). `$1`/`$2`: the schema filter.
+fn to_lock_sql() -> String {
+    format!(
+        "WITH {} SELECT DISTINCT t.relid::oid, format('ONLY %I.%I', n.nspname, c.relname) \
+         FROM (SELECT r.oid FROM rels r UNION \
+               SELECT k.confrelid FROM pg_constraint k JOIN rels r ON r.oid = k.conrelid \
+               WHERE k.contype = 'f') x \
+         CROSS JOIN LATERAL (SELECT x.oid AS relid UNION \
+                             SELECT p.relid FROM pg_partition_tree(x.oid) p) t \
+         JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') ORDER BY 1",
+        rels_cte()
+    )
+}
+
 /// Tables, their columns and their foreign keys, in one query. `$1`/`$2`: the schema filter.
 fn catalog_sql() -> String {
-    let filter = SchemaFilter::sql("n.nspname", 1, 2);
     let attrs = |what: &str| {
         format!(
             "ARRAY(SELECT {what} FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0 \
@@ -258,12 +301,7 @@ fn catalog_sql() -> String {
         )
     };
     format!(
-        "WITH rels AS (
-           SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind, c.relispartition, c.reltuples
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND {filter}
-             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                             AND d.objid = c.oid AND d.deptype = 'e'))
+        "WITH {}
          SELECT
            (SELECT coalesce(jsonb_agg(t ORDER BY t.schema, t.name), '[]') FROM (
               SELECT r.nspname::text AS schema, r.relname::text AS name, r.relkind AS kind,
@@ -286,6 +324,7 @@ fn catalog_sql() -> String {
               JOIN pg_constraint k ON k.conrelid = r.oid AND k.contype = 'f' AND k.conparentid = 0
               JOIN pg_class pc ON pc.oid = k.confrelid
               JOIN pg_namespace pn ON pn.oid = pc.relnamespace) f)",
+        rels_cte(),
         attrs("a.attname::text"),
         attrs("format_type(a.atttypid, NULL)"),
         key("conkey", "conrelid"),
@@ -481,8 +520,8 @@ async fn run(
     opts: &DataOptions,
 ) -> Result<DataReport, DbError> {
     let (s_cat, t_cat) = tokio::try_join!(
-        catalog(source, Side::Source, filter),
-        catalog(target, Side::Target, filter)
+        catalog(source, Side::Source, filter, opts.lock_wait),
+        catalog(target, Side::Target, filter, opts.lock_wait)
     )?;
     let planned = plan(&s_cat.0, &t_cat.0, opts.max_bytes);
     let ((s_counts, s_orphans), (t_counts, t_orphans)) = tokio::try_join!(
@@ -515,18 +554,23 @@ async fn run(
     })
 }
 
-/// Open the side's read-only snapshot and list its tables and foreign keys.
+/// Open the side's read-only snapshot, lock the tables it will read, and list its tables and
+/// foreign keys.
 async fn catalog(
     client: &Client,
     side: Side,
     filter: &SchemaFilter,
+    lock_wait: Duration,
 ) -> Result<(Vec<CatalogTable>, Vec<CatalogFk>), DbError> {
     client
         .batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {TEXT_SETTINGS}"
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             SET LOCAL lock_timeout = '{}ms'; {TEXT_SETTINGS}",
+            lock_wait.as_millis().max(1)
         ))
         .await
         .map_err(|e| DbError::query(format!("starting a read-only transaction on {side}"), &e))?;
+    lock_tables(client, side, filter, lock_wait).await?;
     let row = client
         .query_one(&catalog_sql(), &[&filter.include, &filter.exclude])
         .await
@@ -534,6 +578,80 @@ async fn catalog(
     let Json(tables): Json<Vec<CatalogTable>> = row.get(0);
     let Json(fks): Json<Vec<CatalogFk>> = row.get(1);
     Ok((tables, fks))
+}
+
+/// Take `ACCESS SHARE` on every table the comparison reads, in one statement, waiting at most
+/// `lock_wait` (the transaction's `lock_timeout`).
+async fn lock_tables(
+    client: &Client,
+    side: Side,
+    filter: &SchemaFilter,
+    lock_wait: Duration,
+) -> Result<(), DbError> {
+    let rows = client
+        .query(&to_lock_sql(), &[&filter.include, &filter.exclude])
+        .await
+        .map_err(|e| DbError::query(format!("listing the tables to read on {side}"), &e))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+    let sql = format!("LOCK TABLE {} IN ACCESS SHARE MODE", items.join(", "));
+    match client.batch_execute(&sql).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            // The transaction is aborted: end it, so the lookup can run on this session.
+            let _ = client.batch_execute("ROLLBACK").await;
+            let oids: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
+            let blockers = read_blockers(client, &oids).await;
+            Err(locked_error(side.as_str(), lock_wait, &blockers))
+        }
+        Err(e) => Err(DbError::query(
+            format!("locking the tables to read on {side}"),
+            &e,
+        )),
+    }
+}
+
+/// The sessions blocking `ACCESS SHARE` on the tables `oids` (empty: on any table), on a
+/// session of that side outside a failed transaction.
+pub(crate) async fn read_blockers(client: &Client, oids: &[u32]) -> Vec<Blocker> {
+    let requests: Vec<(u32, &str)> = if oids.is_empty() {
+        vec![(0, "AccessShareLock")]
+    } else {
+        oids.iter().map(|o| (*o, "AccessShareLock")).collect()
+    };
+    crate::db::blockers::for_requests(client, &requests).await
+}
+
+/// The error for a side (`source`, `target`) that gave up waiting `wait` for a lock on a table
+/// it reads, naming the tables and the sessions blocking them.
+pub(crate) fn locked_error(side: &str, wait: Duration, blockers: &[Blocker]) -> DbError {
+    let mut tables: Vec<&str> = blockers.iter().map(|b| b.relation.as_str()).collect();
+    tables.sort_unstable();
+    tables.dedup();
+    let what = if tables.is_empty() {
+        "a table".to_string()
+    } else {
+        format!(
+            "table{} {}",
+            if tables.len() == 1 { "" } else { "s" },
+            crate::util::fold_list(&tables, 5, 2)
+        )
+    };
+    let mut msg = format!(
+        "compare --data on the {side}: gave up after {} waiting for a lock on {what} (the \
+         comparison reads under ACCESS SHARE locks and does not queue behind the application's)",
+        crate::util::format_duration(wait)
+    );
+    for line in crate::db::blockers::describe(blockers, 5) {
+        msg.push_str(&format!("\n  {line}"));
+    }
+    msg.push_str(
+        "\n  hint: retry when the application's migration or maintenance is done, or raise \
+         --lock-wait-timeout",
+    );
+    DbError::Other(msg)
 }
 
 /// Exact row counts of the planned tables (none unless `exact`), and every foreign key's orphans.

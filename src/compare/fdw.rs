@@ -248,8 +248,13 @@ fn too_old(what: &str, num: u32) -> DbError {
     ))
 }
 
-/// The libpq options of a foreign server for `url`.
-fn server_options(url: &DbUrl) -> Vec<(&'static str, String)> {
+/// The libpq options of a foreign server for `url`; with `lock_wait`, the remote sessions get
+/// it as `lock_timeout` (`--data` reads the remote's tables, and must not queue behind the
+/// application's locks there).
+fn server_options(
+    url: &DbUrl,
+    lock_wait: Option<std::time::Duration>,
+) -> Vec<(&'static str, String)> {
     let mut o = Vec::new();
     if url.hosts.is_empty() {
         o.push(("host", "localhost".to_string()));
@@ -285,6 +290,12 @@ fn server_options(url: &DbUrl) -> Vec<(&'static str, String)> {
     ));
     o.push(("application_name", REMOTE_APPLICATION_NAME.to_string()));
     o.push(("fetch_size", "10000".to_string()));
+    if let Some(wait) = lock_wait {
+        o.push((
+            "options",
+            format!("-c lock_timeout={}", wait.as_millis().max(1)),
+        ));
+    }
     o
 }
 
@@ -307,7 +318,8 @@ async fn run(
             host.url.redacted()
         )));
     }
-    setup(client, &info, name, note, servers).await?;
+    let lock_wait = opts.data.as_ref().map(|d| d.lock_wait);
+    setup(client, &info, name, note, servers, lock_wait).await?;
     let sides = probe(client, name, servers, host.version.num).await?;
     let mut batch = format!("{};\n", sql::SESSION_LIKE_REMOTE);
     batch.push_str(&sql::helper_functions(name, &info.session));
@@ -328,7 +340,7 @@ async fn run(
     let differences = lines::differences(client, rows, servers).await?;
     let data = match &opts.data {
         None => None,
-        Some(d) => Some(data::compare(client, name, &sides, d).await?),
+        Some(d) => Some(data::compare(client, name, &sides, servers, d).await?),
     };
     Ok((differences, data))
 }
@@ -340,6 +352,7 @@ async fn setup(
     name: &str,
     note: &str,
     servers: &[(&'static str, &DbUrl)],
+    lock_wait: Option<std::time::Duration>,
 ) -> Result<(), DbError> {
     let ns = quote_ident(name);
     let mut batch = format!(
@@ -354,7 +367,7 @@ async fn setup(
     }
     for (prefix, url) in servers {
         let server = quote_ident(&server_name(name, prefix, servers.len()));
-        let options: Vec<String> = server_options(url)
+        let options: Vec<String> = server_options(url, lock_wait)
             .iter()
             .map(|(k, v)| format!("{k} {}", quote_literal(v)))
             .collect();
@@ -596,7 +609,7 @@ mod tests {
             "postgres://app:s3cret@db.example.com:6543/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem",
         )
         .unwrap();
-        let o = server_options(&u);
+        let o = server_options(&u, None);
         let get = |k: &str| o.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("host"), Some("db.example.com"));
         assert_eq!(get("port"), Some("6543"));
@@ -605,5 +618,8 @@ mod tests {
         assert_eq!(get("sslrootcert"), Some("/etc/ca.pem"));
         assert!(!format!("{o:?}").contains("s3cret"));
         assert_eq!(crate::db::child::user_of(&u), "app");
+        assert_eq!(get("options"), None);
+        let o = server_options(&u, Some(std::time::Duration::from_secs(5)));
+        assert!(o.contains(&("options", "-c lock_timeout=5000".to_string())));
     }
 }

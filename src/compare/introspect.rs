@@ -224,7 +224,24 @@ pub async fn introspect(client: &Client, filter: &SchemaFilter) -> Result<Model,
         .map_err(|e| DbError::query(ctx, &e))?;
     let result = run_queries(client, filter).await;
     let _ = client.batch_execute("ROLLBACK").await;
-    build(result.map_err(|e| DbError::query(ctx, &e))?)
+    match result {
+        Ok(rows) => build(rows),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            Err(locked(client, ctx, &e).await)
+        }
+        Err(e) => Err(DbError::query(ctx, &e)),
+    }
+}
+
+/// A catalog query gave up waiting for a table's lock (the session's `lock_timeout`): name who
+/// holds it. The functions that print definitions take `ACCESS SHARE` on the table.
+async fn locked(client: &Client, ctx: &str, e: &tokio_postgres::Error) -> DbError {
+    let blockers = crate::db::blockers::for_requests(client, &[(0, "AccessShareLock")]).await;
+    let mut msg = format!("{ctx}: {}", crate::db::describe(e));
+    for line in crate::db::blockers::describe(&blockers, 5) {
+        msg.push_str(&format!("\n  {line}"));
+    }
+    DbError::Other(msg)
 }
 
 async fn run_queries(

@@ -101,6 +101,8 @@ pub struct RehearsalFile {
 pub struct CompareFile {
     /// Tables larger than this get no content hash with `--data` (e.g. `256MB`).
     pub data_max_size: Option<String>,
+    /// `--data` gives up on a locked table after this (default `5s`).
+    pub lock_wait_timeout: Option<String>,
 }
 
 /// `[migrations]`: where the migrations are and how their state is kept.
@@ -123,7 +125,10 @@ pub struct MigrationsFile {
 pub struct ApplyFile {
     /// `all` (default) or `per-migration`.
     pub tx_mode: Option<String>,
+    /// At least 1ms (0 would wait forever); above 60s needs `allow_long_lock_timeout`.
     pub lock_timeout: Option<String>,
+    /// Accept a `lock_timeout` above 60s.
+    pub allow_long_lock_timeout: Option<bool>,
     pub statement_timeout: Option<String>,
     pub lock_retries: Option<u32>,
     pub lock_wait: Option<String>,

@@ -5,6 +5,7 @@
 //! No error produced here carries a password: URLs are shown only in redacted form.
 
 pub mod apply;
+pub mod blockers;
 pub mod child;
 pub mod connect;
 pub mod lock;
@@ -12,6 +13,7 @@ pub mod measure;
 pub mod plan;
 pub mod preflight;
 pub mod state;
+pub mod timeouts;
 pub mod tls;
 pub mod tools;
 pub mod url;

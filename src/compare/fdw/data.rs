@@ -14,6 +14,11 @@
 //! - remote columns of built-in types are read as their type (so they render as the local
 //!   side's do); columns of other types are read as their text, which renders alike unless
 //!   the remote's `bytea_output` or `lc_monetary` differ from the local settings.
+//!
+//! Locks: the local side reads under `lock_timeout` = [`DataOptions::lock_wait`] (set after a
+//! savepoint), each remote's postgres_fdw session gets the same `lock_timeout` as a server
+//! option; a lock timeout on either rolls back to the savepoint and names the blocking
+//! sessions, read on the local session or on a direct connection to the remote.
 
 use std::collections::HashMap;
 
@@ -24,9 +29,31 @@ use tokio_postgres::types::Json;
 use super::sql::{self, Origin, SideSql};
 use crate::compare::data::{
     Contents, DataOptions, DataReport, Orphans, Side, TEXT_SETTINGS, TableData, count_sql,
-    hash_sql, orphans_sql, relation,
+    hash_sql, locked_error, orphans_sql, read_blockers, relation,
 };
-use crate::db::{DbError, quote_ident};
+use crate::db::{ConnectOptions, DbError, DbUrl, connect, quote_ident};
+
+/// Why the data comparison stopped: a lock it gave up waiting for (named afterwards, when the
+/// transaction is usable again), or any other error.
+enum Failed {
+    Locked(tokio_postgres::Error),
+    Db(DbError),
+}
+
+impl From<DbError> for Failed {
+    fn from(e: DbError) -> Self {
+        Failed::Db(e)
+    }
+}
+
+/// A failed query: a lock timeout is kept for [`locked`], anything else described with `what`.
+fn fail(e: tokio_postgres::Error, what: String) -> Failed {
+    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+        Failed::Locked(e)
+    } else {
+        Failed::Db(DbError::query(what, &e))
+    }
+}
 
 /// A table of one side: those compared, and those their foreign keys reference.
 #[derive(Debug, Clone, Deserialize)]
@@ -162,21 +189,96 @@ fn catalog_sql(side: &SideSql) -> String {
 }
 
 /// Compare the data of the two sides, in the engine's transaction (see the module docs).
+/// `servers` are the remote sides' URLs by prefix, to name who blocks a lock there.
 pub(super) async fn compare(
     client: &Client,
     ns: &str,
     sides: &[SideSql],
+    servers: &[(&'static str, &DbUrl)],
     opts: &DataOptions,
 ) -> Result<DataReport, DbError> {
+    client
+        .batch_execute(&format!(
+            "SAVEPOINT pgship_data; SET LOCAL lock_timeout = '{}ms'",
+            opts.lock_wait.as_millis().max(1)
+        ))
+        .await
+        .map_err(|e| DbError::query("fdw engine: bounding the lock wait", &e))?;
+    let mut oids: Vec<Vec<u32>> = vec![Vec::new(); sides.len()];
+    match compare_locked(client, ns, sides, opts, &mut oids).await {
+        Ok(report) => Ok(report),
+        Err(Failed::Db(e)) => Err(e),
+        Err(Failed::Locked(e)) => Err(locked(client, sides, servers, &oids, opts, &e).await),
+    }
+}
+
+/// The error for a lock timeout `e`: on the local side, or (the error came through
+/// postgres_fdw) on a remote, whose blockers are read on a direct connection to it.
+async fn locked(
+    client: &Client,
+    sides: &[SideSql],
+    servers: &[(&'static str, &DbUrl)],
+    oids: &[Vec<u32>],
+    opts: &DataOptions,
+    e: &tokio_postgres::Error,
+) -> DbError {
+    let _ = client
+        .batch_execute("ROLLBACK TO SAVEPOINT pgship_data")
+        .await;
+    let remote = e
+        .as_db_error()
+        .and_then(|d| d.where_())
+        .is_some_and(|w| w.contains("remote SQL command"));
+    let mut first = None;
+    for (i, side) in sides.iter().enumerate() {
+        let label = if side.prefix == "s_" {
+            "source"
+        } else {
+            "target"
+        };
+        let blockers = match (&side.origin, remote) {
+            (Origin::Local { .. }, false) => read_blockers(client, &oids[i]).await,
+            (Origin::Remote { .. }, true) => {
+                let Some((_, url)) = servers.iter().find(|(p, _)| *p == side.prefix) else {
+                    continue;
+                };
+                match connect(url, &ConnectOptions::default()).await {
+                    Ok(conn) => read_blockers(&conn.client, &oids[i]).await,
+                    Err(_) => Vec::new(),
+                }
+            }
+            _ => continue,
+        };
+        // With two remotes the error does not say which one: the one with blockers.
+        if !blockers.is_empty() {
+            return locked_error(label, opts.lock_wait, &blockers);
+        }
+        first.get_or_insert(label);
+    }
+    locked_error(first.unwrap_or("source or target"), opts.lock_wait, &[])
+}
+
+/// [`compare`] under the bounded lock wait; `oids` gets each side's table OIDs once known.
+async fn compare_locked(
+    client: &Client,
+    ns: &str,
+    sides: &[SideSql],
+    opts: &DataOptions,
+    oids: &mut [Vec<u32>],
+) -> Result<DataReport, Failed> {
     let selects: Vec<String> = sides.iter().map(catalog_sql).collect();
     let row = client
         .query_one(&format!("SELECT {}", selects.join(", ")), &[])
         .await
-        .map_err(|e| DbError::query("fdw engine: listing tables and foreign keys", &e))?;
+        .map_err(|e| fail(e, "fdw engine: listing tables and foreign keys".into()))?;
     let mut catalogs = Vec::new();
     for (i, side) in sides.iter().enumerate() {
         let Json(tables): Json<Vec<Table>> = row.get(2 * i);
         let Json(fks): Json<Vec<Fk>> = row.get(2 * i + 1);
+        oids[i] = tables
+            .iter()
+            .filter_map(|t| u32::try_from(t.oid).ok())
+            .collect();
         catalogs.push(Catalog {
             side,
             tables: tables.into_iter().map(|t| (t.oid, t)).collect(),
@@ -321,7 +423,7 @@ async fn measure(
     t: &Catalog<'_>,
     p: &Planned,
     opts: &DataOptions,
-) -> Result<TableData, DbError> {
+) -> Result<TableData, Failed> {
     if let Some(why) = &p.uncountable {
         return Ok(TableData {
             table: p.table.clone(),
@@ -340,9 +442,7 @@ async fn measure(
         let row = client
             .query_one(&both(count_sql(&sr), count_sql(&tr)), &[])
             .await
-            .map_err(|e| {
-                DbError::query(format!("fdw engine: counting the rows of {}", p.table), &e)
-            })?;
+            .map_err(|e| fail(e, format!("fdw engine: counting the rows of {}", p.table)))?;
         (row.get(0), row.get(1))
     };
     let mut notes = Vec::new();
@@ -355,9 +455,9 @@ async fn measure(
             )
             .await
             .map_err(|e| {
-                DbError::query(
+                fail(
+                    e,
                     format!("fdw engine: hashing the contents of {}", p.table),
-                    &e,
                 )
             })?;
         if !p.left_out.is_empty() {
@@ -398,7 +498,7 @@ async fn orphan_count(
     cat: &Catalog<'_>,
     side: Side,
     fk: &Fk,
-) -> Result<Orphans, DbError> {
+) -> Result<Orphans, Failed> {
     let constraint = format!("{}.{}.{}", fk.schema, fk.table_name, fk.name);
     let query = orphans_sql(
         &cat.rel(ns, fk.oid),
@@ -407,9 +507,9 @@ async fn orphan_count(
         &fk.parent_columns,
     );
     let row = client.query_one(&query, &[]).await.map_err(|e| {
-        DbError::query(
+        fail(
+            e,
             format!("fdw engine: counting orphans of {constraint} on {side}"),
-            &e,
         )
     })?;
     Ok(Orphans {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use super::blockers::Blocker;
 use super::measure::{self, Measurement};
 use super::state::{self, RecordRow, StateTable};
 use super::{describe_db, plan::version_of};
@@ -85,6 +86,8 @@ pub enum Event<'a> {
         attempt: u32,
         retries: u32,
         backoff: Duration,
+        /// Who holds the lock it waited for (see [`super::blockers`]).
+        blocked_by: &'a [Blocker],
     },
     Committed {
         migrations: Vec<String>,
@@ -155,6 +158,8 @@ pub struct ApplyFailure {
     /// Invalid indexes dropped after a failed concurrent build.
     pub dropped_invalid_indexes: Vec<String>,
     pub lock_timeout: bool,
+    /// After a lock timeout: who held the lock (see [`super::blockers`]).
+    pub blocked_by: Vec<Blocker>,
     /// The text of the failing statement (trimmed).
     pub sql: String,
 }
@@ -168,6 +173,9 @@ impl std::fmt::Display for ApplyFailure {
         )?;
         if self.lock_timeout {
             write!(f, "\n  gave up waiting for a lock after every retry")?;
+            for line in super::blockers::describe(&self.blocked_by, 5) {
+                write!(f, "\n  {line}")?;
+            }
         }
         for idx in &self.dropped_invalid_indexes {
             write!(
@@ -246,6 +254,7 @@ pub async fn apply_probed(
                     not_committed: work.iter().map(|w| w.migration.name.clone()).collect(),
                     dropped_invalid_indexes: Vec::new(),
                     lock_timeout: false,
+                    blocked_by: Vec::new(),
                     sql: String::new(),
                 }));
             }
@@ -329,6 +338,7 @@ fn refused_control(work: &[Work<'_>]) -> Option<Box<ApplyFailure>> {
         not_committed: work.iter().map(|w| w.migration.name.clone()).collect(),
         dropped_invalid_indexes: Vec::new(),
         lock_timeout: false,
+        blocked_by: Vec::new(),
         sql: stmt.sql.trim().to_string(),
     }))
 }
@@ -372,6 +382,7 @@ impl Run<'_> {
                     let _ = self.client.batch_execute("ROLLBACK").await;
                     on_event(Event::RolledBack);
                     self.durations = saved;
+                    let blocked_by = self.blocked_by(&e).await;
                     if e.is_lock_timeout() && attempt < self.opts.lock_retries {
                         attempt += 1;
                         let delay = backoff(self.opts.backoff, attempt);
@@ -382,13 +393,16 @@ impl Run<'_> {
                                 attempt,
                                 retries: self.opts.lock_retries,
                                 backoff: delay,
+                                blocked_by: &blocked_by,
                             });
                         }
                         tokio::time::sleep(delay).await;
                         continue;
                     }
                     let attempts_exhausted = e.is_lock_timeout();
-                    return Err(self.failure(e, ops, attempts_exhausted, Vec::new()));
+                    let mut f = self.failure(e, ops, attempts_exhausted, Vec::new());
+                    f.blocked_by = blocked_by;
+                    return Err(f);
                 }
             }
         }
@@ -659,6 +673,7 @@ impl Run<'_> {
                 Err(e) => {
                     let left = self.new_invalid_indexes(&before).await;
                     let dropped = self.drop_indexes(&left, on_event).await;
+                    let blocked_by = self.blocked_by(&e).await;
                     if e.is_lock_timeout() && attempt < self.opts.lock_retries {
                         attempt += 1;
                         let delay = backoff(self.opts.backoff, attempt);
@@ -668,6 +683,7 @@ impl Run<'_> {
                             attempt,
                             retries: self.opts.lock_retries,
                             backoff: delay,
+                            blocked_by: &blocked_by,
                         });
                         tokio::time::sleep(delay).await;
                         continue;
@@ -676,7 +692,9 @@ impl Run<'_> {
                     // It failed, so it did not commit: the intent is cleared (best effort; a
                     // stale one only makes the next run check the catalog).
                     let _ = self.record(work, false, stmt, None).await;
-                    return Err(self.failure(e, &[op], exhausted, dropped));
+                    let mut f = self.failure(e, &[op], exhausted, dropped);
+                    f.blocked_by = blocked_by;
+                    return Err(f);
                 }
             }
         }
@@ -796,6 +814,21 @@ impl Run<'_> {
         dropped
     }
 
+    /// Who holds the lock `e` gave up waiting for; nobody unless it is a lock timeout. Run
+    /// after the failed transaction's ROLLBACK.
+    async fn blocked_by(&self, e: &OpError) -> Vec<Blocker> {
+        if !e.is_lock_timeout() {
+            return Vec::new();
+        }
+        let sql = match e {
+            OpError::Statement { work, stmt, .. } => {
+                self.work[*work].migration.statements[*stmt].sql.as_str()
+            }
+            OpError::State { .. } => "",
+        };
+        super::blockers::after_timeout(self.client, sql, e.pg()).await
+    }
+
     fn base_failure(&self, work: usize, stmt: usize, dropped: Vec<String>) -> ApplyFailure {
         let m = self.work[work].migration;
         let s = &m.statements[stmt];
@@ -821,6 +854,7 @@ impl Run<'_> {
             not_committed,
             dropped_invalid_indexes: dropped,
             lock_timeout: false,
+            blocked_by: Vec::new(),
             sql: s.sql.trim().to_string(),
         }
     }
