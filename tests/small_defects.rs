@@ -1,0 +1,236 @@
+//! Smaller defects of issue 13, as a user meets them: a drizzle folder whose journal was lost,
+//! `status --exit-code` as a CI gate, names in `compare`'s text report, `.env.local` parse
+//! errors, and what a `plan` killed with SIGKILL leaves for `sandbox list` and `sandbox gc`.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+// ---- a drizzle folder without its journal ----
+
+#[test]
+fn a_drizzle_folder_without_its_journal_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("drizzle");
+    write(&dir, "0000_init.sql", "CREATE TABLE a (id int);");
+    write(&dir, "0001_more.sql", "CREATE TABLE b (id int);");
+    write(&dir, "meta/0000_snapshot.json", "{}");
+    write(&dir, "meta/0001_snapshot.json", "{}");
+    let err = pgship::source::detect(&dir).unwrap_err().to_string();
+    assert!(err.starts_with(&dir.display().to_string()), "{err}");
+    assert!(err.contains("no meta/_journal.json"), "{err}");
+    assert!(err.contains("0000_snapshot.json and 1 more"), "{err}");
+
+    // An empty meta/ or one without drizzle-kit's JSON is no trace of drizzle.
+    let plain = tmp.path().join("plain");
+    write(&plain, "001_a.sql", "CREATE TABLE a (id int);");
+    std::fs::create_dir_all(plain.join("meta")).unwrap();
+    assert_eq!(
+        pgship::source::detect(&plain).unwrap(),
+        pgship::source::SourceKind::Sql
+    );
+    write(&plain, "meta/notes.txt", "x");
+    assert_eq!(
+        pgship::source::detect(&plain).unwrap(),
+        pgship::source::SourceKind::Sql
+    );
+    // With the journal back it is a drizzle folder again.
+    write(
+        &dir,
+        "meta/_journal.json",
+        &std::fs::read_to_string(fixture("drizzle-app/drizzle/meta/_journal.json")).unwrap(),
+    );
+    assert_eq!(
+        pgship::source::detect(&dir).unwrap(),
+        pgship::source::SourceKind::Drizzle
+    );
+}
+
+#[test]
+fn status_on_a_drizzle_folder_without_its_journal_refuses_and_changes_nothing() {
+    let Some(db) = TestDb::new() else { return };
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().join("migrations");
+    write(&dir, "0000_init.sql", "CREATE TABLE a (id int);");
+    write(&dir, "meta/0000_snapshot.json", "{}");
+    for cmd in ["status", "migrate"] {
+        let out = run(pgship(project.path()).args([cmd, &db.url]));
+        assert_eq!(out.code, 2, "{cmd}: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("migrations") && out.stderr.contains("no meta/_journal.json"),
+            "{cmd}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(db.scalar("SELECT to_regclass('public.a')::text"), None);
+    assert_eq!(db.scalar("SELECT to_regnamespace('pgship')::text"), None);
+}
+
+// ---- status --exit-code ----
+
+fn status(project: &Path, url: &str, gate: bool) -> (i32, Value) {
+    let mut cmd = pgship(project);
+    cmd.args(["status", url, "--format", "json"]);
+    if gate {
+        cmd.arg("--exit-code");
+    }
+    let out = run(&mut cmd);
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
+    (out.code, v)
+}
+
+fn migrate(project: &Path, url: &str) -> Out {
+    run(pgship(project).args(["migrate", url]))
+}
+
+#[test]
+fn status_exit_code_gates_on_edited_missing_skipped_and_partial() {
+    let Some(db) = TestDb::new() else { return };
+    let project = sql_project(&[("1_a.sql", "CREATE TABLE a (id int);\n")]);
+    let p = project.path();
+    let dir = p.join("migrations");
+    // Pending only: clean.
+    assert_eq!(status(p, &db.url, true).0, 0);
+    let out = migrate(p, &db.url);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (code, v) = status(p, &db.url, true);
+    assert_eq!((code, &v["clean"]), (0, &Value::Bool(true)));
+
+    // Edited: 1 with --exit-code, 0 without.
+    std::fs::write(dir.join("1_a.sql"), "CREATE TABLE a (id bigint);\n").unwrap();
+    let (code, v) = status(p, &db.url, true);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["edited"][0]["name"], "1_a");
+    assert_eq!(v["clean"], false);
+    assert_eq!(status(p, &db.url, false).0, 0);
+    let text = run(pgship(p).args(["status", &db.url, "--exit-code"]));
+    assert_eq!(text.code, 1, "{}", text.stderr);
+    assert!(text.stdout.contains("EDITED"), "{}", text.stdout);
+    std::fs::write(dir.join("1_a.sql"), "CREATE TABLE a (id int);\n").unwrap();
+
+    // Missing: the applied file is gone.
+    std::fs::rename(dir.join("1_a.sql"), p.join("1_a.sql")).unwrap();
+    std::fs::write(dir.join("2_b.sql"), "CREATE TABLE b (id int);\n").unwrap();
+    let (code, v) = status(p, &db.url, true);
+    assert_eq!(
+        (code, v["missing"][0]["name"].as_str()),
+        (1, Some("1_a")),
+        "{v}"
+    );
+    std::fs::rename(p.join("1_a.sql"), dir.join("1_a.sql")).unwrap();
+    std::fs::remove_file(dir.join("2_b.sql")).unwrap();
+
+    // Skipped: 3 applied, then 2 appears before it.
+    std::fs::write(dir.join("3_c.sql"), "CREATE TABLE c (id int);\n").unwrap();
+    assert_eq!(migrate(p, &db.url).code, 0);
+    assert_eq!(status(p, &db.url, true).0, 0);
+    std::fs::write(dir.join("2_b.sql"), "CREATE TABLE b (id int);\n").unwrap();
+    let (code, v) = status(p, &db.url, true);
+    assert_eq!(
+        (code, v["skipped"][0]["name"].as_str()),
+        (1, Some("2_b")),
+        "{v}"
+    );
+}
+
+#[test]
+fn status_exit_code_gates_on_a_partially_applied_migration() {
+    let Some(db) = TestDb::new() else { return };
+    // The file commits its first statement itself, then fails.
+    let project = sql_project(&[(
+        "1_half.sql",
+        "CREATE TABLE half (id int);\nCOMMIT;\nSELECT 1/0;\n",
+    )]);
+    let p = project.path();
+    let out = migrate(p, &db.url);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let (code, v) = status(p, &db.url, true);
+    assert_eq!(v["partial"][0]["name"], "1_half", "{v}");
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(status(p, &db.url, false).0, 0);
+}
+
+// ---- compare: names quoted in text, raw in JSON ----
+
+#[test]
+fn compare_text_quotes_names_that_need_it_and_json_keeps_them_raw() {
+    let Some(source) = TestDb::new() else { return };
+    let Some(target) = TestDb::new() else { return };
+    let setup = "CREATE TABLE plain (id int);
+                 CREATE TABLE \"a.b\" (\"c d\" int, \"Total\" int, \"user\" int, ok int);
+                 CREATE SCHEMA \"My App\";
+                 CREATE TABLE \"My App\".\"order\" (id int);";
+    source.query(setup);
+    target.query("CREATE TABLE plain (id int); CREATE TABLE \"a.b\" (ok int);");
+    let project = tempfile::tempdir().unwrap();
+    let out = run(pgship(project.path()).args(["compare", &source.url, &target.url]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = &out.stdout;
+    for want in [
+        "\npublic.\"a.b\"\n",
+        "+ column-added public.\"a.b\".\"c d\" integer",
+        "+ column-added public.\"a.b\".\"Total\" integer",
+        "+ column-added public.\"a.b\".\"user\" integer",
+        "+ schema-added \"My App\"",
+        "+ table-added \"My App\".\"order\"",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    assert!(!text.contains("plain"), "no difference on `plain`:\n{text}");
+
+    let out =
+        run(pgship(project.path()).args(["compare", &source.url, &target.url, "--format", "json"]));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let lines: Vec<&str> = v["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["line"].as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&"column-added public.a.b.c d integer"),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"table-added My App.order"), "{lines:?}");
+    assert!(
+        v["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["object"] == "public.a.b.Total"),
+        "{v}"
+    );
+}
+
+// ---- .env.local parse errors ----
+
+#[test]
+fn an_env_local_parse_error_names_the_file_line_and_variable() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join(".env.local"),
+        "# local settings\nDEV_POSTGRES_URL=postgres://u@h/db\n\nDATABASE_URL=postgres://u:s3cret@h/db trailing\n",
+    )
+    .unwrap();
+    std::fs::create_dir(project.path().join("migrations")).unwrap();
+    let out = run(pgship(project.path()).args(["status", "local"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains(".env.local"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("line 4 (DATABASE_URL)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("s3cret"), "{}", out.stderr);
+    assert!(!out.stderr.contains("byte"), "{}", out.stderr);
+}
