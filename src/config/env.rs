@@ -219,7 +219,8 @@ mod tests {
 
     #[test]
     fn parse_reads_what_dotenvy_reads() {
-        let pairs = parse(b"\xEF\xBB\xBFA=1\nexport B='two words'\n# c\nC=\"x\ny\" # note\nD=\n").unwrap();
+        let pairs =
+            parse(b"\xEF\xBB\xBFA=1\nexport B='two words'\n# c\nC=\"x\ny\" # note\nD=\n").unwrap();
         assert_eq!(
             pairs,
             vec![
