@@ -234,3 +234,186 @@ fn an_env_local_parse_error_names_the_file_line_and_variable() {
     assert!(!out.stderr.contains("s3cret"), "{}", out.stderr);
     assert!(!out.stderr.contains("byte"), "{}", out.stderr);
 }
+
+// ---- a plan killed with SIGKILL, then `sandbox list` and `sandbox gc` ----
+
+/// Every path under `dir`, relative, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The folder of the temp root named `<prefix><pid>-...` holding `inside` (a file name prefix,
+/// or "" for any folder).
+fn run_folder(root: &Path, prefix: &str, pid: u32, inside: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{prefix}{pid}-")))
+                && std::fs::read_dir(p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|f| f.file_name().to_string_lossy().starts_with(inside))
+        })
+}
+
+/// Processes whose command line names `dir` or a path inside it.
+fn processes_in(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle))
+        .collect()
+}
+
+#[test]
+fn a_plan_killed_mid_rehearsal_leaves_an_orphan_that_list_shows_and_gc_removes_entirely() {
+    use std::io::BufRead;
+    let Some(target) = TestDb::new() else { return };
+    target.query("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);");
+    let project = sql_project(&[
+        ("1_a.sql", "CREATE TABLE a (id int);\n"),
+        (
+            "2_slow.sql",
+            "SELECT pg_sleep(30);\nCREATE TABLE b (id int);\n",
+        ),
+    ]);
+    // A private TMPDIR the cluster's unprivileged user can enter: pgship's temp root only.
+    let tmp = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = tmp.path().join("pgship");
+    let before = entries(tmp.path());
+    let cli = |args: &[&str]| run(pgship(project.path()).env("TMPDIR", tmp.path()).args(args));
+
+    let mut child = pgship(project.path())
+        .env("TMPDIR", tmp.path())
+        .args(["plan", &target.url, "--sandbox", "local"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Mid-rehearsal: the sandbox is up, the rollback's schema dump of the target is written,
+    // and the slow migration runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut log = Vec::new();
+    let (cluster, dump_dir) = loop {
+        log.extend(rx.try_iter());
+        let rehearsing = log.iter().any(|l| l.contains("sandbox before:"));
+        let cluster = run_folder(&root, "cluster-", pid, "data")
+            .filter(|c| c.join("data/postmaster.pid").exists());
+        let dump = run_folder(&root, "clone-", pid, "schema-");
+        if let (true, Some(c), Some(d)) = (rehearsing, cluster, dump) {
+            break (c, d);
+        }
+        assert!(
+            std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "the plan never got mid-rehearsal:\n{}",
+            log.join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // What the kill leaves: the server running, the registry record, the schema dump.
+    let postmaster: u32 = std::fs::read_to_string(cluster.join("data/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        pgship::cluster::process_alive(postmaster),
+        "the server runs on"
+    );
+    assert!(!processes_in(&cluster).is_empty());
+    assert!(dump_dir.exists());
+
+    let listed = cli(&["sandbox", "list"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed
+            .stdout
+            .contains(&format!("ORPHANED: its run (pid {pid}) is gone"))
+            && listed
+                .stdout
+                .contains(&format!("its server (pid {postmaster}) still runs")),
+        "{}",
+        listed.stdout
+    );
+    let listed = cli(&["sandbox", "list", "--format", "json"]);
+    let v: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["state"], "orphaned");
+    assert_eq!(v[0]["strategy"], "local");
+    assert_eq!(v[0]["pid"], pid);
+    assert_eq!(v[0]["server"]["pid"], postmaster);
+    assert_eq!(v[0]["dir"], cluster.display().to_string());
+
+    let gc = cli(&["sandbox", "gc"]);
+    assert_eq!(gc.code, 0, "{}\n{}", gc.stdout, gc.stderr);
+    assert!(
+        gc.stdout.contains(&cluster.display().to_string())
+            && gc.stdout.contains(&format!(
+                "removed temp folder {} of pid {pid}",
+                dump_dir.display()
+            )),
+        "{}",
+        gc.stdout
+    );
+    // Nothing of the run is left: no file in the temp folder (pgship's root and its registry
+    // folder stay, empty), no process of its cluster.
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let mut want = before.clone();
+    want.extend(["pgship".to_string(), format!("pgship/sandboxes-{uid}")]);
+    want.sort();
+    assert_eq!(entries(tmp.path()), want);
+    assert!(!pgship::cluster::process_alive(postmaster));
+    assert_eq!(processes_in(&cluster), Vec::<String>::new());
+    // The plan never changed the target.
+    assert_eq!(target.scalar("SELECT to_regclass('public.a')::text"), None);
+
+    let again = cli(&["sandbox", "gc"]);
+    assert_eq!(again.stdout.trim(), "nothing to remove", "{}", again.stdout);
+    let listed = cli(&["sandbox", "list"]);
+    assert_eq!(
+        listed.stdout.trim(),
+        "no kept sandboxes",
+        "{}",
+        listed.stdout
+    );
+}
