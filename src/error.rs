@@ -16,6 +16,10 @@ pub enum ExitCode {
     Refused = 1,
     /// Usage, configuration, connection or internal error.
     Usage = 2,
+    /// Interrupted by SIGINT (what was committed is recorded and said).
+    Interrupted = 130,
+    /// Interrupted by SIGTERM.
+    Terminated = 143,
 }
 
 /// What went wrong, with the exit code it maps to.

@@ -28,6 +28,7 @@ pub mod lint;
 pub mod rehearse;
 pub mod rollback;
 pub mod sandbox;
+pub mod signals;
 pub mod source;
 pub mod util;
 

@@ -104,13 +104,24 @@ fn exec_batch(url: &str, sql: &str) -> Result<(), String> {
     })
 }
 
-/// Run `pgship compare <source> <target> <extra..>` from an empty project folder, with a
-/// time limit. Returns (exit code, stdout, stderr).
+/// Run `pgship compare <source> <target> <extra..>` from an empty project folder (no migration
+/// SQL, so renames are removed plus added), with a time limit. Returns (exit code, stdout,
+/// stderr).
 fn compare(source: &str, target: &str, extra: &[&str]) -> Result<(i32, String, String), String> {
     let project = tempfile::tempdir().unwrap();
+    compare_in(project.path(), source, target, extra)
+}
+
+/// [`compare`] run from the folder `project`.
+fn compare_in(
+    project: &Path,
+    source: &str,
+    target: &str,
+    extra: &[&str],
+) -> Result<(i32, String, String), String> {
     let out_dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (out_dir.path().join("stdout"), out_dir.path().join("stderr"));
-    let mut child = pgship(project.path())
+    let mut child = pgship(project)
         .args(["compare", source, target])
         .args(extra)
         .stdin(Stdio::null())
@@ -479,4 +490,51 @@ fn compare_reports_the_drizzle_fixture_changes() {
     let lines = report_lines(&stdout, &[], &mut errors).expect("a JSON report");
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     assert!(lines.is_empty(), "{lines:?}");
+}
+
+#[test]
+fn compare_reads_renames_from_the_migrations_pending_on_the_target() {
+    // The same two databases as above, compared from the project whose migrations the target
+    // has not all applied: 0002 renames users.full_name, so it is a rename, not a removal.
+    let Some(source) = TestDb::new() else { return };
+    let target = TestDb::new().expect("a second database");
+    let full = drizzle_project_cut_to(4);
+    migrate(full.path(), &source.url);
+    migrate(drizzle_project_cut_to(2).path(), &target.url);
+
+    let (code, stdout, stderr) =
+        compare_in(full.path(), &source.url, &target.url, &["--format", "json"]).unwrap();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let mut errors = Vec::new();
+    let lines = report_lines(&stdout, &[], &mut errors).expect("a JSON report");
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let expected = parse_expected(
+        "column-renamed public.users.full_name -> display_name
+         breaking column-renamed public.users.full_name -> display_name
+         column-removed public.orders.total_cents
+         breaking column-removed public.orders.total_cents",
+    );
+    assert_eq!(lines, expected);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let renamed = v["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "column-renamed")
+        .unwrap();
+    assert_eq!(renamed["object"], "public.users.display_name");
+    assert_eq!(renamed["policy"], "warn");
+
+    // Nothing pending on the source: no SQL explains the difference the other way round, so
+    // the column the source lacks is removed plus added.
+    let (code, stdout, stderr) =
+        compare_in(full.path(), &target.url, &source.url, &["--format", "json"]).unwrap();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let lines = report_lines(&stdout, &[], &mut errors).expect("a JSON report");
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert!(
+        lines.contains("column-removed public.users.display_name")
+            && lines.contains("column-added public.users.full_name text"),
+        "{lines:?}"
+    );
 }

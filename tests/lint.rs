@@ -259,3 +259,249 @@ fn pending_and_database_modes_use_the_target() {
     assert_eq!(v["files"], 2);
     assert!(findings_of(&v, "002_index").is_empty(), "{v}");
 }
+
+/// Write a drizzle-kit folder at `dir`: `meta/_journal.json` listing `entries` (tag, SQL) in
+/// the order given, and each `<tag>.sql`.
+fn drizzle_folder(dir: &std::path::Path, entries: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("meta")).unwrap();
+    let listed: Vec<Value> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (tag, sql))| {
+            std::fs::write(dir.join(format!("{tag}.sql")), sql).unwrap();
+            serde_json::json!({"idx": i, "version": "7", "when": 1795484177772_i64 + i as i64,
+                "tag": tag, "breakpoints": true})
+        })
+        .collect();
+    let journal = serde_json::json!({"version": "7", "dialect": "postgresql", "entries": listed});
+    std::fs::write(
+        dir.join("meta/_journal.json"),
+        serde_json::to_string_pretty(&journal).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_drizzle_folder_given_as_a_path_is_linted_as_migrations_dir_lints_it() {
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().join("db/migrations");
+    // The journal's order is not the files' name order.
+    drizzle_folder(
+        &dir,
+        &[
+            (
+                "0001_orders_region",
+                "ALTER TABLE \"orders\" ADD COLUMN \"region\" text;--> statement-breakpoint\n\
+                 UPDATE \"orders\" SET \"region\" = 'eu';",
+            ),
+            (
+                "0000_orders_index",
+                "CREATE INDEX \"orders_created_idx\" ON \"orders\" USING btree (\"created_at\");",
+            ),
+        ],
+    );
+    // A file the journal does not list: drizzle never runs it.
+    std::fs::write(dir.join("0002_stray.sql"), "DROP TABLE \"users\";").unwrap();
+
+    let (code, by_path) = lint_json(project.path(), &["db/migrations"]);
+    let (code_m, by_flag) = lint_json(project.path(), &["--migrations", "db/migrations"]);
+    assert_eq!(by_path, by_flag);
+    assert_eq!(code, code_m);
+    assert_eq!(code, 1);
+    assert_eq!(by_path["files"], 2, "{by_path}");
+    let files: Vec<&str> = by_path["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert!(!files.iter().any(|f| f.contains("stray")), "{files:?}");
+    // In the journal's order.
+    let first = |part: &str| files.iter().position(|f| f.contains(part));
+    assert!(
+        first("0001_orders_region") < first("0000_orders_index"),
+        "{files:?}"
+    );
+    // The backfill runs in the transaction that took the ALTER's lock: only the engine's
+    // transaction shows it.
+    assert!(
+        findings_of(&by_path, "0001_orders_region").contains(&("LK22", "error")),
+        "{by_path}"
+    );
+    assert_eq!(
+        findings_of(&by_path, "0000_orders_index"),
+        vec![("LK01", "error")]
+    );
+    // The project folder holding it: the same migrations, nothing else.
+    let (code_root, root) = lint_json(project.path(), &["."]);
+    assert_eq!((code_root, &root["findings"]), (code, &by_path["findings"]));
+    // Loose files are still loose files, each on its own.
+    let (_, one) = lint_json(project.path(), &["db/migrations/0001_orders_region.sql"]);
+    assert!(
+        !findings_of(&one, "0001_orders_region")
+            .iter()
+            .any(|(r, _)| *r == "LK22"),
+        "{one}"
+    );
+}
+
+#[test]
+fn a_sql_migrations_folder_given_as_a_path_is_linted_as_migrations_dir_lints_it() {
+    let project = sql_project(&[
+        (
+            "002_backfill.sql",
+            "ALTER TABLE orders ADD COLUMN region text;\nUPDATE orders SET region = 'eu';\n",
+        ),
+        ("001_index.sql", "CREATE INDEX orders_idx ON orders (id);\n"),
+    ]);
+    let (code, by_path) = lint_json(project.path(), &["migrations"]);
+    let (code_m, by_flag) = lint_json(project.path(), &["--migrations", "migrations"]);
+    assert_eq!((code, &by_path), (code_m, &by_flag));
+    assert!(
+        findings_of(&by_path, "002_backfill").contains(&("LK22", "error")),
+        "{by_path}"
+    );
+    // A folder of .sql files that are not migrations: loose files.
+    let loose = tempfile::tempdir().unwrap();
+    std::fs::create_dir(loose.path().join("sql")).unwrap();
+    std::fs::write(
+        loose.path().join("sql/backfill.sql"),
+        "ALTER TABLE orders ADD COLUMN region text;\nUPDATE orders SET region = 'eu';\n",
+    )
+    .unwrap();
+    let (_, v) = lint_json(loose.path(), &["sql"]);
+    assert_eq!(v["files"], 1);
+    assert!(
+        findings_of(&v, "backfill")
+            .iter()
+            .all(|(r, _)| *r != "LK22"),
+        "{v}"
+    );
+}
+
+#[test]
+fn drop_cascade_with_the_catalog_is_reported_only_where_something_depends() {
+    let Some(db) = TestDb::new() else { return };
+    query(
+        &db.url,
+        "CREATE TABLE users (id serial PRIMARY KEY, parent int REFERENCES users (id), mail text);\
+         CREATE TABLE orders (id serial PRIMARY KEY, user_id int REFERENCES users (id));\
+         CREATE VIEW active_users AS SELECT id, mail FROM users;\
+         CREATE TABLE sessions (id text PRIMARY KEY, user_id int);\
+         CREATE TYPE mood AS ENUM ('ok');\
+         CREATE TABLE moods (m mood);\
+         CREATE TYPE unused AS ENUM ('x');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let drops = [
+        ("sessions.sql", "DROP TABLE \"sessions\" CASCADE;"),
+        ("users.sql", "DROP TABLE \"users\" CASCADE;"),
+        (
+            "types.sql",
+            "DROP TYPE \"unused\" CASCADE;\nDROP TYPE \"mood\" CASCADE;",
+        ),
+        (
+            "column.sql",
+            "ALTER TABLE \"users\" DROP COLUMN \"mail\" CASCADE;",
+        ),
+    ];
+    for (name, sql) in drops {
+        std::fs::write(dir.path().join(name), sql).unwrap();
+    }
+    let dl08 = |args: &[&str]| -> (i32, Vec<(String, u64, String, String)>) {
+        let mut all = vec!["--disable", "DL01,DL02"];
+        all.extend(args);
+        let (code, v) = lint_json(dir.path(), &all);
+        let found = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "DL08")
+            .map(|f| {
+                (
+                    f["file"].as_str().unwrap().to_string(),
+                    f["line"].as_u64().unwrap(),
+                    f["severity"].as_str().unwrap().to_string(),
+                    f["message"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (code, found)
+    };
+    // Without the catalog: nothing is known about dependents; table and column drops, which
+    // DL01 and DL02 report, are information only.
+    let (code, found) = dl08(&["sessions.sql", "column.sql"]);
+    assert_eq!(code, 0, "{found:?}");
+    assert!(found.iter().all(|f| f.2 == "info"), "{found:?}");
+    assert_eq!(found.len(), 2);
+    // With it: only what has dependents, which are named.
+    let (code, found) = dl08(&["sessions.sql", "--database", &db.url]);
+    assert_eq!((code, found.len()), (0, 0), "{found:?}");
+    let (code, found) = dl08(&["users.sql", "--database", &db.url]);
+    assert_eq!(code, 1);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        found[0].3,
+        "DROP TABLE users CASCADE also drops what depends on it: constraint \
+         orders_user_id_fkey on table orders, view active_users"
+    );
+    let (_, found) = dl08(&["types.sql", "--database", &db.url]);
+    let got: Vec<(u64, &str)> = found.iter().map(|f| (f.1, f.2.as_str())).collect();
+    assert_eq!(got, vec![(2, "error")], "{found:?}");
+    assert!(found[0].3.ends_with("column m of table moods"), "{found:?}");
+    let (_, found) = dl08(&["column.sql", "--database", &db.url]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].3.ends_with("depends on it: view active_users"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_table_never_analyzed_is_counted_when_small_and_never_called_empty() {
+    let Some(db) = TestDb::new() else { return };
+    // Autovacuum off, so neither table is analyzed behind the test's back: reltuples stays -1.
+    db.query(
+        "CREATE TABLE orders (id int, user_id int) WITH (autovacuum_enabled = false);
+         INSERT INTO orders SELECT i, i % 7 FROM generate_series(1, 500) i;
+         CREATE TABLE events (id int, kind text, body text) WITH (autovacuum_enabled = false);
+         INSERT INTO events SELECT i, 'k' || i % 5, repeat('x', 200) FROM generate_series(1, 60000) i;",
+    );
+    assert_eq!(
+        db.query(
+            "SELECT relname, reltuples::int, pg_relation_size(oid) > 8 * 1024 * 1024 FROM pg_class \
+             WHERE relname IN ('orders', 'events') ORDER BY 1"
+        ),
+        vec![
+            vec![Some("events".into()), Some("-1".into()), Some("t".into())],
+            vec![Some("orders".into()), Some("-1".into()), Some("f".into())],
+        ]
+    );
+    let project = sql_project(&[(
+        "001_indexes.sql",
+        "CREATE INDEX orders_user_idx ON orders (user_id);\nCREATE INDEX events_kind_idx ON events (kind);\n",
+    )]);
+    let (_, v) = lint_json(project.path(), &["migrations", "--database", &db.url]);
+    let lk01: Vec<(&str, &str)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["severity"].as_str().unwrap(), f["help"].as_str().unwrap()))
+        .collect();
+    // The small one is counted exactly; the large one is not called small, nor empty.
+    assert_eq!(lk01.len(), 2, "{v:#}");
+    assert_eq!(lk01[0].0, "warning");
+    assert!(
+        lk01[0].1.contains("orders is small (500 rows, "),
+        "{}",
+        lk01[0].1
+    );
+    assert_eq!(lk01[1].0, "error");
+    assert!(!lk01[1].1.contains("rows"), "{}", lk01[1].1);
+    // Only read: the tables are still never analyzed.
+    assert_eq!(
+        db.scalar("SELECT reltuples::int FROM pg_class WHERE relname = 'orders'")
+            .as_deref(),
+        Some("-1")
+    );
+}

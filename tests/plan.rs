@@ -142,6 +142,15 @@ fn drizzle_fixture_at_0001_rehearses_0002_and_0003_proves_the_rollback_and_proce
         diffs.contains(&"column-removed public.orders.total_cents"),
         "{diffs:?}"
     );
+    // 0002's RENAME COLUMN is a rename, not a removal.
+    assert!(
+        diffs.contains(&"column-renamed public.users.full_name -> display_name"),
+        "{diffs:?}"
+    );
+    assert!(
+        !diffs.contains(&"column-removed public.users.full_name"),
+        "{diffs:?}"
+    );
     let removed = r["differences"]
         .as_array()
         .unwrap()
@@ -965,4 +974,137 @@ fn a_table_renamed_earlier_in_the_transaction_keeps_its_measured_locks() {
             "{f:#}"
         );
     }
+}
+
+/// A Drizzle folder in `dir`: `files` as its migrations, in order, and the journal listing them.
+fn drizzle_folder(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("meta")).unwrap();
+    let entries: Vec<Value> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (tag, sql))| {
+            std::fs::write(dir.join(format!("{tag}.sql")), sql).unwrap();
+            serde_json::json!({"idx": i, "version": "7", "when": 1_700_000_000_000u64 + i as u64 * 1000,
+                               "tag": tag, "breakpoints": true})
+        })
+        .collect();
+    let journal = serde_json::json!({"version": "7", "dialect": "postgresql", "entries": entries});
+    std::fs::write(
+        dir.join("meta/_journal.json"),
+        serde_json::to_string_pretty(&journal).unwrap(),
+    )
+    .unwrap();
+}
+
+/// What drizzle-kit writes for two tables with a serial key, a unique email, a foreign key and
+/// an index.
+const DRIZZLE_INIT: &str = r#"CREATE TABLE "customer" (
+	"id" serial PRIMARY KEY NOT NULL,
+	"full_name" text NOT NULL,
+	"email" varchar(255) NOT NULL,
+	CONSTRAINT "customer_email_unique" UNIQUE("email")
+);
+--> statement-breakpoint
+CREATE TABLE "invoice" (
+	"id" serial PRIMARY KEY NOT NULL,
+	"customer_id" integer NOT NULL,
+	"amount_cents" integer NOT NULL
+);
+--> statement-breakpoint
+ALTER TABLE "invoice" ADD CONSTRAINT "invoice_customer_id_customer_id_fk" FOREIGN KEY ("customer_id") REFERENCES "public"."customer"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+CREATE INDEX "invoice_customer_idx" ON "invoice" USING btree ("customer_id");"#;
+
+/// drizzle-kit's answer to a table rename and a column rename (its prompts), with a column
+/// added to the renamed table.
+const DRIZZLE_RENAME: &str = r#"ALTER TABLE "customer" RENAME TO "client";--> statement-breakpoint
+ALTER TABLE "client" RENAME COLUMN "full_name" TO "display_name";--> statement-breakpoint
+ALTER TABLE "client" ADD COLUMN "phone" text;"#;
+
+#[test]
+fn drizzle_renames_of_a_populated_table_proceed_with_warnings_and_its_rows_are_followed() {
+    let Some(db) = TestDb::new() else { return };
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().join("drizzle");
+    drizzle_folder(&dir, &[("0000_init", DRIZZLE_INIT)]);
+    let m = run(pgship(project.path()).args(["migrate", &db.url]));
+    assert_eq!(m.code, 0, "{}", m.stderr);
+    db.query(
+        "INSERT INTO customer (full_name, email) SELECT 'c' || i, 'c' || i || '@x.test' FROM generate_series(1, 30) i;
+         INSERT INTO invoice (customer_id, amount_cents) SELECT 1 + i % 30, i FROM generate_series(1, 100) i;",
+    );
+    drizzle_folder(
+        &dir,
+        &[("0000_init", DRIZZLE_INIT), ("0001_rename", DRIZZLE_RENAME)],
+    );
+    let tmp = private_tmp();
+    let (code, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 0, "{stderr}\n{:?}", reason_codes(&v));
+    assert_eq!(v["decision"]["verdict"], "proceed-with-warnings");
+    let r = &v["rehearsal"];
+    let lines: Vec<&str> = r["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["line"].as_str().unwrap())
+        .collect();
+    // The renames, the new column, and nothing that only follows the rename (the foreign key
+    // pointing at the table, its index, its serial sequence's owner).
+    assert_eq!(
+        lines,
+        [
+            "table-renamed public.customer -> public.client",
+            "column-renamed public.client.full_name -> display_name",
+            "column-added public.client.phone text",
+        ],
+        "{:#}",
+        r["differences"]
+    );
+    let renamed = &r["differences"][0];
+    assert_eq!(renamed["kind"], "table-renamed");
+    assert_eq!(renamed["object"], "public.client");
+    assert_eq!(renamed["breaking"], true);
+    assert_eq!(renamed["policy"], "warn");
+    let reasons = reason_codes(&v);
+    assert_eq!(
+        reasons,
+        [
+            "warn breaking:table-renamed",
+            "warn breaking:column-renamed"
+        ],
+        "the lint's BI01 and BI02 are decided by the rename policies, once"
+    );
+    // The rows are counted under the new name against the old one's.
+    let counts = r["row_counts"].as_array().unwrap();
+    let client = counts
+        .iter()
+        .find(|c| c["table"] == "public.client")
+        .unwrap_or_else(|| panic!("{counts:#?}"));
+    assert_eq!(client["renamed_from"], "public.customer");
+    assert_eq!(
+        (&client["before"], &client["after"]),
+        (&30.into(), &30.into())
+    );
+    assert_eq!(client["unexplained_loss"], false);
+    assert!(
+        !counts.iter().any(|c| c["table"] == "public.customer"),
+        "{counts:#?}"
+    );
+    assert_eq!(r["rollback"]["proven"], true, "{:#}", r["rollback"]);
+    assert_eq!(r["rollback"]["reapplied_same_schema"], true);
+    // The target was only read.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM customer").as_deref(),
+        Some("30")
+    );
+
+    // Their own policy keys decide them.
+    std::fs::write(
+        project.path().join("pgship.toml"),
+        "[policy.breaking]\ntable-renamed = \"abort\"\ncolumn-renamed = \"allow\"\n",
+    )
+    .unwrap();
+    let (code, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(reason_codes(&v), ["abort breaking:table-renamed"]);
+    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
 }

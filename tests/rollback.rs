@@ -129,6 +129,7 @@ impl Env {
                 .map(|m| Work {
                     migration: m,
                     start_at: 0,
+                    uncertain: false,
                 })
                 .collect();
             let opts = ApplyOptions {
@@ -136,6 +137,7 @@ impl Env {
                 lock_retries: 0,
                 backoff: Duration::from_millis(50),
                 deployment_id: "deploy-test-1".into(),
+                resolve_running: None,
                 server_major: c.version.major(),
             };
             apply(&c.client, &self.state, &work, &opts, &mut |_| {})

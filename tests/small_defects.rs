@@ -160,6 +160,61 @@ fn status_exit_code_gates_on_a_partially_applied_migration() {
     assert_eq!(status(p, &db.url, false).0, 0);
 }
 
+#[test]
+fn status_exit_code_gates_on_a_run_left_running_by_a_killed_migrate() {
+    use std::time::{Duration, Instant};
+    let Some(db) = TestDb::new() else { return };
+    let project = sql_project(&[
+        ("1_a.sql", "CREATE TABLE a (x int);\n"),
+        (
+            "2_slow.sql",
+            "CREATE TABLE b (x int);\nSELECT pg_sleep(30);\n",
+        ),
+    ]);
+    let p = project.path();
+    let mut child = pgship(p)
+        .args(["migrate", &db.url, "--tx-mode", "per-migration"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = |n: &str| {
+        db.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgship' \
+             AND datname = current_database() AND pid <> pg_backend_pid() \
+             AND query LIKE '%pg_sleep(30)%' AND state = 'active'",
+        )
+        .as_deref()
+            == Some(n)
+    };
+    let started = Instant::now();
+    while !sleeping("1") {
+        assert!(started.elapsed() < Duration::from_secs(30), "never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server ends the orphaned session.
+    while !sleeping("0") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "session lingers"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, v) = status(p, &db.url, true);
+    assert_eq!(v["interrupted_runs"].as_array().unwrap().len(), 1, "{v}");
+    for clean in ["edited", "skipped", "missing", "partial", "state_problems"] {
+        assert_eq!(v[clean], serde_json::json!([]), "{clean}: {v}");
+    }
+    assert_eq!((code, &v["clean"]), (1, &Value::Bool(false)), "{v}");
+    // The next migrate marks it interrupted and finishes: clean again.
+    std::fs::write(p.join("migrations/2_slow.sql"), "CREATE TABLE b (x int);\n").unwrap();
+    let out = migrate(p, &db.url);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(status(p, &db.url, true).0, 0);
+}
+
 // ---- compare: names quoted in text, raw in JSON ----
 
 #[test]

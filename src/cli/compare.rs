@@ -2,16 +2,26 @@
 //! deployed onto it, with breaking changes marked, schema fingerprints, and with `--data`
 //! row counts, content hashes and orphaned foreign-key rows. Read-only on both databases
 //! (the fdw engine creates its objects in a transaction it rolls back).
+//!
+//! Two databases share no catalog identity, so a renamed table or column is only recognised
+//! from SQL: the renames in the project's migrations that the target has not applied (the
+//! catalog engine). Without a project, or with nothing pending, a rename is a removal plus an
+//! addition.
 
 use std::time::Instant;
 
+use tokio_postgres::Client;
+
 use super::Globals;
+use super::project::Project;
 use crate::compare::data::{self, DataOptions, DataReport};
+use crate::compare::model::Model;
 use crate::compare::names::Names;
+use crate::compare::renames::Renames;
 use crate::compare::report::{self, Fingerprints, Report};
 use crate::compare::{BreakingPolicy, SchemaFilter, diff, fdw, introspect};
 use crate::config::Settings;
-use crate::db::{ConnectOptions, DbError, DbUrl, connect};
+use crate::db::{ConnectOptions, DbError, DbUrl, connect, plan as dbplan, state};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
 use crate::source::drizzle_config;
@@ -94,6 +104,41 @@ pub fn schema_filter(settings: &Settings, args: &Args) -> SchemaFilter {
     }
 }
 
+/// The renames that the project's migrations pending on the target make, kept where both
+/// schemas agree (the old name in the target, the new one in the source), and how many
+/// migrations are pending. Nothing when there is no project folder pgship can read or its
+/// state cannot be read from the target: then no SQL says what was renamed.
+async fn pending_renames(
+    globals: &Globals,
+    target: &Client,
+    source_model: &Model,
+    target_model: &Model,
+) -> std::result::Result<(Renames, usize), String> {
+    let project = Project::load(
+        &globals.project,
+        globals.config.as_deref(),
+        globals.migrations.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    let st = state::read(target, &project.state)
+        .await
+        .map_err(|e| e.to_string())?;
+    let migrations = &project.source.migrations;
+    let to_run = dbplan::classify(
+        migrations,
+        &st.records,
+        &st.partials,
+        project.state.matching(),
+    )
+    .to_run();
+    let statements = to_run
+        .iter()
+        .flat_map(|(i, start)| migrations[*i].statements.iter().skip(*start))
+        .map(|s| s.sql.as_str());
+    let renames = Renames::from_sql(statements).validated(source_model, target_model);
+    Ok((renames, to_run.len()))
+}
+
 fn resolve(settings: &Settings, arg: &str) -> Result<DbUrl> {
     let target = settings.target(arg)?;
     Ok(DbUrl::parse(&target.url).map_err(DbError::from)?)
@@ -154,49 +199,69 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
     } else {
         None
     };
-    let (engine, mut differences, not_covered, data_report) = match args.engine {
-        Engine::Catalog => {
-            let data_report = match &data_opts {
-                Some(opts) => {
-                    console.step("comparing data (row counts, content hashes, orphaned rows)");
-                    Some(data::compare(&source.client, &target.client, &filter, opts).await?)
-                }
-                None => None,
-            };
-            (
-                "catalog",
-                diff::diff(&source_model, &target_model),
-                Vec::new(),
-                data_report,
-            )
-        }
-        Engine::Fdw => {
-            drop((source, target));
-            console.step("computing the differences through postgres_fdw in the source's server");
-            let out = fdw::compare(
-                &source_url,
-                &target_url,
-                &opts,
-                &fdw::FdwOptions {
-                    place: match args.fdw_in {
-                        FdwIn::Source => fdw::FdwPlace::Source,
-                        FdwIn::Scratch => fdw::FdwPlace::Scratch,
-                    },
-                    filter: filter.clone(),
-                    data: data_opts.clone(),
-                },
-            )
-            .await?;
-            for l in &out.removed_leftovers {
-                console.warn(&format!(
-                    "removed a leftover of an earlier, killed run: {l}"
-                ));
+    let (engine, mut differences, not_covered, data_report) =
+        match args.engine {
+            Engine::Catalog => {
+                let renames =
+                    match pending_renames(globals, &target.client, &source_model, &target_model)
+                        .await
+                    {
+                        Ok((r, pending)) => {
+                            console.detail(&format!(
+                            "{} rename(s) from the {pending} migration(s) pending on the target",
+                            r.tables.len() + r.columns.len()
+                        ));
+                            r
+                        }
+                        Err(why) => {
+                            console.detail(&format!(
+                            "renames are not looked for (no migration SQL to read them from): {why}"
+                        ));
+                            Renames::default()
+                        }
+                    };
+                let data_report = match &data_opts {
+                    Some(opts) => {
+                        console.step("comparing data (row counts, content hashes, orphaned rows)");
+                        Some(data::compare(&source.client, &target.client, &filter, opts).await?)
+                    }
+                    None => None,
+                };
+                (
+                    "catalog",
+                    diff::diff_with(&source_model, &target_model, &renames),
+                    Vec::new(),
+                    data_report,
+                )
             }
-            let mut d = out.differences;
-            crate::compare::sort(&mut d);
-            ("fdw", d, out.not_covered, out.data)
-        }
-    };
+            Engine::Fdw => {
+                drop((source, target));
+                console
+                    .step("computing the differences through postgres_fdw in the source's server");
+                let out = fdw::compare(
+                    &source_url,
+                    &target_url,
+                    &opts,
+                    &fdw::FdwOptions {
+                        place: match args.fdw_in {
+                            FdwIn::Source => fdw::FdwPlace::Source,
+                            FdwIn::Scratch => fdw::FdwPlace::Scratch,
+                        },
+                        filter: filter.clone(),
+                        data: data_opts.clone(),
+                    },
+                )
+                .await?;
+                for l in &out.removed_leftovers {
+                    console.warn(&format!(
+                        "removed a leftover of an earlier, killed run: {l}"
+                    ));
+                }
+                let mut d = out.differences;
+                crate::compare::sort(&mut d);
+                ("fdw", d, out.not_covered, out.data)
+            }
+        };
     policy.apply(&mut differences);
     let identical =
         differences.is_empty() && !data_report.as_ref().is_some_and(DataReport::differs);

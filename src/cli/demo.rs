@@ -68,13 +68,14 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         opts.bin = Some(bin);
     }
     // Handlers first: a Ctrl-C from here on must remove the cluster, never kill pgship with it.
-    let mut signals = Signals::install()?;
+    let mut signals = crate::signals::Signals::install()
+        .map_err(|e| Error::usage(format!("cannot install signal handlers: {e}")))?;
     console.step("starting a throwaway PostgreSQL cluster");
     let start = tokio::task::spawn_blocking(move || LocalCluster::start(&opts));
     tokio::pin!(start);
     let started_cluster = tokio::select! {
         r = &mut start => r,
-        () = signals.recv() => {
+        _ = signals.recv() => {
             // initdb/pg_ctl cannot be cut short safely: let them finish, then remove the cluster.
             if let Ok(Ok(mut c)) = start.await {
                 c.stop();
@@ -94,7 +95,7 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
     let project_dir = cluster.dir.join("project");
     let result = tokio::select! {
         r = demo(globals, &project_dir, &cluster) => r,
-        () = signals.recv() => Err(Error::refused("interrupted; the throwaway cluster was removed")),
+        _ = signals.recv() => Err(Error::refused("interrupted; the throwaway cluster was removed")),
     };
     cluster.stop();
     if result.is_ok() {
@@ -252,28 +253,4 @@ fn write_example(dir: &Path) -> Result<()> {
         fs_err::write(&p, text).map_err(|e| Error::usage(e.to_string()))?;
     }
     Ok(())
-}
-
-/// SIGINT and SIGTERM, listened for from the moment they are installed.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let err = |e: std::io::Error| Error::usage(format!("cannot install signal handlers: {e}"));
-        Ok(Signals {
-            term: signal(SignalKind::terminate()).map_err(err)?,
-            int: signal(SignalKind::interrupt()).map_err(err)?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
 }

@@ -4,7 +4,7 @@
 //! by that database's catalog.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::Globals;
 use super::project::Project;
@@ -14,15 +14,17 @@ use crate::db::plan::{self, Status};
 use crate::db::{ConnectOptions, DbError, DbUrl, connect, state};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
+use crate::lint::input::{self, Input};
 use crate::lint::{
     self, Context, Hit, Outcome, Selection, Severity, Source, Wrap, catalog, report, rules,
 };
-use crate::source::{SourceKind, split};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Files and folders to lint (folders: every .sql file in them, recursively). Default: the
-    /// project's migrations, as pgship's engine applies them.
+    /// Files and folders to lint. A migrations folder (Drizzle, drizzle-kit v1, or
+    /// <version>_<name>.sql files) is linted as pgship's engine applies it, like
+    /// `--migrations DIR`; other folders: every .sql file in them, recursively, each on its
+    /// own. Default: the project's migrations, as pgship's engine applies them.
     pub paths: Vec<PathBuf>,
     /// Lint only the migrations pending on this target (environment, `local` or URL).
     #[arg(long, value_name = "TARGET", conflicts_with = "paths")]
@@ -49,75 +51,6 @@ pub struct Args {
     /// List the rules and exit.
     #[arg(long)]
     pub list: bool,
-}
-
-/// A file to lint, read.
-struct Input {
-    name: String,
-    text: String,
-    drizzle: bool,
-    wrap: Wrap,
-}
-
-fn display(project: &Path, path: &Path) -> String {
-    let base = project
-        .canonicalize()
-        .unwrap_or_else(|_| project.to_path_buf());
-    let full = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    full.strip_prefix(&base)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| path.display().to_string())
-}
-
-fn collect_sql(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = fs_err::read_dir(dir)
-        .map_err(|e| Error::usage(e.to_string()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            collect_sql(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "sql") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
-fn read_paths(globals: &Globals, paths: &[PathBuf], wrap: Wrap) -> Result<Vec<Input>> {
-    let mut files = Vec::new();
-    for p in paths {
-        let full = if p.is_absolute() {
-            p.clone()
-        } else {
-            globals.project.join(p)
-        };
-        if full.is_dir() {
-            collect_sql(&full, &mut files)?;
-        } else if full.is_file() {
-            files.push(full);
-        } else {
-            return Err(Error::usage(format!(
-                "{}: no such file or folder",
-                p.display()
-            )));
-        }
-    }
-    files
-        .into_iter()
-        .map(|f| {
-            let bytes = fs_err::read(&f).map_err(|e| Error::usage(e.to_string()))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| Error::usage(format!("{}: not UTF-8 text", f.display())))?;
-            Ok(Input {
-                name: display(&globals.project, &f),
-                drizzle: text.contains(split::BREAKPOINT),
-                text,
-                wrap,
-            })
-        })
-        .collect()
 }
 
 fn selection(settings: &Settings, args: &Args) -> Result<Selection> {
@@ -240,31 +173,35 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
     }
 
     let explicit_wrap = args.assume_in_transaction.then_some(Wrap::File);
+    let per_migration = matches!(
+        settings
+            .file
+            .apply
+            .tx_mode
+            .as_deref()
+            .map(str::parse::<TxMode>),
+        Some(Ok(TxMode::PerMigration))
+    );
+    // Without a target, each migration is linted as if the earlier ones were applied already
+    // (a table created by an earlier migration is an existing table); with --pending, the
+    // pending ones run together as the engine will run them.
+    let engine_wrap = explicit_wrap.unwrap_or(Wrap::Engine {
+        per_migration: per_migration || args.pending.is_none(),
+    });
     let mut extra: Vec<(String, Hit)> = Vec::new();
     let inputs = if !args.paths.is_empty() {
-        read_paths(globals, &args.paths, explicit_wrap.unwrap_or(Wrap::None))?
+        input::read_paths(
+            &globals.project,
+            &args.paths,
+            explicit_wrap.unwrap_or(Wrap::None),
+            engine_wrap,
+        )?
     } else {
         let project = Project::load(
             &globals.project,
             globals.config.as_deref(),
             globals.migrations.as_deref(),
         )?;
-        let per_migration = matches!(
-            settings
-                .file
-                .apply
-                .tx_mode
-                .as_deref()
-                .map(str::parse::<TxMode>),
-            Some(Ok(TxMode::PerMigration))
-        );
-        // Without a target, each migration is linted as if the earlier ones were applied
-        // already (a table created by an earlier migration is an existing table); with
-        // --pending, the pending ones run together as the engine will run them.
-        let wrap = explicit_wrap.unwrap_or(Wrap::Engine {
-            per_migration: per_migration || args.pending.is_none(),
-        });
-        let drizzle = project.source.kind != SourceKind::Sql;
         let mut chosen: Vec<usize> = (0..project.source.migrations.len()).collect();
         if let Some(target) = &args.pending {
             let url = url_of(target)?;
@@ -303,20 +240,12 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
                 .collect();
             extra = rules::non_linear_history::out_of_order(&pending, newest);
         }
-        chosen
-            .into_iter()
-            .map(|i| {
-                let m = &project.source.migrations[i];
-                let text = String::from_utf8(m.raw.clone())
-                    .map_err(|_| Error::usage(format!("{}: not UTF-8 text", m.path.display())))?;
-                Ok(Input {
-                    name: display(&globals.project, &m.path),
-                    text,
-                    drizzle,
-                    wrap,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?
+        input::from_migrations(
+            &globals.project,
+            project.source.kind,
+            chosen.iter().map(|&i| &project.source.migrations[i]),
+            engine_wrap,
+        )?
     };
 
     let pg_version = args

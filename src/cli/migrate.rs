@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::project::Project;
 use super::{Globals, confirm, duration_arg};
-use crate::db::apply::{self, ApplyOptions, Event, TxMode, Work};
+use crate::db::apply::{self, ApplyOptions, Event, ResolveRunning, TxMode, Work};
 use crate::db::plan::{self, Plan, Status};
 use crate::db::{ConnectOptions, DbUrl, connect, lock, state};
 use crate::error::{Error, ExitCode, Result};
@@ -48,6 +48,11 @@ pub struct EngineArgs {
     /// Limit on one statement's run time [default: none].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub statement_timeout: Option<Duration>,
+    /// A statement that runs outside a transaction (a `CALL`, a `DO` block) was running when an
+    /// earlier run ended, and the catalog cannot show whether it committed: `done` records it
+    /// as committed, `rerun` runs it again. Without it such a run stops and asks.
+    #[arg(long, value_name = "done|rerun")]
+    pub resolve_running: Option<ResolveRunning>,
 }
 
 /// Resolved engine settings: flags over pgship.toml over defaults.
@@ -276,6 +281,13 @@ async fn locked(
     });
 
     state::bootstrap(&conn.client).await?;
+    // Runs killed earlier: nobody else holds the lock, so they are over; say what they left.
+    let dead = state::dead_runs(&conn.client, true).await?;
+    for run in &dead {
+        if state::mark_interrupted(&conn.client, run).await? {
+            console.warn(&format!("interrupted earlier: {}", run.describe()));
+        }
+    }
     let id = run_id("migrate", env_name);
     let mut journal = Journal::create(&project.settings.project_dir, &id).map_err(|e| {
         Error::usage(format!(
@@ -306,35 +318,40 @@ async fn locked(
             source.migrations[*i].name
         ));
     }
-    let work: Vec<Work<'_>> = to_run
-        .iter()
-        .map(|(i, start)| Work {
-            migration: &source.migrations[*i],
-            start_at: *start,
-        })
-        .collect();
+    let work: Vec<Work<'_>> = plan.work(&source.migrations);
     let apply_opts = ApplyOptions {
         tx_mode: settings.tx_mode,
         lock_retries: settings.lock_retries,
         backoff: Duration::from_millis(500),
         deployment_id: id.clone(),
         server_major: conn.version.major(),
+        resolve_running: args.engine.resolve_running,
     };
     let mode = match settings.tx_mode {
         TxMode::All => "in one transaction",
         TxMode::PerMigration => "one transaction each",
     };
     console.step(&format!("applying {} migration(s), {mode}", work.len()));
+    let mut signal = None;
+    let mut signals = crate::signals::Signals::install()
+        .map_err(|e| Error::usage(format!("cannot install signal handlers: {e}")))?;
     let outcome = {
         let mut on_event = |e: Event<'_>| log_event(&mut journal, &console, e);
-        apply::apply(
+        let applying = apply::apply(
             &conn.client,
             &project.state,
             &work,
             &apply_opts,
             &mut on_event,
-        )
-        .await
+        );
+        tokio::select! {
+            r = applying => Some(r),
+            s = signals.recv() => { signal = Some(s); None }
+        }
+    };
+    let Some(outcome) = outcome else {
+        let s = signal.expect("set with the interruption");
+        return Err(interrupted(conn, &id, &mut journal, s).await);
     };
     let (code, status, applied, failure) = match &outcome {
         Ok(report) => {
@@ -363,14 +380,19 @@ async fn locked(
     };
     let err_text = failure.as_ref().map(ToString::to_string);
     let applied_count = i32::try_from(applied.len()).unwrap_or(i32::MAX);
-    state::finish_deployment(
+    // A session lost during the run cannot record its result: the run's own failure is what
+    // the user must see (the next run marks the row interrupted).
+    if let Err(e) = state::finish_deployment(
         &conn.client,
         &id,
         status,
         applied_count,
         err_text.as_deref(),
     )
-    .await?;
+    .await
+    {
+        console.warn(&format!("could not record the run's result: {e}"));
+    }
     if let Err(e) = journal.flush_db(&conn.client).await {
         console.warn(&format!("could not write pgship.deployment_logs: {e}"));
     }
@@ -389,6 +411,54 @@ async fn locked(
             "the log is in {}",
             journal.dir.join("deployment.log").display()
         ))),
+    }
+}
+
+/// After SIGINT or SIGTERM during the apply: cancel the running statement, roll back what is
+/// open, record the run `interrupted` with what it committed, and say so in one line.
+async fn interrupted(
+    conn: &crate::db::Conn,
+    id: &str,
+    journal: &mut Journal,
+    signal: crate::signals::Signal,
+) -> Error {
+    conn.cancel_running().await;
+    let bounded = Duration::from_secs(5);
+    let _ = tokio::time::timeout(bounded, conn.client.batch_execute("ROLLBACK")).await;
+    let progress = tokio::time::timeout(bounded, state::run_progress(&conn.client, id)).await;
+    let (committed, partial) = match progress {
+        Ok(Ok(p)) => p,
+        _ => (Vec::new(), None),
+    };
+    let mut msg = format!(
+        "interrupted by {}: the open transaction was rolled back; ",
+        signal.name()
+    );
+    msg.push_str(&match (&committed[..], &partial) {
+        ([], None) => "nothing was committed".to_string(),
+        ([], Some(_)) => String::new(),
+        (c, _) => format!("committed: {}", crate::util::fold_list(c, 5, 3)),
+    });
+    if let Some((name, done)) = &partial {
+        msg.push_str(&format!(
+            "{}partially committed: {name} (statements 1-{done}); a rerun resumes after them",
+            if committed.is_empty() { "" } else { "; " }
+        ));
+    }
+    journal.log(
+        phase::FAILED,
+        Level::Error,
+        msg.clone(),
+        json!({"signal": signal.name(), "committed": committed}),
+    );
+    let applied = i32::try_from(committed.len()).unwrap_or(i32::MAX);
+    let record = state::finish_deployment(&conn.client, id, "interrupted", applied, Some(&msg));
+    let _ = tokio::time::timeout(bounded, record).await;
+    let _ = tokio::time::timeout(bounded, journal.flush_db(&conn.client)).await;
+    Error {
+        code: signal.exit_code(),
+        message: msg,
+        hint: None,
     }
 }
 
@@ -414,6 +484,7 @@ pub(super) fn refusals(project: &Project, plan: &Plan, allow_edited: Option<bool
             Status::Partial {
                 statements_done,
                 edited: Some(recorded),
+                ..
             } if allow_edited != Some(true) => out.push(format!(
                 "edited: {} is partially applied (statements 1-{statements_done} committed, hash {}) and {} changed since, after its committed statements{}",
                 ms[i].name,
@@ -475,10 +546,12 @@ pub(super) async fn state_refusals(
     records: usize,
     plan: &Plan,
 ) -> Result<Vec<String>> {
-    let Some(&(i, start)) = plan.to_run().first() else {
+    let work = plan.work(&project.source.migrations);
+    let Some(w) = work.first() else {
         return Ok(Vec::new());
     };
-    let first = (&project.source.migrations[i], start);
+    // An interrupted statement's objects may exist: the engine judges it from the catalog.
+    let first = (w.migration, w.start_at + usize::from(w.uncertain));
     Ok(crate::db::preflight::state_mismatch(client, &project.state, records, Some(first)).await?)
 }
 
@@ -541,6 +614,28 @@ fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<
                 Level::Info,
                 format!("committed {}", migrations.join(", ")),
                 json!({"migrations": migrations}),
+            );
+        }
+        Event::Interrupted {
+            migration,
+            index,
+            done,
+            why,
+        } => {
+            let msg = format!(
+                "{migration} statement {index} was running when an earlier run ended: {why}; {}",
+                if done {
+                    "recorded as done"
+                } else {
+                    "running it"
+                }
+            );
+            console.warn(&msg);
+            journal.log(
+                phase::DEPLOY,
+                Level::Warn,
+                msg,
+                json!({"migration": migration, "statement": index, "done": done}),
             );
         }
         Event::InvalidIndexDropped { index } => {

@@ -26,9 +26,10 @@ Variables are read from the environment, .env.local and .env in the project fold
 
 Exit codes: 0 success or nothing to do; 1 refused or failed before the target changed (a failed
 migration is rolled back), `plan` decided a deploy would abort, `compare --exit-code` found
-differences, `status --exit-code` found edited, skipped, missing or partial migrations or a state
-problem, or `lint` found something at or above --fail-on; 2 usage, configuration or connection
-error.";
+differences, `status --exit-code` found edited, skipped, missing or partial migrations,
+interrupted runs or a state problem, or `lint` found something at or above --fail-on; 2 usage,
+configuration or connection error; 130/143 `migrate` interrupted by SIGINT/SIGTERM (what was
+committed is recorded and said).";
 
 /// Deploy PostgreSQL schema migrations safely.
 #[derive(Debug, Parser)]
@@ -93,7 +94,8 @@ pub enum Command {
     /// transaction problems, on PostgreSQL's own parser.
     ///
     /// Without paths, lints the project's migrations as pgship's engine applies them (Drizzle
-    /// breakpoints respected); --pending lints only what a target has not applied; --database
+    /// breakpoints respected), and so it lints a migrations folder given as a path (only what
+    /// its journal lists, in order); --pending lints only what a target has not applied; --database
     /// sharpens findings with a live catalog. Rules are listed by --list and documented in
     /// docs/rules/. Exit 1 when a finding at or above --fail-on exists.
     Lint(lint::Args),

@@ -426,13 +426,7 @@ pub async fn execute(
     };
     let work_dir = crate::sandbox::clone::private::PrivateDir::create()
         .map_err(|e| Error::usage(format!("cannot make a private folder: {e}")))?;
-    let work: Vec<Work<'_>> = to_run
-        .iter()
-        .map(|(i, start)| Work {
-            migration: &source.migrations[*i],
-            start_at: *start,
-        })
-        .collect();
+    let work: Vec<Work<'_>> = classified.work(&source.migrations);
     let mut url_vars = vec!["DATABASE_URL".to_string()];
     url_vars.extend(target.var.clone());
     let opts = rehearse::Options {
@@ -444,6 +438,7 @@ pub async fn execute(
             backoff: Duration::from_millis(500),
             deployment_id: id.clone(),
             server_major: major,
+            resolve_running: args.engine.resolve_running,
         },
         session: settings.session(),
         connect_timeout: settings.connect_timeout,

@@ -16,8 +16,9 @@ use crate::source::MigrationId;
 pub struct Args {
     /// Environment name, `local`, or a postgres:// URL.
     pub target: String,
-    /// Exit 1 when a migration is edited, skipped, missing or partially applied, or the state
-    /// has a problem `migrate` would refuse on (pending migrations are clean).
+    /// Exit 1 when a migration is edited, skipped, missing or partially applied, a run was
+    /// interrupted (left `running`, its session gone), or the state has a problem `migrate`
+    /// would refuse on (pending migrations are clean).
     #[arg(long)]
     pub exit_code: bool,
 }
@@ -50,15 +51,23 @@ pub async fn show(
 
 /// What keeps a status document from being clean, as `<count> <section>`: edited (also a
 /// partial migration whose committed part changed), skipped, missing and partial migrations,
-/// and state problems. Pending migrations are the normal state before a deploy.
+/// interrupted runs and state problems. Pending migrations are the normal state before a
+/// deploy.
 pub fn unclean(report: &Value) -> Vec<String> {
-    ["edited", "skipped", "missing", "partial", "state_problems"]
-        .iter()
-        .filter_map(|key| {
-            let n = report[*key].as_array().map_or(0, Vec::len);
-            (n > 0).then(|| format!("{n} {}", key.replace('_', " ")))
-        })
-        .collect()
+    [
+        "edited",
+        "skipped",
+        "missing",
+        "partial",
+        "interrupted_runs",
+        "state_problems",
+    ]
+    .iter()
+    .filter_map(|key| {
+        let n = report[*key].as_array().map_or(0, Vec::len);
+        (n > 0).then(|| format!("{n} {}", key.replace('_', " ")))
+    })
+    .collect()
 }
 
 /// The status document (the `--format json` output).
@@ -69,6 +78,11 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
     let ms = &project.source.migrations;
     let plan = plan::classify(ms, &st.records, &st.partials, project.state.matching());
     let pg_dump = tools::find_dump_tools(conn.version.major());
+    let interrupted: Vec<String> = state::dead_runs(&conn.client, false)
+        .await?
+        .iter()
+        .map(state::DeadRun::describe)
+        .collect();
     let problems =
         super::migrate::state_refusals(&conn.client, project, st.records.len(), &plan).await?;
     let mut applied = Vec::new();
@@ -88,7 +102,7 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
             Status::Edited { recorded } => edited.push(json!({"name": m.name, "hash": m.checksum, "recorded_hash": recorded, "version": version})),
             Status::Skipped => skipped.push(json!({"name": m.name, "version": version})),
             Status::PartialChanged { statements_done, recorded } => edited.push(json!({"name": m.name, "hash": m.checksum, "recorded_hash": recorded, "version": version, "partial_statements_done": statements_done})),
-            Status::Partial { statements_done, edited } => partial.push(json!({"name": m.name, "version": version, "statements_done": statements_done, "statements": m.statements.len(), "edited_after_committed_part": edited.is_some()})),
+            Status::Partial { statements_done, edited, running } => partial.push(json!({"name": m.name, "version": version, "statements_done": statements_done, "statements": m.statements.len(), "edited_after_committed_part": edited.is_some(), "interrupted_statement": running.then_some(statements_done + 1)})),
         }
     }
     let missing: Vec<Value> = plan
@@ -123,6 +137,7 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
         "partial": partial,
         "lock": holder,
         "state_problems": problems,
+        "interrupted_runs": interrupted,
     });
     doc["clean"] = json!(unclean(&doc).is_empty());
     Ok(doc)
@@ -176,6 +191,9 @@ fn render(r: &Value) -> String {
                 .map_or_else(|| format!("version {}", s(&it["version"])), str::to_string);
             out.push_str(&format!("  {name}\n"));
         }
+    }
+    for p in r["interrupted_runs"].as_array().into_iter().flatten() {
+        out.push_str(&format!("\nINTERRUPTED: {}\n", s(p)));
     }
     for p in r["state_problems"].as_array().into_iter().flatten() {
         out.push_str(&format!("\nWARNING: {}\n", s(p)));

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::Client;
 
 use super::model::*;
+use super::renames::Renames;
 use super::{Difference, Kind, SchemaFilter};
 use crate::db::DbError;
 
@@ -77,8 +78,45 @@ fn push_names<K: std::fmt::Display>(out: &mut Vec<Difference>, names: Vec<&K>, k
     );
 }
 
-/// Everything that would change in `target` if `source` were deployed onto it.
+/// Everything that would change in `target` if `source` were deployed onto it, tables and
+/// columns matched by name (a rename is a removal plus an addition).
 pub fn diff(source: &Model, target: &Model) -> Vec<Difference> {
+    diff_with(source, target, &Renames::default())
+}
+
+/// [`diff`], with the tables and columns of `renames` matched across their new names: a
+/// `table-renamed` or `column-renamed` line each (not a removal plus an addition), and the
+/// other changes to them under their new names. A partition's or INHERITS child's column
+/// rename that is its parent's is implied by the parent's line.
+pub fn diff_with(source: &Model, target: &Model, renames: &Renames) -> Vec<Difference> {
+    if renames.is_empty() {
+        return diff_by_name(source, target);
+    }
+    let mut out = diff_by_name(source, &renames.apply(target));
+    let inherited = |(table, old): &(String, String), new: &String| {
+        let Some(t) = target.tables.get(table) else {
+            return false;
+        };
+        t.partition_of
+            .iter()
+            .map(|p| &p.parent)
+            .chain(&t.inherits)
+            .any(|parent| renames.columns.get(&(parent.clone(), old.clone())) == Some(new))
+    };
+    let implied: Vec<(String, String)> = renames
+        .columns
+        .iter()
+        .filter(|(k, new)| inherited(k, new))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut own = renames.clone();
+    own.columns.retain(|k, _| !implied.contains(k));
+    out.extend(own.differences());
+    super::sort(&mut out);
+    out
+}
+
+fn diff_by_name(source: &Model, target: &Model) -> Vec<Difference> {
     let mut out = Vec::new();
     let (added, removed) = sets(&source.schemas, &target.schemas);
     push_names(&mut out, added, Kind::SchemaAdded);
@@ -817,6 +855,168 @@ mod tests {
                 "sequence-changed public.s cycle off -> on",
                 "sequence-changed public.s increment 0 -> 5",
                 "sequence-owner-changed public.s none -> public.t.id",
+            ]
+        );
+    }
+    /// The Drizzle shape: `ALTER TABLE "customer" RENAME TO "client"`, a column renamed and
+    /// one added, on a table with a serial key, an index and a foreign key pointing at it.
+    fn renamed_pair() -> (Model, Model) {
+        let mut target = Model::default();
+        let mut customer = table();
+        customer.columns.insert("id".into(), col("integer", true));
+        customer
+            .columns
+            .insert("full_name".into(), col("text", true));
+        customer.constraints.insert(
+            "customer_pkey".into(),
+            Constraint {
+                kind: ConstraintKind::PrimaryKey,
+                definition: "PRIMARY KEY (id)".into(),
+            },
+        );
+        target.tables.insert("public.customer".into(), customer);
+        let mut invoice = table();
+        invoice
+            .columns
+            .insert("customer_id".into(), col("integer", true));
+        invoice.constraints.insert(
+            "invoice_customer_fk".into(),
+            Constraint {
+                kind: ConstraintKind::ForeignKey,
+                definition: "FOREIGN KEY (customer_id) REFERENCES customer(id)".into(),
+            },
+        );
+        target.tables.insert("public.invoice".into(), invoice);
+        target.indexes.insert(
+            "public.customer_name_idx".into(),
+            Index {
+                table: "public.customer".into(),
+                definition:
+                    "CREATE INDEX customer_name_idx ON public.customer USING btree (full_name)"
+                        .into(),
+                comment: None,
+            },
+        );
+        target.sequences.insert(
+            "public.customer_id_seq".into(),
+            Sequence {
+                data_type: "integer".into(),
+                owner: Some("public.customer.id".into()),
+                ..Default::default()
+            },
+        );
+        // What PostgreSQL shows after the renames and the new column.
+        let mut source = target.clone();
+        let mut client = source.tables.remove("public.customer").unwrap();
+        let name = client.columns.remove("full_name").unwrap();
+        client.columns.insert("display_name".into(), name);
+        client.columns.insert("phone".into(), col("text", false));
+        source.tables.insert("public.client".into(), client);
+        source
+            .tables
+            .get_mut("public.invoice")
+            .unwrap()
+            .constraints
+            .get_mut("invoice_customer_fk")
+            .unwrap()
+            .definition = "FOREIGN KEY (customer_id) REFERENCES client(id)".into();
+        let idx = source.indexes.get_mut("public.customer_name_idx").unwrap();
+        idx.table = "public.client".into();
+        idx.definition =
+            "CREATE INDEX customer_name_idx ON public.client USING btree (display_name)".into();
+        source
+            .sequences
+            .get_mut("public.customer_id_seq")
+            .unwrap()
+            .owner = Some("public.client.id".into());
+        (source, target)
+    }
+
+    fn lines_with(s: &Model, t: &Model, r: &Renames) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in diff_with(s, t, r) {
+            out.push(d.line.clone());
+            out.extend(d.breaking_line());
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn renames_are_reported_as_renames_with_the_other_changes() {
+        let (source, target) = renamed_pair();
+        let r = Renames::from_sql([
+            r#"ALTER TABLE "customer" RENAME TO "client";"#,
+            r#"ALTER TABLE "client" RENAME COLUMN "full_name" TO "display_name";"#,
+            r#"ALTER TABLE "client" ADD COLUMN "phone" text;"#,
+        ])
+        .validated(&source, &target);
+        // The index, the foreign key and the sequence's owner follow the rename: no lines.
+        assert_eq!(
+            lines_with(&source, &target, &r),
+            vec![
+                "breaking column-renamed public.client.full_name -> display_name",
+                "breaking table-renamed public.customer -> public.client",
+                "column-added public.client.phone text",
+                "column-renamed public.client.full_name -> display_name",
+                "table-renamed public.customer -> public.client",
+            ]
+        );
+        // A real change to the renamed table is still seen.
+        let mut changed = source.clone();
+        changed
+            .tables
+            .get_mut("public.client")
+            .unwrap()
+            .columns
+            .get_mut("display_name")
+            .unwrap()
+            .data_type = "character varying(10)".into();
+        assert!(
+            lines_with(&changed, &target, &r).contains(
+                &"column-type-changed public.client.display_name text -> character varying(10)"
+                    .to_string()
+            )
+        );
+        // Without the renames: removed plus added, as before.
+        let plain = lines(&source, &target);
+        assert!(plain.contains(&"breaking table-removed public.customer".to_string()));
+        assert!(plain.contains(&"table-added public.client".to_string()));
+    }
+
+    #[test]
+    fn a_partitions_column_rename_is_implied_by_its_parents() {
+        let mut target = Model::default();
+        let mut parent = table();
+        parent.partition_key = Some("RANGE (at)".into());
+        parent.columns.insert("at".into(), col("date", true));
+        let mut child = table();
+        child.partition_of = Some(Partition {
+            parent: "public.p".into(),
+            bound: "DEFAULT".into(),
+        });
+        child.columns.insert("at".into(), col("date", true));
+        target.tables.insert("public.p".into(), parent);
+        target.tables.insert("public.p_default".into(), child);
+        let mut source = target.clone();
+        for t in source.tables.values_mut() {
+            let c = t.columns.remove("at").unwrap();
+            t.columns.insert("happened_at".into(), c);
+            t.partition_key = t
+                .partition_key
+                .as_ref()
+                .map(|_| "RANGE (happened_at)".into());
+        }
+        let r = Renames::from_sql([
+            "ALTER TABLE p RENAME COLUMN at TO happened_at",
+            "ALTER TABLE p_default RENAME COLUMN at TO happened_at",
+        ])
+        .validated(&source, &target);
+        assert_eq!(
+            lines_with(&source, &target, &r),
+            vec![
+                "breaking column-renamed public.p.at -> happened_at",
+                "column-renamed public.p.at -> happened_at",
             ]
         );
     }

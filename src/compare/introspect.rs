@@ -106,7 +106,7 @@ fn queries() -> Vec<String> {
                   WHERE i.inhrelid = c.oid AND NOT c.relispartition), '{{}}'), \
                c.relrowsecurity, c.relforcerowsecurity, c.relreplident::text, \
                CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END, \
-               d.description \
+               d.description, c.oid \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN pg_catalog.pg_description d ON d.objoid = c.oid \
                AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 \
@@ -125,7 +125,7 @@ fn queries() -> Vec<String> {
                          ELSE cn.nspname || '.' || co.collname END \
                   FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace \
                   WHERE co.oid = a.attcollation) END, \
-               d.description \
+               d.description, a.attnum::int4 \
              FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
@@ -361,6 +361,7 @@ fn build(mut rows: Vec<Vec<Row>>) -> Result<Model, DbError> {
                 m.tables.insert(
                     name,
                     Table {
+                        oid: CatalogId(Some(r.get::<_, u32>(13))),
                         unlogged: r.get::<_, String>(3) == "u",
                         partition_key: r.get(4),
                         partition_of: parent.map(|parent| Partition {
@@ -397,6 +398,7 @@ fn build(mut rows: Vec<Vec<Row>>) -> Result<Model, DbError> {
             t.columns.insert(
                 column,
                 Column {
+                    attnum: CatalogId(u32::try_from(r.get::<_, i32>(10)).ok()),
                     data_type: r.get(3),
                     not_null: r.get(4),
                     default: r.get(5),

@@ -5,6 +5,7 @@
 //! - [`model`]: the pure schema model (no IO) and its fingerprint.
 //! - [`introspect`]: reads a model from a live database in a fixed number of queries.
 //! - [`diff`]: model against model, giving [`Difference`]s (the catalog engine).
+//! - [`renames`]: renamed tables and columns, by catalog identity or from the SQL.
 //! - [`fdw`]: the postgres_fdw engine, computing the covered kinds in SQL.
 //! - [`types`]: which column type changes are compatible.
 //! - [`data`]: row counts, content hashes and orphaned foreign-key rows.
@@ -16,6 +17,7 @@ pub mod fdw;
 pub mod introspect;
 pub mod model;
 pub mod names;
+pub mod renames;
 pub mod report;
 pub mod types;
 
@@ -45,6 +47,7 @@ pub enum Kind {
     SequenceOwnerChanged,
     TableAdded,
     TableRemoved,
+    TableRenamed,
     TablePersistenceChanged,
     TableRlsChanged,
     TableRlsForceChanged,
@@ -55,6 +58,7 @@ pub enum Kind {
     TableInheritsChanged,
     ColumnAdded,
     ColumnRemoved,
+    ColumnRenamed,
     ColumnTypeChanged,
     ColumnNullabilityChanged,
     ColumnDefaultChanged,
@@ -112,6 +116,7 @@ impl Kind {
         Kind::SequenceOwnerChanged,
         Kind::TableAdded,
         Kind::TableRemoved,
+        Kind::TableRenamed,
         Kind::TablePersistenceChanged,
         Kind::TableRlsChanged,
         Kind::TableRlsForceChanged,
@@ -122,6 +127,7 @@ impl Kind {
         Kind::TableInheritsChanged,
         Kind::ColumnAdded,
         Kind::ColumnRemoved,
+        Kind::ColumnRenamed,
         Kind::ColumnTypeChanged,
         Kind::ColumnNullabilityChanged,
         Kind::ColumnDefaultChanged,
@@ -180,6 +186,7 @@ impl Kind {
             Kind::SequenceOwnerChanged => "sequence-owner-changed",
             Kind::TableAdded => "table-added",
             Kind::TableRemoved => "table-removed",
+            Kind::TableRenamed => "table-renamed",
             Kind::TablePersistenceChanged => "table-persistence-changed",
             Kind::TableRlsChanged => "table-rls-changed",
             Kind::TableRlsForceChanged => "table-rls-force-changed",
@@ -190,6 +197,7 @@ impl Kind {
             Kind::TableInheritsChanged => "table-inherits-changed",
             Kind::ColumnAdded => "column-added",
             Kind::ColumnRemoved => "column-removed",
+            Kind::ColumnRenamed => "column-renamed",
             Kind::ColumnTypeChanged => "column-type-changed",
             Kind::ColumnNullabilityChanged => "column-nullability-changed",
             Kind::ColumnDefaultChanged => "column-default-changed",
@@ -236,6 +244,8 @@ impl Kind {
         Kind::ColumnTypeChanged,
         Kind::EnumValueRemoved,
         Kind::ColumnNullabilityChanged,
+        Kind::TableRenamed,
+        Kind::ColumnRenamed,
     ];
 }
 
@@ -331,6 +341,27 @@ impl Difference {
         )
     }
 
+    /// `table-renamed <s>.<old> -> <s>.<new>` (about the new name): breaking for running code,
+    /// as lint rule BI02 rename-table says, but no row is lost.
+    pub fn table_renamed(old: &str, new: &str) -> Difference {
+        let mut d = Difference::new(Kind::TableRenamed, new, None);
+        d.line = format!("{} {old} -> {new}", Kind::TableRenamed);
+        d.breaking(
+            "the table keeps its rows under the new name; code deployed before still uses the old name and fails until it is redeployed (BI02 rename-table)",
+        )
+    }
+
+    /// `column-renamed <s>.<t>.<old> -> <new>` (about `<s>.<t>.<new>`; `<t>` is the table's
+    /// name in source): breaking for running code, as lint rule BI01 rename-column says, but
+    /// no value is lost.
+    pub fn column_renamed(table: &str, old: &str, new: &str) -> Difference {
+        let mut d = Difference::new(Kind::ColumnRenamed, format!("{table}.{new}"), None);
+        d.line = format!("{} {table}.{old} -> {new}", Kind::ColumnRenamed);
+        d.breaking(
+            "the column keeps its values under the new name; code deployed before still uses the old name and fails until it is redeployed (BI01 rename-column)",
+        )
+    }
+
     /// `column-type-changed <old> -> <new>`: breaking unless the change is compatible.
     pub fn column_type_changed(object: &str, old: &str, new: &str) -> Difference {
         let d = Difference::new(
@@ -420,8 +451,8 @@ pub fn is_system_schema(schema: &str) -> bool {
 /// What the policy does with each breaking kind (`[policy.breaking]` in `pgship.toml`).
 ///
 /// The seed's defaults: a removed table aborts, a removed column warns. The other breaking
-/// kinds warn by default too: they are reported and a deployment proceeds unless configured to
-/// `abort`.
+/// kinds (renames included: no row is lost) warn by default too: they are reported and a
+/// deployment proceeds unless configured to `abort`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakingPolicy {
     pub actions: std::collections::BTreeMap<Kind, Action>,
@@ -483,7 +514,7 @@ mod tests {
         for &k in Kind::ALL {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
         }
-        assert_eq!(Kind::ALL.len(), 63);
+        assert_eq!(Kind::ALL.len(), 65);
     }
 
     #[test]
@@ -500,6 +531,18 @@ mod tests {
         assert!(Difference::column_nullability_changed("public.t.c", false, true).breaking);
         assert!(!Difference::column_nullability_changed("public.t.c", true, false).breaking);
         assert!(Difference::table_removed("public.t").breaking);
+        let d = Difference::table_renamed("public.a", "public.b");
+        assert_eq!(
+            (d.object.as_str(), d.line.as_str()),
+            ("public.b", "table-renamed public.a -> public.b")
+        );
+        assert!(d.breaking);
+        let d = Difference::column_renamed("public.b", "x", "y");
+        assert_eq!(
+            (d.object.as_str(), d.line.as_str()),
+            ("public.b.y", "column-renamed public.b.x -> y")
+        );
+        assert!(d.breaking);
     }
 
     #[test]
@@ -513,6 +556,25 @@ mod tests {
         assert_eq!(diffs[0].policy, Some(Action::Abort));
         assert_eq!(diffs[1].policy, Some(Action::Warn));
         assert_eq!(diffs[2].policy, None);
+        let mut renames = vec![
+            Difference::table_renamed("public.a", "public.b"),
+            Difference::column_renamed("public.b", "x", "y"),
+        ];
+        BreakingPolicy::default().apply(&mut renames);
+        assert_eq!(
+            renames[0].policy,
+            Some(Action::Warn),
+            "a rename loses no row"
+        );
+        assert_eq!(renames[1].policy, Some(Action::Warn));
+        let mut cfg = std::collections::BTreeMap::new();
+        cfg.insert("table-renamed".to_string(), "abort".to_string());
+        cfg.insert("column-renamed".to_string(), "allow".to_string());
+        BreakingPolicy::from_config(&cfg)
+            .unwrap()
+            .apply(&mut renames);
+        assert_eq!(renames[0].policy, Some(Action::Abort));
+        assert_eq!(renames[1].policy, Some(Action::Allow));
         let mut cfg = std::collections::BTreeMap::new();
         cfg.insert("column-removed".to_string(), "abort".to_string());
         let p = BreakingPolicy::from_config(&cfg).unwrap();

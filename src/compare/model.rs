@@ -4,7 +4,9 @@
 //! Objects are keyed by their vocabulary name (`schema.table`, `schema.index`, ...) in
 //! ordered maps, so the model, its JSON and its fingerprint do not depend on OIDs or on the
 //! order the catalog returned rows in. Only what the vocabulary can report is kept: owners,
-//! OIDs, tablespaces and statistics are not.
+//! tablespaces and statistics are not. Tables and columns also carry their catalog identity
+//! ([`CatalogId`]) for recognising renames between two models of the same database; it is
+//! neither serialized (so not in the fingerprint) nor compared.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -95,8 +97,25 @@ impl Identity {
     }
 }
 
+/// Which object of its database a table or column is (`pg_class.oid`, `pg_attribute.attnum`),
+/// whatever its name. It means nothing in another database, so it is left out of the JSON and
+/// the fingerprint, and every two are equal: models are equal when their schemas are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CatalogId(pub Option<u32>);
+
+impl PartialEq for CatalogId {
+    fn eq(&self, _: &CatalogId) -> bool {
+        true
+    }
+}
+
+impl Eq for CatalogId {}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
+    /// `pg_attribute.attnum`: the same column across a rename, within one database.
+    #[serde(skip)]
+    pub attnum: CatalogId,
     /// `format_type(atttypid, atttypmod)` with `search_path = public`.
     pub data_type: String,
     pub not_null: bool,
@@ -192,6 +211,9 @@ pub struct Partition {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
+    /// `pg_class.oid`: the same table across a rename, within one database.
+    #[serde(skip)]
+    pub oid: CatalogId,
     pub unlogged: bool,
     /// `pg_get_partkeydef` of a partitioned table.
     pub partition_key: Option<String>,
@@ -281,6 +303,20 @@ mod tests {
             .insert("public.mood".into(), vec!["happy".into(), "sad".into()]);
         assert_ne!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.fingerprint().len(), 64);
+    }
+
+    #[test]
+    fn catalog_ids_stay_out_of_the_fingerprint_and_equality() {
+        let mut a = Model::default();
+        a.tables
+            .insert("public.t".into(), testing::table(&[("id", "integer")]));
+        let mut b = a.clone();
+        let t = b.tables.get_mut("public.t").unwrap();
+        t.oid = CatalogId(Some(16384));
+        t.columns.get_mut("id").unwrap().attnum = CatalogId(Some(1));
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a, b);
+        assert!(!serde_json::to_string(&b).unwrap().contains("16384"));
     }
 }
 

@@ -304,8 +304,17 @@ impl Names {
             None => format!("{} ", d.kind),
         };
         let after_head = d.line.strip_prefix(&head)?;
-        if matches!(d.kind, Kind::PartitionAttached | Kind::PartitionDetached) {
-            return self.partition_line(d, &head, after_head);
+        match d.kind {
+            Kind::PartitionAttached | Kind::PartitionDetached => {
+                return self.partition_line(d, &head, after_head);
+            }
+            Kind::TableRenamed => {
+                let old = after_head.strip_suffix(&format!(" -> {}", d.object))?;
+                let (old, new) = (self.relation(old), self.relation(&d.object));
+                return Some(format!("{head}{old} -> {new}"));
+            }
+            Kind::ColumnRenamed => return self.column_renamed_line(d, &head, after_head),
+            _ => {}
         }
         let rest = after_head.strip_prefix(d.object.as_str())?;
         if !(rest.is_empty() || rest.starts_with(' ')) {
@@ -342,6 +351,14 @@ impl Names {
             Some((old, new)) => format!(" {} -> {}", side(old), side(new)),
             None => rest.to_string(),
         }
+    }
+
+    /// `column-renamed <s>.<t>.<old> -> <new>`, about `<s>.<t>.<new>`.
+    fn column_renamed_line(&self, d: &Difference, head: &str, after_head: &str) -> Option<String> {
+        let (old, new) = after_head.rsplit_once(" -> ")?;
+        let table = d.object.strip_suffix(new)?.strip_suffix('.')?;
+        old.strip_prefix(table)?.strip_prefix('.')?;
+        Some(format!("{head}{} -> {}", self.member(old), ident(new)))
     }
 
     /// `partition-attached <parent> <child> <bound>` / `partition-detached <parent> <child>`:
@@ -394,6 +411,7 @@ fn is_member_kind(kind: Kind) -> bool {
         kind,
         ColumnAdded
             | ColumnRemoved
+            | ColumnRenamed
             | ColumnTypeChanged
             | ColumnNullabilityChanged
             | ColumnDefaultChanged
@@ -561,6 +579,16 @@ mod tests {
             ),
             "enum-value-added public.\"Mood\" very happy",
             "a label is a value, not a name"
+        );
+        let renamed = Difference::table_renamed("public.order", "my.app.Orders");
+        assert_eq!(
+            names().line(&renamed),
+            "table-renamed public.\"order\" -> \"my.app\".\"Orders\""
+        );
+        let renamed = Difference::column_renamed("public.a.b", "c", "New c");
+        assert_eq!(
+            names().line(&renamed),
+            "column-renamed public.\"a.b\".c -> \"New c\""
         );
         // A line without its kind's shape is shown as it is.
         assert_eq!(

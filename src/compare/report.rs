@@ -79,6 +79,7 @@ pub fn group_of(d: &Difference) -> String {
         d.kind,
         Kind::ColumnAdded
             | Kind::ColumnRemoved
+            | Kind::ColumnRenamed
             | Kind::ColumnTypeChanged
             | Kind::ColumnNullabilityChanged
             | Kind::ColumnDefaultChanged

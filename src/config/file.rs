@@ -64,8 +64,8 @@ pub struct LintFile {
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     /// `[policy.breaking]`: breaking-change kind (`table-removed`, `column-removed`,
-    /// `column-type-changed`, `enum-value-removed`, `column-nullability-changed`) ->
-    /// `abort`, `warn` or `allow`.
+    /// `column-type-changed`, `enum-value-removed`, `column-nullability-changed`,
+    /// `table-renamed`, `column-renamed`) -> `abort`, `warn` or `allow`.
     #[serde(default)]
     pub breaking: BTreeMap<String, String>,
     /// A statement holding ACCESS EXCLUSIVE on a non-empty table longer than this in

@@ -58,6 +58,25 @@ pub struct Conn {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Conn {
+    /// Ask the server to cancel the statement this session is running (for an interruption),
+    /// over TLS when the session uses it. Bounded; a failure only means the statement runs on
+    /// until the session ends.
+    pub async fn cancel_running(&self) {
+        let token = self.client.cancel_token();
+        let cancel = async {
+            match super::tls::client_config(&self.url) {
+                Ok(config) if self.url.sslmode != super::url::SslMode::Disable => {
+                    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+                    token.cancel_query(tls).await
+                }
+                _ => token.cancel_query(tokio_postgres::NoTls).await,
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), cancel).await;
+    }
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         self.task.abort();

@@ -34,6 +34,8 @@ pub struct PartialRecord {
     pub statements_done: usize,
     /// sha256 of the file through its last committed statement, when recorded.
     pub done_hash: Option<String>,
+    /// The statement a run was executing outside a transaction when it ended, if any.
+    pub running: Option<usize>,
 }
 
 /// What state says about one migration of the source.
@@ -59,6 +61,9 @@ pub enum Status {
     Partial {
         statements_done: usize,
         edited: Option<String>,
+        /// Statement `statements_done + 1` was running outside a transaction when a run
+        /// ended: whether it committed is read from the catalog before going on.
+        running: bool,
     },
 }
 
@@ -78,6 +83,19 @@ impl Plan {
             .enumerate()
             .filter(|(_, s)| pred(s))
             .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The work to run: [`Plan::to_run`] over `migrations`, with whether each one's first
+    /// statement may have run already (see `Status::Partial::running`).
+    pub fn work<'a>(&self, migrations: &'a [Migration]) -> Vec<super::apply::Work<'a>> {
+        self.to_run()
+            .into_iter()
+            .map(|(i, start_at)| super::apply::Work {
+                migration: &migrations[i],
+                start_at,
+                uncertain: matches!(self.statuses[i], Status::Partial { running: true, .. }),
+            })
             .collect()
     }
 
@@ -160,15 +178,18 @@ pub fn classify(
                 .find(|p| cmp_versions(&p.version, &v) == Ordering::Equal)
             {
                 let done = p.statements_done;
+                let running = p.running == Some(done);
                 return if p.checksum == m.checksum {
                     Status::Partial {
                         statements_done: done,
                         edited: None,
+                        running,
                     }
                 } else if p.done_hash.as_deref() == Some(m.prefix_hash(done).as_str()) {
                     Status::Partial {
                         statements_done: done,
                         edited: Some(p.checksum.clone()),
+                        running,
                     }
                 } else {
                     Status::PartialChanged {
@@ -302,13 +323,15 @@ mod tests {
             checksum: "hb".into(),
             statements_done: 2,
             done_hash: None,
+            running: None,
         }];
         let plan = classify(&ms, &recs, &partial, Matching::Version);
         assert_eq!(
             plan.statuses[1],
             Status::Partial {
                 statements_done: 2,
-                edited: None
+                edited: None,
+                running: false
             }
         );
         assert_eq!(plan.to_run(), vec![(1, 2)]);
@@ -317,6 +340,7 @@ mod tests {
             checksum: "other".into(),
             statements_done: 2,
             done_hash: Some("not the prefix".into()),
+            running: None,
         }];
         let plan = classify(&ms, &recs, &partial, Matching::Version);
         assert_eq!(
@@ -341,13 +365,15 @@ mod tests {
             checksum: "old".into(),
             statements_done: 1,
             done_hash: Some(b.prefix_hash(1)),
+            running: Some(1),
         }];
         let plan = classify(&[b], &[], &partial, Matching::Version);
         assert_eq!(
             plan.statuses[0],
             Status::Partial {
                 statements_done: 1,
-                edited: Some("old".into())
+                edited: Some("old".into()),
+                running: true
             }
         );
         assert_eq!(plan.to_run(), vec![(0, 1)]);

@@ -28,6 +28,12 @@ CREATE TABLE IF NOT EXISTS pgship.deployments (
     migrations_applied integer NOT NULL DEFAULT 0,
     error text
 );
+-- Who runs it: the process (pid, host) and its database session (backend pid and start), so
+-- a run whose session is gone while its row still says `running` is found and reported.
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS pid integer;
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS host text;
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS backend_pid integer;
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS backend_start timestamptz;
 CREATE TABLE IF NOT EXISTS pgship.applied_migrations (
     id bigserial PRIMARY KEY,
     source_kind text NOT NULL,
@@ -46,6 +52,9 @@ CREATE TABLE IF NOT EXISTS pgship.applied_migrations (
 -- sha256 of the file through its last committed statement: a partial migration whose
 -- committed part is unchanged may be continued after its remaining statements were fixed.
 ALTER TABLE pgship.applied_migrations ADD COLUMN IF NOT EXISTS done_hash text;
+-- The statement a run is executing outside a transaction (committed before it starts, cleared
+-- with its result): after a crash the next run checks the catalog for what it did.
+ALTER TABLE pgship.applied_migrations ADD COLUMN IF NOT EXISTS running_statement integer;
 CREATE INDEX IF NOT EXISTS applied_migrations_deployment_id_idx
     ON pgship.applied_migrations (deployment_id);
 CREATE TABLE IF NOT EXISTS pgship.deployment_logs (
@@ -199,7 +208,8 @@ pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError>
             .query(
                 // `done_hash` through to_jsonb: a schema bootstrapped by an older pgship lacks
                 // the column, and reading never changes the schema.
-                "SELECT version, name, checksum, status, statements_done, to_jsonb(a) ->> 'done_hash' \
+                "SELECT version, name, checksum, status, statements_done, to_jsonb(a) ->> 'done_hash', \
+                 (to_jsonb(a) ->> 'running_statement')::int \
                  FROM pgship.applied_migrations a WHERE source_kind = $1 ORDER BY id",
                 &[&table.kind.as_str()],
             )
@@ -215,6 +225,9 @@ pub async fn read(client: &Client, table: &StateTable) -> Result<State, DbError>
                     checksum: r.get(2),
                     statements_done: usize::try_from(done).unwrap_or(0),
                     done_hash: r.get(5),
+                    running: r
+                        .get::<_, Option<i32>>(6)
+                        .and_then(|n| usize::try_from(n).ok()),
                 });
             } else if !table.kind.is_drizzle() {
                 state.records.push(AppliedRecord {
@@ -250,6 +263,8 @@ pub struct RecordRow<'a> {
     pub deployment_id: &'a str,
     /// sha256 of the file through statement `statements_done` (see the `done_hash` column).
     pub done_hash: &'a str,
+    /// The statement (0-based) about to run outside a transaction, for an intent record.
+    pub running: Option<usize>,
 }
 
 /// Write a migration's state inside the caller's transaction: drizzle's row (when complete)
@@ -279,7 +294,8 @@ pub async fn write_record(
     let status = if row.complete { "applied" } else { "partial" };
     let done = i32::try_from(row.statements_done).unwrap_or(i32::MAX);
     let count = i32::try_from(row.statement_count).unwrap_or(i32::MAX);
-    let params: [&(dyn ToSql + Sync); 10] = [
+    let running = row.running.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    let params: [&(dyn ToSql + Sync); 11] = [
         &table.kind.as_str(),
         &row.version,
         &row.name,
@@ -290,16 +306,17 @@ pub async fn write_record(
         &row.duration_ms,
         &row.deployment_id,
         &row.done_hash,
+        &running,
     ];
     client
         .execute(
             "INSERT INTO pgship.applied_migrations \
-               (source_kind, version, name, checksum, status, statements_done, statement_count, duration_ms, deployment_id, done_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+               (source_kind, version, name, checksum, status, statements_done, statement_count, duration_ms, deployment_id, done_hash, running_statement) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (source_kind, version) DO UPDATE SET \
                name = EXCLUDED.name, checksum = EXCLUDED.checksum, status = EXCLUDED.status, \
                statements_done = EXCLUDED.statements_done, statement_count = EXCLUDED.statement_count, \
-               done_hash = EXCLUDED.done_hash, \
+               done_hash = EXCLUDED.done_hash, running_statement = EXCLUDED.running_statement, \
                duration_ms = pgship.applied_migrations.duration_ms + EXCLUDED.duration_ms, \
                applied_at = now(), deployment_id = EXCLUDED.deployment_id, applied_by = current_user",
             &params,
@@ -316,10 +333,14 @@ pub async fn start_deployment(
     environment: &str,
     target: &str,
 ) -> Result<(), DbError> {
+    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let host = crate::util::hostname();
     client
         .execute(
-            "INSERT INTO pgship.deployments (id, kind, environment, target, status) VALUES ($1, $2, $3, $4, 'running')",
-            &[&id, &kind, &environment, &target],
+            "INSERT INTO pgship.deployments (id, kind, environment, target, status, pid, host, backend_pid, backend_start) \
+             SELECT $1, $2, $3, $4, 'running', $5, $6, pg_backend_pid(), \
+                    (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())",
+            &[&id, &kind, &environment, &target, &pid, &host],
         )
         .await
         .map_err(|e| DbError::query("recording the run in pgship.deployments", &e))?;
@@ -375,4 +396,135 @@ pub async fn write_logs(client: &Client, rows: &[LogRow<'_>]) -> Result<(), DbEr
         .await
         .map_err(|e| DbError::query("writing pgship.deployment_logs", &e))?;
     Ok(())
+}
+
+/// A run whose row says `running` but whose database session is gone: killed, or cut off.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadRun {
+    pub id: String,
+    pub kind: String,
+    pub environment: String,
+    pub started_at: jiff::Timestamp,
+    pub pid: Option<i32>,
+    pub host: Option<String>,
+    /// Migrations it committed (complete), and the one it left partial with its count.
+    pub committed: Vec<String>,
+    pub partial: Option<(String, i32)>,
+}
+
+/// Runs recorded `running` whose session has ended. A row written before pgship recorded
+/// sessions counts as dead when nobody else holds the migration lock (`holding_lock`: the
+/// caller does, so no other run is live). Read-only.
+pub async fn dead_runs(client: &Client, holding_lock: bool) -> Result<Vec<DeadRun>, DbError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('pgship.deployments') IS NOT NULL", &[])
+        .await
+        .map_err(|e| DbError::query("looking for pgship.deployments", &e))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let lock_free = holding_lock
+        || super::lock::holder(client, super::lock::MIGRATE_LOCK_KEY)
+            .await?
+            .is_none();
+    let rows = client
+        .query(
+            "SELECT d.id, d.kind, d.environment, d.started_at, (to_jsonb(d) ->> 'pid')::int, to_jsonb(d) ->> 'host' \
+             FROM pgship.deployments d \
+             WHERE d.status = 'running' AND CASE \
+               WHEN (to_jsonb(d) ->> 'backend_pid') IS NULL THEN $1 \
+               ELSE NOT EXISTS ( \
+                 SELECT 1 FROM pg_stat_activity a WHERE a.pid = (to_jsonb(d) ->> 'backend_pid')::int \
+                   AND a.backend_start = (to_jsonb(d) ->> 'backend_start')::timestamptz) \
+             END ORDER BY d.started_at",
+            &[&lock_free],
+        )
+        .await
+        .map_err(|e| DbError::query("looking for interrupted runs in pgship.deployments", &e))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let id: String = r.get(0);
+        let (committed, partial) = run_progress(client, &id).await?;
+        out.push(DeadRun {
+            id,
+            kind: r.get(1),
+            environment: r.get(2),
+            started_at: r.get(3),
+            pid: r.get(4),
+            host: r.get(5),
+            committed,
+            partial,
+        });
+    }
+    Ok(out)
+}
+
+/// What run `id` committed, from `pgship.applied_migrations`: complete migrations, and the
+/// one it left partial with its committed statement count.
+pub async fn run_progress(
+    client: &Client,
+    id: &str,
+) -> Result<(Vec<String>, Option<(String, i32)>), DbError> {
+    let rows = client
+        .query(
+            "SELECT name, status, statements_done FROM pgship.applied_migrations \
+             WHERE deployment_id = $1 ORDER BY applied_at, id",
+            &[&id],
+        )
+        .await
+        .map_err(|e| DbError::query("reading what an interrupted run committed", &e))?;
+    let mut committed = Vec::new();
+    let mut partial = None;
+    for r in rows {
+        let (name, status, done): (String, String, i32) = (r.get(0), r.get(1), r.get(2));
+        if status == "partial" {
+            partial = Some((name, done));
+        } else {
+            committed.push(name);
+        }
+    }
+    Ok((committed, partial))
+}
+
+impl DeadRun {
+    /// One line: what happened and what it committed.
+    pub fn describe(&self) -> String {
+        let who = match (&self.host, self.pid) {
+            (Some(h), Some(p)) => format!(" (pid {p} on {h})"),
+            _ => String::new(),
+        };
+        let mut text = format!(
+            "run {}{who}, started {}, ended without recording its result (killed, or its session was cut)",
+            self.id, self.started_at
+        );
+        text.push_str(&match (self.committed.is_empty(), &self.partial) {
+            (true, None) => "; it committed nothing".to_string(),
+            (false, _) => format!(
+                "; committed: {}",
+                crate::util::fold_list(&self.committed, 5, 3)
+            ),
+            (true, Some(_)) => String::new(),
+        });
+        if let Some((name, done)) = &self.partial {
+            text.push_str(&format!(
+                "; partially committed: {name} (statements 1-{done})"
+            ));
+        }
+        text
+    }
+}
+
+/// Mark `run` interrupted, with what it committed. Returns whether this call marked it (two
+/// runs may find the same dead one).
+pub async fn mark_interrupted(client: &Client, run: &DeadRun) -> Result<bool, DbError> {
+    let n = client
+        .execute(
+            "UPDATE pgship.deployments SET status = 'interrupted', finished_at = now(), error = $2 \
+             WHERE id = $1 AND status = 'running'",
+            &[&run.id, &run.describe()],
+        )
+        .await
+        .map_err(|e| DbError::query("marking an interrupted run in pgship.deployments", &e))?;
+    Ok(n > 0)
 }

@@ -12,6 +12,26 @@ use pg_query::protobuf::{AlterTableType, ConstrType, TransactionStmtKind};
 use super::Hit;
 use super::ast;
 use super::catalog::Catalog;
+use super::copies::Copies;
+use super::objects::RunObjects;
+use super::rules::transaction_nesting;
+
+/// The top-level `COMMIT` (or `ROLLBACK`) that ended the runner's transaction in a file, and
+/// what ran after it.
+#[derive(Debug, Clone)]
+pub struct RunnerEnd {
+    pub line: u32,
+    pub column: u32,
+    pub sql: String,
+    /// A COMMIT (not a ROLLBACK or PREPARE TRANSACTION).
+    pub commit: bool,
+    /// Earlier migrations of the run that shared the transaction (pgship's whole-run mode),
+    /// committed with it.
+    pub earlier_migrations: u32,
+    /// The statements after it, in order: their line, and the line of the file's BEGIN whose
+    /// transaction they run in (`None`: autocommit).
+    pub after: Vec<(u32, Option<u32>)>,
+}
 
 /// How the runner executes a file's statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +56,13 @@ pub struct Context {
     txn: u64,
     /// An explicit BEGIN open in the file: its line, column and text.
     explicit: Option<(u32, u32, String)>,
+    /// The runner's transaction (`Wrap::File`, `Wrap::Engine`) was ended by a top-level
+    /// `COMMIT` (or `ROLLBACK`) of this file: the statements after it run in autocommit.
+    runner_end: Option<RunnerEnd>,
+    /// The previous file ended the runner's transaction: the engine opens a new one.
+    reopened: bool,
+    /// Earlier files that share the current transaction of pgship's engine (whole-run mode).
+    files_in_txn: u32,
     /// Table key -> (file, transaction) where it was created.
     created: HashMap<String, (u64, u64)>,
     /// (table key, constraint) -> transaction it was added NOT VALID in.
@@ -48,6 +75,10 @@ pub struct Context {
     strong_locks: HashMap<String, u64>,
     pub lock_timeout_set: bool,
     pub statement_timeout_set: bool,
+    /// What the run created, dropped and renamed so far, and its dependencies.
+    pub objects: RunObjects,
+    /// Values the run copied so far (before dropping them).
+    pub copies: Copies,
 }
 
 impl Context {
@@ -59,6 +90,9 @@ impl Context {
             file_no: 0,
             txn: 0,
             explicit: None,
+            runner_end: None,
+            reopened: false,
+            files_in_txn: 0,
             created: HashMap::new(),
             not_valid: HashMap::new(),
             not_null_check_pending: HashMap::new(),
@@ -66,6 +100,8 @@ impl Context {
             strong_locks: HashMap::new(),
             lock_timeout_set: false,
             statement_timeout_set: false,
+            objects: RunObjects::default(),
+            copies: Copies::default(),
         }
     }
 
@@ -77,12 +113,18 @@ impl Context {
             && wrap
                 == Wrap::Engine {
                     per_migration: false,
-                };
-        if !continues {
+                }
+            && !self.reopened;
+        if continues {
+            self.files_in_txn += 1;
+        } else {
             self.txn += 1;
+            self.files_in_txn = 0;
         }
+        self.reopened = false;
         self.wrap = wrap;
         self.explicit = None;
+        self.runner_end = None;
         self.lock_timeout_set = false;
         self.statement_timeout_set = false;
     }
@@ -104,6 +146,18 @@ impl Context {
                 ),
             ));
         }
+        // pgship's engine gives a top-level COMMIT drizzle's meaning; TX04 says what is then
+        // not atomic, which is only known once the file is read. The engine opens a new
+        // transaction for the next migration.
+        if let Some(end) = self.runner_end.take() {
+            self.reopened = true;
+            self.txn += 1;
+            if let Wrap::Engine { per_migration } = self.wrap
+                && let Some(hit) = transaction_nesting::after_engine_commit(&end, per_migration)
+            {
+                out.push(("TX04", (end.line, end.column), end.sql, hit));
+            }
+        }
         out
     }
 
@@ -112,16 +166,35 @@ impl Context {
         self.explicit.is_some()
     }
 
-    /// Whether `node` runs inside a transaction block.
+    /// Whether the transaction the runner wraps the file in (`Wrap::File`, `Wrap::Engine`) is
+    /// still open: no top-level `COMMIT` of the file has ended it yet.
+    pub fn runner_open(&self) -> bool {
+        self.wrap != Wrap::None && self.runner_end.is_none()
+    }
+
+    /// Whether statements run in autocommit here: no BEGIN of the file is open, and no runner's
+    /// transaction either (none, or the file's COMMIT ended it).
+    pub fn autocommit(&self) -> bool {
+        self.explicit.is_none() && !self.runner_open()
+    }
+
+    /// Whether `node` runs inside a transaction block. For transaction control itself: whether
+    /// a transaction is open when it runs.
     pub fn in_transaction_for(&self, node: &NodeEnum, sql: &str) -> bool {
         if self.explicit.is_some() || matches!(node, NodeEnum::TransactionStmt(_)) {
-            return self.explicit.is_some();
+            return !self.autocommit();
         }
         match self.wrap {
+            _ if !self.runner_open() => false,
             Wrap::None => false,
             Wrap::File => true,
             Wrap::Engine { .. } => !runs_alone(sql, self.pg_version),
         }
+    }
+
+    /// The number of the file being linted in the run (from 1).
+    pub fn file_no(&self) -> u64 {
+        self.file_no
     }
 
     /// The id of the current transaction (changes at every boundary).
@@ -155,7 +228,7 @@ impl Context {
     }
 
     fn in_any_transaction(&self) -> bool {
-        self.explicit.is_some() || self.wrap != Wrap::None
+        !self.autocommit()
     }
 
     /// Update the state with a statement that has been checked.
@@ -164,28 +237,10 @@ impl Context {
         if alone {
             self.txn += 1;
         }
+        self.objects.observe(stmt.node);
+        self.copies.observe(stmt.node, self.file_no, stmt.line);
         match stmt.node {
-            NodeEnum::TransactionStmt(t) => {
-                let kind =
-                    TransactionStmtKind::try_from(t.kind).unwrap_or(TransactionStmtKind::Undefined);
-                match kind {
-                    TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart
-                        if self.explicit.is_none() =>
-                    {
-                        self.explicit = Some((stmt.line, stmt.column, stmt.sql.to_string()));
-                        self.txn += 1;
-                    }
-                    TransactionStmtKind::TransStmtCommit
-                    | TransactionStmtKind::TransStmtRollback
-                    | TransactionStmtKind::TransStmtCommitPrepared
-                    | TransactionStmtKind::TransStmtRollbackPrepared
-                    | TransactionStmtKind::TransStmtPrepare => {
-                        self.explicit = None;
-                        self.txn += 1;
-                    }
-                    _ => {}
-                }
-            }
+            NodeEnum::TransactionStmt(t) => self.observe_control(t.kind, stmt),
             NodeEnum::CreateStmt(c) => {
                 if let Some(rv) = &c.relation {
                     self.created
@@ -214,9 +269,49 @@ impl Context {
             }
             _ => {}
         }
+        if let Some(end) = &mut self.runner_end
+            && !matches!(stmt.node, NodeEnum::TransactionStmt(_))
+        {
+            end.after
+                .push((stmt.line, self.explicit.as_ref().map(|e| e.0)));
+        }
         // A statement run alone, or any statement in autocommit, ends its transaction.
-        if self.explicit.is_none() && (alone || self.wrap == Wrap::None) {
+        if self.autocommit() || (alone && self.explicit.is_none()) {
             self.txn += 1;
+        }
+    }
+
+    /// Transaction control, with the meaning PostgreSQL gives it inside the runner's transaction
+    /// (and drizzle's `migrate()` and pgship's engine give it): a BEGIN there does nothing; a
+    /// COMMIT (or ROLLBACK) ends it, and what follows runs in autocommit until a BEGIN.
+    fn observe_control(&mut self, kind: i32, stmt: &super::Stmt) {
+        use TransactionStmtKind as K;
+        let kind = K::try_from(kind).unwrap_or(K::Undefined);
+        match kind {
+            K::TransStmtBegin | K::TransStmtStart
+                if self.explicit.is_none() && !self.runner_open() =>
+            {
+                self.explicit = Some((stmt.line, stmt.column, stmt.sql.to_string()));
+                self.txn += 1;
+            }
+            K::TransStmtCommit | K::TransStmtRollback | K::TransStmtPrepare => {
+                if self.explicit.take().is_none() && self.runner_open() {
+                    self.runner_end = Some(RunnerEnd {
+                        line: stmt.line,
+                        column: stmt.column,
+                        sql: stmt.sql.to_string(),
+                        commit: kind == K::TransStmtCommit,
+                        earlier_migrations: self.files_in_txn,
+                        after: Vec::new(),
+                    });
+                }
+                self.txn += 1;
+            }
+            K::TransStmtCommitPrepared | K::TransStmtRollbackPrepared => {
+                self.explicit = None;
+                self.txn += 1;
+            }
+            _ => {}
         }
     }
 

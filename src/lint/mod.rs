@@ -8,13 +8,21 @@
 //!   NOT VALID constraints and locks taken earlier, and the live catalog when given.
 //! - [`ast`]: helpers over libpg_query's parse tree.
 //! - [`catalog`]: what `--database` reads from a live database.
+//! - [`objects`]: what the run creates, drops and renames, for the rules that look up
+//!   dependencies.
+//! - [`copies`]: values the run copies elsewhere before dropping them (DL01, DL02).
 //! - [`report`]: text, JSON, SARIF and GitHub annotations.
 //!
-//! No IO here but [`catalog::load`]: files are read by the caller.
+//! - [`input`]: the files and folders to lint, read as the engine reads migrations.
+//!
+//! No IO here but [`catalog::load`] and [`input`].
 
 pub mod ast;
 pub mod catalog;
 pub mod context;
+pub mod copies;
+pub mod input;
+pub mod objects;
 pub mod report;
 pub mod rules;
 

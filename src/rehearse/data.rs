@@ -12,24 +12,65 @@ use crate::compare::SchemaFilter;
 use crate::compare::data::{orphans_sql, relation};
 use crate::db::{DbError, quote_ident};
 
-/// Exact row counts of every ordinary table the filter allows (partitions counted as
-/// themselves, partitioned parents not at all, so nothing is counted twice).
-pub async fn row_counts(
+/// The ordinary tables the filter allows (partitions as themselves, partitioned parents not at
+/// all, so nothing is counted twice): oid, schema, name.
+async fn tables(
     client: &Client,
     filter: &SchemaFilter,
-) -> Result<BTreeMap<String, i64>, DbError> {
+) -> Result<Vec<(u32, String, String)>, DbError> {
     let sql = format!(
-        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind = 'r' AND {} ORDER BY 1, 2",
+        "SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND {} ORDER BY 2, 3",
         SchemaFilter::sql("n.nspname", 1, 2)
     );
     let rows = client
         .query(&sql, &[&filter.include, &filter.exclude])
         .await
         .map_err(|e| DbError::query("listing tables", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// Which table is which by `pg_class.oid`, whatever it is called: oid -> `schema.table`, for
+/// the tables [`row_counts`] counts. Read before and after the migrations, it says which
+/// tables they renamed ([`renamed_tables`]).
+pub async fn table_oids(
+    client: &Client,
+    filter: &SchemaFilter,
+) -> Result<BTreeMap<u32, String>, DbError> {
+    Ok(tables(client, filter)
+        .await?
+        .into_iter()
+        .map(|(oid, schema, table)| (oid, format!("{schema}.{table}")))
+        .collect())
+}
+
+/// Tables of the same sandbox whose name changed between two [`table_oids`]: old -> new.
+pub fn renamed_tables(
+    before: &BTreeMap<u32, String>,
+    after: &BTreeMap<u32, String>,
+) -> BTreeMap<String, String> {
+    before
+        .iter()
+        .filter_map(|(oid, old)| {
+            after
+                .get(oid)
+                .filter(|new| *new != old)
+                .map(|new| (old.clone(), new.clone()))
+        })
+        .collect()
+}
+
+/// Exact row counts of every ordinary table the filter allows (partitions counted as
+/// themselves, partitioned parents not at all, so nothing is counted twice).
+pub async fn row_counts(
+    client: &Client,
+    filter: &SchemaFilter,
+) -> Result<BTreeMap<String, i64>, DbError> {
     let mut out = BTreeMap::new();
-    for r in rows {
-        let (schema, table): (String, String) = (r.get(0), r.get(1));
+    for (_, schema, table) in tables(client, filter).await? {
         let q = format!("SELECT count(*) FROM {}", relation(&schema, &table, false));
         let n: i64 = client
             .query_one(&q, &[])
@@ -44,30 +85,48 @@ pub async fn row_counts(
 /// A table's rows before and after.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowCount {
+    /// Its name after the migrations (before, for a table they dropped).
     pub table: String,
+    /// Its name before, when the migrations renamed it: `before` is the count under that name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
     pub before: Option<i64>,
     pub after: Option<i64>,
     /// Fewer rows after, and the migrations hold no DELETE or TRUNCATE for it.
     pub unexplained_loss: bool,
 }
 
-/// Join the counts; `removers` are the tables the pending SQL deletes from or truncates.
+/// Join the counts, following each table of `renamed` (old -> new name) across its rename;
+/// `removers` are the tables the pending SQL deletes from or truncates, under either name.
 pub fn join_counts(
     before: &BTreeMap<String, i64>,
     after: &BTreeMap<String, i64>,
     removers: &BTreeSet<String>,
+    renamed: &BTreeMap<String, String>,
 ) -> Vec<RowCount> {
-    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let old_name: BTreeMap<&String, &String> = renamed.iter().map(|(o, n)| (n, o)).collect();
+    let names: BTreeSet<&String> = after
+        .keys()
+        .chain(before.keys().filter(|t| !renamed.contains_key(*t)))
+        .collect();
     names
         .into_iter()
         .map(|t| {
-            let (b, a) = (before.get(t).copied(), after.get(t).copied());
+            let old = old_name.get(t).copied();
+            // A name the migrations took from a renamed table is another table.
+            let b = match old {
+                Some(o) => before.get(o).copied(),
+                None if renamed.contains_key(t) => None,
+                None => before.get(t).copied(),
+            };
+            let a = after.get(t).copied();
+            let removed_from = removers.contains(t) || old.is_some_and(|o| removers.contains(o));
             RowCount {
                 table: t.clone(),
+                renamed_from: old.cloned(),
                 before: b,
                 after: a,
-                unexplained_loss: matches!((b, a), (Some(b), Some(a)) if a < b)
-                    && !removers.contains(t),
+                unexplained_loss: matches!((b, a), (Some(b), Some(a)) if a < b) && !removed_from,
             }
         })
         .collect()
@@ -411,7 +470,7 @@ mod tests {
         ]
         .into();
         let removers: BTreeSet<String> = ["public.b".to_string()].into();
-        let j = join_counts(&before, &after, &removers);
+        let j = join_counts(&before, &after, &removers, &BTreeMap::new());
         let lost: Vec<&str> = j
             .iter()
             .filter(|c| c.unexplained_loss)
@@ -419,5 +478,66 @@ mod tests {
             .collect();
         assert_eq!(lost, vec!["public.a"]);
         assert_eq!(j.len(), 4);
+    }
+
+    #[test]
+    fn counts_follow_a_table_across_its_rename() {
+        let before: BTreeMap<String, i64> = [
+            ("public.a".to_string(), 10),
+            ("public.b".to_string(), 4),
+            ("public.c".to_string(), 6),
+            ("public.d".to_string(), 8),
+        ]
+        .into();
+        // a -> a2 keeps its rows; b -> b2 loses some unexplained; c -> c2 is deleted from
+        // under its old name; d -> d_old and a new d is created empty.
+        let after: BTreeMap<String, i64> = [
+            ("public.a2".to_string(), 10),
+            ("public.b2".to_string(), 1),
+            ("public.c2".to_string(), 0),
+            ("public.d_old".to_string(), 8),
+            ("public.d".to_string(), 0),
+        ]
+        .into();
+        let renamed: BTreeMap<String, String> = [
+            ("public.a", "public.a2"),
+            ("public.b", "public.b2"),
+            ("public.c", "public.c2"),
+            ("public.d", "public.d_old"),
+        ]
+        .iter()
+        .map(|(o, n)| (o.to_string(), n.to_string()))
+        .collect();
+        let removers: BTreeSet<String> = ["public.c".to_string()].into();
+        let j = join_counts(&before, &after, &removers, &renamed);
+        let got: Vec<String> = j
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} from {:?}: {:?} -> {:?}, lost {}",
+                    c.table, c.renamed_from, c.before, c.after, c.unexplained_loss
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "public.a2 from Some(\"public.a\"): Some(10) -> Some(10), lost false",
+                "public.b2 from Some(\"public.b\"): Some(4) -> Some(1), lost true",
+                "public.c2 from Some(\"public.c\"): Some(6) -> Some(0), lost false",
+                "public.d from None: None -> Some(0), lost false",
+                "public.d_old from Some(\"public.d\"): Some(8) -> Some(8), lost false",
+            ]
+        );
+        let oids = |names: &[(u32, &str)]| -> BTreeMap<u32, String> {
+            names.iter().map(|(o, n)| (*o, n.to_string())).collect()
+        };
+        assert_eq!(
+            renamed_tables(
+                &oids(&[(1, "public.a"), (2, "public.x"), (3, "public.gone")]),
+                &oids(&[(1, "public.a2"), (2, "public.x"), (4, "public.new")])
+            ),
+            [("public.a".to_string(), "public.a2".to_string())].into()
+        );
     }
 }

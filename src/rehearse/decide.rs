@@ -327,6 +327,31 @@ mod tests {
                 vec![("breaking:column-removed", Action::Warn)],
             ),
             (
+                "renames warn: no row is lost",
+                Facts {
+                    breaking: vec![
+                        (
+                            Kind::TableRenamed,
+                            "public.b".into(),
+                            "table-renamed public.a -> public.b".into(),
+                        ),
+                        (
+                            Kind::ColumnRenamed,
+                            "public.b.y".into(),
+                            "column-renamed public.b.x -> y".into(),
+                        ),
+                    ],
+                    rollback: Some(Ok(())),
+                    ..Facts::default()
+                },
+                &d,
+                Verdict::ProceedWithWarnings,
+                vec![
+                    ("breaking:table-renamed", Action::Warn),
+                    ("breaking:column-renamed", Action::Warn),
+                ],
+            ),
+            (
                 "a lint error aborts",
                 Facts {
                     lint: vec![("LK01".into(), Severity::Error, "a.sql:3".into(), "m".into())],

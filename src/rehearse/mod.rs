@@ -7,9 +7,10 @@
 //! 2. let [`crate::rollback::prepare`] save what a rollback needs;
 //! 3. apply with the same engine, transaction mode and timeouts as a deploy, every statement
 //!    measured ([`crate::db::measure`]); a failing statement stops the rehearsal there;
-//! 4. row counts after, rows new or NOT VALID constraints reject, the user's check queries,
-//!    the app's tests (`--test-cmd`);
-//! 5. the schema after and its differences from before (breaking ones marked by policy);
+//! 4. row counts after (a renamed table's under its new name), rows new or NOT VALID
+//!    constraints reject, the user's check queries, the app's tests (`--test-cmd`);
+//! 5. the schema after and its differences from before (renamed tables and columns recognised
+//!    by catalog identity, breaking ones marked by policy);
 //! 6. roll back, prove the schema and the touched tables' contents are as they were, then
 //!    apply again and prove the schema is the rehearsed one again.
 
@@ -195,6 +196,7 @@ pub async fn rehearse(
     let fingerprint_before = before_model.fingerprint();
     let old_constraints = data::constraint_names(client, &o.filter).await?;
     let counts_before = data::row_counts(client, &o.filter).await?;
+    let oids_before = data::table_oids(client, &o.filter).await?;
     log(
         Level::Info,
         format!(
@@ -292,7 +294,8 @@ pub async fn rehearse(
         .flat_map(|m| m.statements.iter())
         .flat_map(|s| data::row_removers(&s.sql))
         .collect();
-    rehearsal.row_counts = data::join_counts(&counts_before, &counts_after, &removers);
+    let renamed = data::renamed_tables(&oids_before, &data::table_oids(client, &o.filter).await?);
+    rehearsal.row_counts = data::join_counts(&counts_before, &counts_after, &removers, &renamed);
     rehearsal.violations = data::violations(client, &o.filter, &old_constraints).await?;
     for (file, shown) in &o.checks {
         let r = data::run_check(client, file, shown).await;
@@ -350,7 +353,9 @@ pub async fn rehearse(
     // 5. Schema after.
     let after_model = compare::introspect::introspect(client, &o.filter).await?;
     let fingerprint_after = after_model.fingerprint();
-    let mut diffs = compare::diff::diff(&after_model, &before_model);
+    // Both models are of this sandbox: the same oid (attnum) is the same table (column).
+    let renames = compare::renames::Renames::by_identity(&after_model, &before_model);
+    let mut diffs = compare::diff::diff_with(&after_model, &before_model, &renames);
     o.breaking.apply(&mut diffs);
     compare::sort(&mut diffs);
     log(
@@ -459,6 +464,7 @@ fn on_apply_event(
     log: &mut Log<'_>,
 ) {
     match e {
+        Event::Interrupted { .. } => {}
         Event::Measured {
             migration,
             index,
@@ -663,6 +669,8 @@ pub struct Sharpened {
 const GOVERNED: &[(&str, compare::Kind)] = &[
     ("DL01", compare::Kind::TableRemoved),
     ("DL02", compare::Kind::ColumnRemoved),
+    ("BI01", compare::Kind::ColumnRenamed),
+    ("BI02", compare::Kind::TableRenamed),
 ];
 
 /// Tables with fewer rows than this are small: a lock or rewrite finding on them only is
@@ -1147,5 +1155,21 @@ mod tests {
         }
         assert_eq!(outcomes[0], (Severity::Warning, Some("downgraded")));
         assert_eq!(outcomes[0], outcomes[1]);
+    }
+
+    #[test]
+    fn rename_findings_are_governed_by_the_rename_policies() {
+        let p = Policy::default();
+        let diffs = vec![
+            Difference::table_renamed("public.a", "public.b"),
+            Difference::column_renamed("public.b", "x", "y"),
+        ];
+        let f = [
+            finding("BI02", Severity::Warning, 1),
+            finding("BI01", Severity::Warning, 2),
+        ];
+        let s = sharpen(&f, Some(&rehearsal(Vec::new(), diffs)), &files(), &p);
+        assert_eq!(s[0].governed_by.as_deref(), Some("breaking:table-renamed"));
+        assert_eq!(s[1].governed_by.as_deref(), Some("breaking:column-renamed"));
     }
 }

@@ -84,6 +84,14 @@ fn verdict_line(d: &Decision) -> String {
     }
 }
 
+/// A row count's table, with its name before when the migrations renamed it.
+fn table_shown(c: &super::data::RowCount) -> String {
+    match &c.renamed_from {
+        Some(old) => format!("{} (renamed from {old})", c.table),
+        None => c.table.clone(),
+    }
+}
+
 fn ms(v: f64) -> String {
     if v >= 1000.0 {
         format!("{:.2} s", v / 1000.0)
@@ -256,11 +264,15 @@ pub fn text(r: &PlanReport) -> String {
                 h.row_counts.len(),
                 changed.len()
             );
-            for c in changed {
+            for c in h
+                .row_counts
+                .iter()
+                .filter(|c| c.before != c.after || c.renamed_from.is_some())
+            {
                 let _ = writeln!(
                     o,
                     "    {}: {} -> {}{}",
-                    c.table,
+                    table_shown(c),
                     c.before.map_or("-".into(), |n| n.to_string()),
                     c.after.map_or("-".into(), |n| n.to_string()),
                     if c.unexplained_loss {
@@ -494,11 +506,15 @@ pub fn markdown(r: &PlanReport) -> String {
                 h.row_counts.iter().filter(|c| c.before != c.after).count(),
                 h.violations.len()
             );
-            for c in h.row_counts.iter().filter(|c| c.before != c.after) {
+            for c in h
+                .row_counts
+                .iter()
+                .filter(|c| c.before != c.after || c.renamed_from.is_some())
+            {
                 let _ = writeln!(
                     o,
                     "- `{}`: {} → {} rows{}",
-                    c.table,
+                    table_shown(c),
                     c.before.map_or("-".into(), |n| n.to_string()),
                     c.after.map_or("-".into(), |n| n.to_string()),
                     if c.unexplained_loss {

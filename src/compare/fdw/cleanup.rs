@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use super::sql;
-use crate::db::url::SslMode;
 use crate::db::{Conn, DbError, describe, quote_ident, quote_literal};
 
 /// How long cleanup statements may take before the connection is simply dropped.
@@ -104,17 +103,7 @@ pub(super) async fn drop_scratch(owner: &Conn, name: &str) {
 /// be dropped, which ends the session and its transaction.
 pub(super) async fn finish_host(host: &Conn, interrupted: bool) {
     if interrupted {
-        let token = host.client.cancel_token();
-        let cancel = async {
-            match crate::db::tls::client_config(&host.url) {
-                Ok(config) if host.url.sslmode != SslMode::Disable => {
-                    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
-                    token.cancel_query(tls).await
-                }
-                _ => token.cancel_query(tokio_postgres::NoTls).await,
-            }
-        };
-        let _ = tokio::time::timeout(CLEANUP_TIMEOUT, cancel).await;
+        host.cancel_running().await;
     }
     let _ = tokio::time::timeout(CLEANUP_TIMEOUT, host.client.batch_execute("ROLLBACK")).await;
     // The extension (when it was installed before) survives the rollback: close its cached

@@ -25,6 +25,7 @@ use super::state::{self, RecordRow, StateTable};
 use super::{describe_db, plan::version_of};
 use crate::source::{MigrationId, split};
 
+mod settle;
 mod steps;
 
 /// How pending migrations are grouped into transactions.
@@ -57,8 +58,11 @@ pub struct ApplyOptions {
     pub backoff: Duration,
     pub deployment_id: String,
     pub server_major: u32,
+    /// What to assume of an interrupted statement the catalog cannot judge (see `settle`).
+    pub resolve_running: Option<ResolveRunning>,
 }
 
+pub use settle::ResolveRunning;
 pub use steps::{Op, Step, Work, steps};
 
 /// What the engine reports while it works.
@@ -87,6 +91,14 @@ pub enum Event<'a> {
     },
     InvalidIndexDropped {
         index: String,
+    },
+    /// Statement `index` was running when an earlier run ended: `done` says whether it
+    /// committed (it is then not run again), `why` how pgship knows.
+    Interrupted {
+        migration: &'a str,
+        index: usize,
+        done: bool,
+        why: String,
     },
     MigrationApplied {
         name: &'a str,
@@ -407,8 +419,11 @@ impl Run<'_> {
                     work,
                     complete: false,
                     done,
-                } => {
-                    self.partial = Some((self.work[*work].migration.name.clone(), *done));
+                }
+                | Op::Intent { work, stmt: done } => {
+                    if *done > 0 {
+                        self.partial = Some((self.work[*work].migration.name.clone(), *done));
+                    }
                 }
                 _ => {}
             }
@@ -427,7 +442,9 @@ impl Run<'_> {
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), OpError> {
         let first_work = ops.iter().find_map(|op| match op {
-            Op::Statement { work, .. } | Op::Record { work, .. } => Some(*work),
+            Op::Statement { work, .. } | Op::Record { work, .. } | Op::Intent { work, .. } => {
+                Some(*work)
+            }
             Op::Reset => None,
         });
         let begin = self.client.batch_execute("BEGIN").await;
@@ -520,32 +537,42 @@ impl Run<'_> {
                 work,
                 complete,
                 done,
-            } => {
-                let m = self.work[work].migration;
-                let version = version_of(m);
-                let done_hash = m.prefix_hash(done);
-                let created_at = match m.id {
-                    MigrationId::Drizzle { when } => Some(when),
-                    MigrationId::Sql { .. } => None,
-                };
-                let row = RecordRow {
-                    version: &version,
-                    name: &m.name,
-                    checksum: &m.checksum,
-                    created_at,
-                    complete,
-                    statements_done: done,
-                    statement_count: m.statements.len(),
-                    duration_ms: i64::try_from(self.durations[work].as_millis())
-                        .unwrap_or(i64::MAX),
-                    deployment_id: &self.opts.deployment_id,
-                    done_hash: &done_hash,
-                };
-                state::write_record(self.client, self.table, &row)
-                    .await
-                    .map_err(|error| OpError::State { work, error })
-            }
+            } => self.record(work, complete, done, None).await,
+            Op::Intent { work, stmt } => self.record(work, false, stmt, Some(stmt)).await,
         }
+    }
+
+    /// Write work item `work`'s state row (see [`state::write_record`]).
+    async fn record(
+        &self,
+        work: usize,
+        complete: bool,
+        done: usize,
+        running: Option<usize>,
+    ) -> Result<(), OpError> {
+        let m = self.work[work].migration;
+        let version = version_of(m);
+        let done_hash = m.prefix_hash(done);
+        let created_at = match m.id {
+            MigrationId::Drizzle { when } => Some(when),
+            MigrationId::Sql { .. } => None,
+        };
+        let row = RecordRow {
+            version: &version,
+            name: &m.name,
+            checksum: &m.checksum,
+            created_at,
+            complete,
+            statements_done: done,
+            statement_count: m.statements.len(),
+            duration_ms: i64::try_from(self.durations[work].as_millis()).unwrap_or(i64::MAX),
+            deployment_id: &self.opts.deployment_id,
+            done_hash: &done_hash,
+            running,
+        };
+        state::write_record(self.client, self.table, &row)
+            .await
+            .map_err(|error| OpError::State { work, error })
     }
 
     /// Run one statement with the probe: snapshots of relations and own locks around it, or
@@ -607,6 +634,10 @@ impl Run<'_> {
             return Ok(());
         };
         let sql = self.work[work].migration.statements[stmt].sql.clone();
+        let w = self.work[work];
+        if w.uncertain && stmt == w.start_at && self.settle(work, stmt, on_event).await? {
+            return Ok(());
+        }
         let mut attempt = 0;
         loop {
             let before = self.invalid_indexes().await.unwrap_or_default();
@@ -642,10 +673,62 @@ impl Run<'_> {
                         continue;
                     }
                     let exhausted = e.is_lock_timeout();
+                    // It failed, so it did not commit: the intent is cleared (best effort; a
+                    // stale one only makes the next run check the catalog).
+                    let _ = self.record(work, false, stmt, None).await;
                     return Err(self.failure(e, &[op], exhausted, dropped));
                 }
             }
         }
+    }
+
+    /// Judge statement `stmt`, interrupted by an earlier run: `true` when it committed.
+    async fn settle(
+        &self,
+        work: usize,
+        stmt: usize,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<bool, Box<ApplyFailure>> {
+        use settle::Settled;
+        let m = self.work[work].migration;
+        let verdict = settle::settle(self.client, &m.statements[stmt].sql)
+            .await
+            .map_err(|e| self.failure(OpError::State { work, error: e }, &[], false, Vec::new()))?;
+        let verdict = match (verdict, self.opts.resolve_running) {
+            (Settled::Unknown(why), Some(ResolveRunning::Done)) => {
+                Settled::Done(format!("{why}; --resolve-running done says it committed"))
+            }
+            (Settled::Unknown(why), Some(ResolveRunning::Rerun)) => {
+                Settled::Rerun(format!("{why}; --resolve-running rerun runs it again"))
+            }
+            (v, _) => v,
+        };
+        let (done, why) = match verdict {
+            Settled::Done(why) => (true, why),
+            Settled::Rerun(why) => (false, why),
+            Settled::Unknown(why) => {
+                let s = &m.statements[stmt];
+                return Err(Box::new(ApplyFailure {
+                    error: format!(
+                        "statement {} ({}:{}) was running outside a transaction when an earlier \
+                         run ended, and {why}: check what it did, then run again with \
+                         --resolve-running done (it committed) or --resolve-running rerun (run \
+                         it again)",
+                        stmt + 1,
+                        m.path.display(),
+                        s.line
+                    ),
+                    ..self.base_failure(work, stmt, Vec::new())
+                }));
+            }
+        };
+        on_event(Event::Interrupted {
+            migration: &m.name,
+            index: stmt + 1,
+            done,
+            why,
+        });
+        Ok(done)
     }
 
     async fn invalid_indexes(&self) -> Result<Vec<u32>, tokio_postgres::Error> {

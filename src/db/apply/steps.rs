@@ -4,7 +4,9 @@
 //! A migration starts in pgship's batch transaction (one for the whole run, or one per
 //! migration). Inside it:
 //! - a statement PostgreSQL refuses in a transaction block (`CREATE INDEX CONCURRENTLY`) ends
-//!   the transaction (with a `partial` record of what it committed) and runs alone;
+//!   the transaction, which also commits an intent record naming it (so a crash while it runs
+//!   leaves a record the next run checks against the catalog), runs alone, and is recorded
+//!   done right after;
 //! - the file's own top-level `COMMIT` ends the transaction the same way, and the statements
 //!   after it run in autocommit as drizzle runs them: each commits on its own. pgship commits
 //!   each one together with its `partial` record, so a crash never loses or repeats it; `CALL`
@@ -27,6 +29,9 @@ use super::TxMode;
 pub struct Work<'a> {
     pub migration: &'a Migration,
     pub start_at: usize,
+    /// Statement `start_at` was running outside a transaction when an earlier run ended: the
+    /// engine reads the catalog to tell whether it committed before it runs it again.
+    pub uncertain: bool,
 }
 
 /// One operation of a step.
@@ -36,6 +41,9 @@ pub enum Op {
     Statement { work: usize, stmt: usize },
     /// Reset session settings a migration may have changed.
     Reset,
+    /// Record that statement `stmt` of work item `work` is about to run outside a
+    /// transaction (a partial record with `stmt` statements done), committed before it starts.
+    Intent { work: usize, stmt: usize },
     /// Write work item `work`'s state: complete, or partial with `done` statements committed.
     Record {
         work: usize,
@@ -123,7 +131,6 @@ impl Planner {
                 region
             }
             (None, Region::Batch) => {
-                self.close(wi, si, w.start_at);
                 self.alone(wi, si);
                 region
             }
@@ -156,8 +163,20 @@ impl Planner {
         self.flush();
     }
 
-    /// Statement `si` alone, then its record in a transaction of its own.
+    /// Statement `si` alone: its intent committed with the open transaction (or alone), the
+    /// statement, then its record in a transaction of its own.
     fn alone(&mut self, wi: usize, si: usize) {
+        let intent = Op::Intent { work: wi, stmt: si };
+        match self.out.last_mut() {
+            // The record just committed says the same: let it carry the intent.
+            Some(Step::Tx(ops)) if self.cur.is_empty() && ops.last() == Some(&partial(wi, si)) => {
+                *ops.last_mut().expect("not empty") = intent;
+            }
+            _ => {
+                self.cur.push(intent);
+                self.flush();
+            }
+        }
         self.out
             .push(Step::Alone(Op::Statement { work: wi, stmt: si }));
         self.out.push(Step::Tx(vec![partial(wi, si + 1)]));
@@ -262,11 +281,12 @@ mod tests {
             .map(|m| Work {
                 migration: Box::leak(Box::new((*m).clone())),
                 start_at: 0,
+                uncertain: false,
             })
             .collect()
     }
 
-    use Op::{Reset, Statement as S};
+    use Op::{Intent, Reset, Statement as S};
     use TxRequirement::{Any, MayCommit, NoTransaction, NoTransactionBeforePg12};
 
     fn rec(work: usize, done: usize) -> Op {
@@ -314,7 +334,7 @@ mod tests {
                     Reset,
                     complete(0, 1),
                     S { work: 1, stmt: 0 },
-                    rec(1, 1),
+                    Intent { work: 1, stmt: 1 },
                 ]),
                 Step::Alone(S { work: 1, stmt: 1 }),
                 Step::Tx(vec![rec(1, 2)]),
@@ -329,6 +349,7 @@ mod tests {
         assert_eq!(
             steps(&work(&[&a]), TxMode::All, 15),
             vec![
+                Step::Tx(vec![Intent { work: 0, stmt: 0 }]),
                 Step::Alone(S { work: 0, stmt: 0 }),
                 Step::Tx(vec![Reset, complete(0, 1)])
             ]
@@ -341,6 +362,7 @@ mod tests {
         let w = [Work {
             migration: &a,
             start_at: 1,
+            uncertain: false,
         }];
         assert_eq!(
             steps(&w, TxMode::All, 15),
@@ -352,7 +374,7 @@ mod tests {
             ])]
         );
         assert_eq!(
-            steps(&w, TxMode::All, 11)[0],
+            steps(&w, TxMode::All, 11)[1],
             Step::Alone(S { work: 0, stmt: 1 })
         );
     }
@@ -381,11 +403,11 @@ mod tests {
                     Reset,
                     complete(0, 1),
                     S { work: 1, stmt: 0 },
-                    rec(1, 2),
+                    Intent { work: 1, stmt: 2 },
                 ]),
                 Step::Alone(S { work: 1, stmt: 2 }),
                 Step::Tx(vec![rec(1, 3)]),
-                Step::Tx(vec![S { work: 1, stmt: 3 }, rec(1, 4)]),
+                Step::Tx(vec![S { work: 1, stmt: 3 }, Intent { work: 1, stmt: 4 }]),
                 Step::Alone(S { work: 1, stmt: 4 }),
                 Step::Tx(vec![Reset, complete(1, 5)]),
                 Step::Tx(vec![S { work: 2, stmt: 0 }, Reset, complete(2, 1)]),
@@ -440,6 +462,7 @@ mod tests {
         let w = [Work {
             migration: &b,
             start_at: 2,
+            uncertain: false,
         }];
         assert_eq!(
             steps(&w, TxMode::All, 15),
@@ -460,10 +483,12 @@ mod tests {
         let w = [Work {
             migration: &c,
             start_at: 2,
+            uncertain: false,
         }];
         assert_eq!(
             steps(&w, TxMode::All, 15),
             vec![
+                Step::Tx(vec![Intent { work: 0, stmt: 2 }]),
                 Step::Alone(S { work: 0, stmt: 2 }),
                 Step::Tx(vec![Reset, complete(0, 3)])
             ]

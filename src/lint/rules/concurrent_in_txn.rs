@@ -1,9 +1,10 @@
 //! TX01 concurrent-in-txn: `CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`,
 //! `REINDEX ... CONCURRENTLY` and `ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY` inside a
-//! transaction block: after an explicit `BEGIN` in the file, or anywhere in a file the runner
-//! wraps in one transaction (`--assume-in-transaction`). PostgreSQL refuses all four there
-//! ("cannot run inside a transaction block"). pgship's own engine runs them alone, between
-//! committed segments, so they are only reported there after an explicit `BEGIN`.
+//! transaction block: after an explicit `BEGIN` in the file, or in a file the runner wraps in
+//! one transaction (`--assume-in-transaction`) before a top-level `COMMIT` ends it. PostgreSQL
+//! refuses all four there ("cannot run inside a transaction block"). pgship's own engine runs
+//! them alone, between committed segments, so they are only reported there inside a `BEGIN`
+//! that follows a top-level `COMMIT` (a `BEGIN` inside the engine's transaction does nothing).
 //!
 //! Severity: error. The statement fails every time, and the alternative (running it outside
 //! the transaction) always exists.
@@ -326,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn pgships_engine_runs_them_alone_unless_the_file_opens_a_transaction() {
+    fn pgships_engine_runs_them_alone_unless_the_file_opens_a_transaction_after_a_commit() {
         for per_migration in [false, true] {
             let engine = Wrap::Engine { per_migration };
             assert_eq!(
@@ -337,8 +338,18 @@ mod tests {
                 ),
                 ""
             );
-            let out = wrapped("BEGIN;\nDROP INDEX CONCURRENTLY i;\nCOMMIT;", engine);
-            assert!(out.contains("m.sql:2:1: error TX01"), "{out}");
+            // A BEGIN inside the engine's transaction does nothing: the engine still runs the
+            // drop alone.
+            assert_eq!(
+                wrapped("BEGIN;\nDROP INDEX CONCURRENTLY i;\nCOMMIT;", engine),
+                ""
+            );
+            // After a top-level COMMIT, a BEGIN opens a transaction of the file's own.
+            let out = wrapped(
+                "COMMIT;\nBEGIN;\nDROP INDEX CONCURRENTLY i;\nCOMMIT;",
+                engine,
+            );
+            assert!(out.contains("m.sql:3:1: error TX01"), "{out}");
         }
     }
 
@@ -374,5 +385,25 @@ mod tests {
         );
         let new = render_with("TX01", "REINDEX TABLE CONCURRENTLY t;", opts(17));
         assert!(!new.contains("needs PostgreSQL"), "{new}");
+    }
+
+    #[test]
+    fn after_a_top_level_commit_the_build_runs_in_autocommit() {
+        let cic = "CREATE INDEX CONCURRENTLY orders_region_idx ON orders (region);";
+        // The runner's COMMIT ends its transaction: what follows is in autocommit.
+        let sql = format!("ALTER TABLE orders ADD COLUMN region text;\nCOMMIT;\n{cic}");
+        assert_eq!(wrapped(&sql, Wrap::File), "");
+        assert!(wrapped(cic, Wrap::File).contains("error TX01"));
+        for per_migration in [false, true] {
+            let engine = Wrap::Engine { per_migration };
+            assert_eq!(wrapped(&sql, engine), "");
+            // A BEGIN after the COMMIT opens a transaction again.
+            let out = wrapped(&format!("COMMIT;\nBEGIN;\n{cic}\nCOMMIT;"), engine);
+            assert!(
+                out.contains("m.sql:3:1: error TX01")
+                    && out.contains("inside the transaction opened by the BEGIN"),
+                "{out}"
+            );
+        }
     }
 }

@@ -203,4 +203,21 @@ mod tests {
             "{out}"
         );
     }
+
+    #[test]
+    fn a_backfill_after_a_top_level_commit_runs_in_autocommit() {
+        let engine = Wrap::Engine {
+            per_migration: true,
+        };
+        let ddl = "ALTER TABLE orders ADD COLUMN region text;\n";
+        let backfill = "UPDATE orders SET region = 'eu';";
+        assert!(wrapped(&format!("{ddl}{backfill}"), engine).contains("error LK22"));
+        assert_eq!(wrapped(&format!("{ddl}COMMIT;\n{backfill}"), engine), "");
+        assert_eq!(
+            wrapped(&format!("{ddl}COMMIT;\n{backfill}"), Wrap::File),
+            ""
+        );
+        // The engine's BEGIN inside its own transaction does nothing: still the same one.
+        assert!(wrapped(&format!("BEGIN;\n{ddl}{backfill}"), engine).contains("error LK22"));
+    }
 }

@@ -5,7 +5,10 @@
 //! Severity: error. Every row of the table is gone and only a backup brings it back, while the
 //! safe path (stop using it, back it up or rename it, drop it later) costs one more deploy.
 //! With `--database`, a table the catalog knows to be empty (0 rows and small) is only a
-//! warning: no data is lost, but code that still uses it breaks.
+//! warning: no data is lost, but code that still uses it breaks. So is a table whose rows an
+//! earlier statement of the run copied in full (`INSERT INTO t2 SELECT * FROM t`, `CREATE TABLE
+//! t2 AS SELECT * FROM t`, or, with the catalog's list of columns, a full copy of each column;
+//! see [`crate::lint::copies`]).
 //!
 //! Also home of the naming helpers the other DROP rules of this group share.
 
@@ -41,6 +44,19 @@ fn check(stmt: &Stmt, ctx: &Context) -> Vec<Hit> {
 }
 
 fn hit(table: &str, key: &str, ctx: &Context) -> Hit {
+    let known = ctx.catalog.as_ref().and_then(|c| c.table(key));
+    let columns = known.map(|t| t.columns.keys().map(String::as_str).collect());
+    if let Some(to) = ctx.copies.table(key, columns, ctx.file_no()) {
+        return Hit::new(format!(
+            "dropping table {table} loses no rows (they were copied to {to}), but running code \
+             that still uses {table} fails"
+        ))
+        .severity(Severity::Warning)
+        .help(format!(
+            "deploy code that uses the copy and no longer {table} before the drop: copy in one \
+             migration, and drop {table} in a later one"
+        ));
+    }
     let hit = Hit::new(format!(
         "dropping table {table} deletes all its rows, with its indexes, triggers and owned sequences"
     ))
@@ -230,5 +246,75 @@ mod tests {
         assert!(render_with("DL01", "DROP TABLE big;", opts()).contains("error DL01"));
         // Unknown to the catalog (created by an earlier migration of the run): still an error.
         assert!(render_with("DL01", "DROP TABLE other;", opts()).contains("error DL01"));
+    }
+
+    #[test]
+    fn a_table_copied_before_the_drop_loses_no_rows_but_still_breaks_code() {
+        // drizzle: a table replaced by a new one (custom migration), dropped with CASCADE.
+        let sql = r#"CREATE TABLE "accounts" (
+	"id" serial PRIMARY KEY NOT NULL,
+	"email" text NOT NULL
+);
+--> statement-breakpoint
+INSERT INTO "accounts" SELECT * FROM "users";--> statement-breakpoint
+DROP TABLE "users" CASCADE;"#;
+        assert_eq!(
+            render("DL01", sql),
+            "m.sql:7:1: warning DL01 drop-table: dropping table users loses no rows (they were \
+             copied to accounts (line 6)), but running code that still uses users fails\n  \
+             7 | DROP TABLE \"users\" CASCADE\n    \
+             | ^^^^^^^^^^^^^^^^^^^^^^^^^^\n  \
+             help: deploy code that uses the copy and no longer users before the drop: copy in \
+             one migration, and drop users in a later one\n"
+        );
+        assert!(
+            render(
+                "DL01",
+                "CREATE TABLE users_old AS SELECT * FROM users;\nDROP TABLE users;"
+            )
+            .contains("warning DL01")
+        );
+        // Some rows only, or some columns without the catalog to say which there are.
+        for sql in [
+            "INSERT INTO accounts SELECT * FROM users WHERE active;\nDROP TABLE users;",
+            "INSERT INTO accounts (id, email) SELECT id, email FROM users;\nDROP TABLE users;",
+        ] {
+            assert!(render("DL01", sql).contains("error DL01"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn with_the_catalog_a_table_whose_every_column_was_copied_loses_no_rows() {
+        use std::collections::HashMap;
+
+        use crate::lint::catalog::Column;
+        let mut cat = Catalog::default();
+        cat.tables.insert(
+            "public.users".into(),
+            Table {
+                kind: 'r',
+                rows: 5e5,
+                bytes: 1 << 30,
+                columns: HashMap::from([
+                    ("id".to_string(), Column::default()),
+                    ("email".to_string(), Column::default()),
+                ]),
+                ..Default::default()
+            },
+        );
+        let opts = || Opts {
+            catalog: Some(cat.clone()),
+            ..Default::default()
+        };
+        let all =
+            "INSERT INTO accounts (id, email) SELECT id, email FROM users;\nDROP TABLE users;";
+        let out = render_with("DL01", all, opts());
+        assert!(
+            out.contains("warning DL01")
+                && out.contains("copied to accounts.email (line 1), accounts.id (line 1))"),
+            "{out}"
+        );
+        let some = "INSERT INTO accounts (id) SELECT id FROM users;\nDROP TABLE users;";
+        assert!(render_with("DL01", some, opts()).contains("error DL01"));
     }
 }

@@ -190,4 +190,15 @@ mod tests {
         assert!(per.contains("warning TX02"), "{per}");
         assert!(!per.contains("same run"), "{per}");
     }
+
+    #[test]
+    fn after_a_top_level_commit_the_value_commits_at_once() {
+        let add = "ALTER TYPE mood ADD VALUE 'meh';";
+        for per_migration in [false, true] {
+            let engine = Wrap::Engine { per_migration };
+            assert!(with(add, 17, engine).contains("warning TX02"));
+            assert_eq!(with(&format!("COMMIT;\n{add}"), 17, engine), "");
+            assert_eq!(with(&format!("COMMIT;\n{add}"), 11, engine), "");
+        }
+    }
 }

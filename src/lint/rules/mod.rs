@@ -55,7 +55,7 @@ mod require_table_schema;
 mod rewrite_maintenance;
 mod set_not_null_scan;
 mod syntax_error;
-mod transaction_nesting;
+pub(crate) mod transaction_nesting;
 mod trigger_ddl;
 mod truncate;
 mod truncate_cascade;
