@@ -16,6 +16,7 @@ use super::Globals;
 use super::project::Project;
 use crate::compare::data::{self, DataOptions, DataReport};
 use crate::compare::model::Model;
+use crate::compare::names::Names;
 use crate::compare::renames::Renames;
 use crate::compare::report::{self, Fingerprints, Report};
 use crate::compare::{BreakingPolicy, SchemaFilter, diff, fdw, introspect};
@@ -322,6 +323,7 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         fingerprints,
         differences,
         not_covered,
+        names: Names::from_models(&[&source_model, &target_model]),
         data: data_report
             .as_ref()
             .map(serde_json::to_value)
@@ -339,11 +341,17 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         ),
         Format::Markdown => console.result(&report::markdown(
             &report,
-            data_report.as_ref().map(report::data_markdown).as_deref(),
+            data_report
+                .as_ref()
+                .map(|d| report::data_markdown(d, &report.names))
+                .as_deref(),
         )),
         Format::Text | Format::Sarif | Format::Github => console.result(&report::text(
             &report,
-            data_report.as_ref().map(report::data_text).as_deref(),
+            data_report
+                .as_ref()
+                .map(|d| report::data_text(d, &report.names))
+                .as_deref(),
         )),
     }
     Ok(if args.exit_code && !report.identical {

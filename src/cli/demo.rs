@@ -189,7 +189,7 @@ async fn demo(globals: &Globals, project_dir: &Path, cluster: &LocalCluster) -> 
 
     // 4. Plans only read: dev is still at 0001.
     console.step("status of dev:");
-    status::show(globals, &project, &url).await
+    status::show(globals, &project, &url, false).await
 }
 
 /// The example app's data on dev (0001's schema).

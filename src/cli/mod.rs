@@ -26,9 +26,10 @@ Variables are read from the environment, .env.local and .env in the project fold
 
 Exit codes: 0 success or nothing to do; 1 refused or failed before the target changed (a failed
 migration is rolled back), `plan` decided a deploy would abort, `compare --exit-code` found
-differences, or `lint` found something at or above --fail-on; 2 usage, configuration or
-connection error; 130/143 `migrate` interrupted by SIGINT/SIGTERM (what was committed is
-recorded and said).";
+differences, `status --exit-code` found edited, skipped, missing or partial migrations,
+interrupted runs or a state problem, or `lint` found something at or above --fail-on; 2 usage,
+configuration or connection error; 130/143 `migrate` interrupted by SIGINT/SIGTERM (what was
+committed is recorded and said).";
 
 /// Deploy PostgreSQL schema migrations safely.
 #[derive(Debug, Parser)]

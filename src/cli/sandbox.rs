@@ -27,7 +27,7 @@ pub enum Sub {
         /// The id `sandbox create` printed.
         id: String,
     },
-    /// List kept sandboxes.
+    /// List kept sandboxes, and orphaned ones (left by runs that died; `gc` removes them).
     List,
     /// Remove sandboxes left behind by runs that died (not kept ones).
     Gc,
@@ -82,30 +82,20 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
         Sub::List => {
-            let kept = sandbox::list();
+            let listed = sandbox::list();
             if console.format == Format::Json {
-                let items: Vec<_> = kept
-                    .iter()
-                    .map(|r| {
-                        json!({"id": r.id, "strategy": r.strategy, "url": redact(&r.url), "created_at": r.created_at})
-                    })
-                    .collect();
+                let items: Vec<_> = listed.iter().map(listed_json).collect();
                 console.json(&json!(items));
-            } else if kept.is_empty() {
+            } else if listed.is_empty() {
                 console.result("no kept sandboxes");
             } else {
-                let lines: Vec<String> = kept
+                let mut lines: Vec<String> = listed.iter().map(listed_line).collect();
+                if listed
                     .iter()
-                    .map(|r| {
-                        format!(
-                            "{}  {:<8} {}  {}",
-                            r.id,
-                            r.strategy.as_str(),
-                            r.created_at,
-                            redact(&r.url)
-                        )
-                    })
-                    .collect();
+                    .any(|l| l.state == sandbox::ListedState::Orphaned)
+                {
+                    lines.push("orphaned sandboxes were left by runs that died: remove them with `pgship sandbox gc`".into());
+                }
                 console.result(&lines.join("\n"));
             }
             Ok(ExitCode::Ok)
@@ -135,6 +125,47 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
             })
         }
     }
+}
+
+fn listed_json(l: &sandbox::Listed) -> serde_json::Value {
+    let mut v = json!({
+        "id": l.id,
+        "strategy": l.strategy,
+        "state": l.state.as_str(),
+        "url": l.url.as_deref().map(redact),
+        "created_at": l.created_at,
+        "pid": l.pid,
+    });
+    if let Some(d) = &l.dir {
+        v["dir"] = json!(d.display().to_string());
+    }
+    if let Some((pid, port)) = l.postmaster {
+        v["server"] = json!({"pid": pid, "port": port});
+    }
+    v
+}
+
+/// `<id>  <strategy> <created>  <url or folder>`, and for an orphan what is left of it.
+fn listed_line(l: &sandbox::Listed) -> String {
+    let place = match (&l.url, &l.dir) {
+        (Some(u), _) => redact(u),
+        (None, Some(d)) => format!("throwaway cluster {}", d.display()),
+        (None, None) => String::new(),
+    };
+    let mut line = format!(
+        "{}  {:<8} {}  {place}",
+        l.id,
+        l.strategy.as_str(),
+        l.created_at.as_deref().unwrap_or("?"),
+    );
+    if l.state == sandbox::ListedState::Orphaned {
+        let run = l.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        line.push_str(&format!("  ORPHANED: its run{run} is gone"));
+        if let Some((pid, _)) = l.postmaster {
+            line.push_str(&format!(", its server (pid {pid}) still runs"));
+        }
+    }
+    line
 }
 
 fn redact(url: &str) -> String {

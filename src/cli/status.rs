@@ -1,5 +1,6 @@
 //! `pgship status <target>`: what is applied, pending, edited, missing, skipped or partial,
 //! the server version, the pg_dump later phases would use, and the lock holder. Read-only.
+//! `--exit-code` makes it a CI gate: exit 1 unless the state is clean.
 
 use serde_json::{Value, json};
 
@@ -15,22 +16,58 @@ use crate::source::MigrationId;
 pub struct Args {
     /// Environment name, `local`, or a postgres:// URL.
     pub target: String,
+    /// Exit 1 when a migration is edited, skipped, missing or partially applied, a run was
+    /// interrupted (left `running`, its session gone), or the state has a problem `migrate`
+    /// would refuse on (pending migrations are clean).
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
     let (project, _target, url) = Project::with_target(globals, &args.target)?;
-    show(globals, &project, &url).await
+    show(globals, &project, &url, args.exit_code).await
 }
 
-/// Collect and print the status of `project` on `url`. Shared with `demo`.
-pub async fn show(globals: &Globals, project: &Project, url: &DbUrl) -> Result<ExitCode> {
+/// Collect and print the status of `project` on `url`; with `exit_code`, exit 1 unless it is
+/// clean. Shared with `demo`.
+pub async fn show(
+    globals: &Globals,
+    project: &Project,
+    url: &DbUrl,
+    exit_code: bool,
+) -> Result<ExitCode> {
     let report = collect(project, url).await?;
     if globals.console.format == Format::Json {
         globals.console.json(&report);
     } else {
         globals.console.result(&render(&report));
     }
-    Ok(ExitCode::Ok)
+    Ok(if exit_code && !unclean(&report).is_empty() {
+        ExitCode::Refused
+    } else {
+        ExitCode::Ok
+    })
+}
+
+/// What keeps a status document from being clean, as `<count> <section>`: edited (also a
+/// partial migration whose committed part changed), skipped, missing and partial migrations,
+/// interrupted runs and state problems. Pending migrations are the normal state before a
+/// deploy.
+pub fn unclean(report: &Value) -> Vec<String> {
+    [
+        "edited",
+        "skipped",
+        "missing",
+        "partial",
+        "interrupted_runs",
+        "state_problems",
+    ]
+    .iter()
+    .filter_map(|key| {
+        let n = report[*key].as_array().map_or(0, Vec::len);
+        (n > 0).then(|| format!("{n} {}", key.replace('_', " ")))
+    })
+    .collect()
 }
 
 /// The status document (the `--format json` output).
@@ -85,7 +122,7 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
     if let Some(t) = project.drizzle_table() {
         source["state_table"] = json!(format!("{}.{}", t.schema, t.table));
     }
-    Ok(json!({
+    let mut doc = json!({
         "target": url.redacted(),
         "server_version": conn.version.text,
         "pg_dump": dump_path,
@@ -101,7 +138,9 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
         "lock": holder,
         "state_problems": problems,
         "interrupted_runs": interrupted,
-    }))
+    });
+    doc["clean"] = json!(unclean(&doc).is_empty());
+    Ok(doc)
 }
 
 fn render(r: &Value) -> String {

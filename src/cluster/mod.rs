@@ -4,8 +4,10 @@
 //! A cluster lives in its own folder under pgship's temp root (`$TMPDIR/pgship`), listens on
 //! 127.0.0.1 on a free port with its socket in that folder, uses a random password with SCRAM
 //! (it may hold copies of real data), and is tuned for throwaway use (no fsync, minimal WAL, no
-//! autovacuum). It is stopped and its folder removed when the value is dropped; `owner.json`
-//! records the owning pid so leftovers of killed runs can be found. initdb and postgres refuse
+//! autovacuum). It is stopped and its folder removed when the value is dropped; the folder's
+//! name (`cluster-<pid>-<random>`) and `owner.json` record the owning pid so leftovers of killed
+//! runs can be found ([`leftovers`], which reads `postmaster.pid` to tell a server still
+//! running), and so are the other folders a run makes in the temp root ([`run_folders`]). initdb and postgres refuse
 //! to run as root, so when pgship runs as root they run as the `postgres` user (or
 //! `$PGSHIP_CLUSTER_USER`).
 //!
@@ -235,7 +237,7 @@ impl LocalCluster {
         let suffix = format!("{}-{}", std::process::id(), crate::util::random_hex(4));
         // initdb runs as the cluster's user, which may not enter pgship's cache folder (root's
         // home): it writes into the temp root, and the result moves to the cache.
-        let build = temp.join(format!("template-build-{suffix}"));
+        let build = temp.join(format!("{TEMPLATE_BUILD}{suffix}"));
         let staging = cache.join(format!("{name}.tmp-{suffix}"));
         let made = (|| {
             mkdir(&build, 0o700)?;
@@ -448,45 +450,82 @@ impl LocalCluster {
 #[derive(Debug, Clone)]
 pub struct Leftover {
     pub dir: PathBuf,
+    /// The pgship process that made it (from `owner.json`, else from the folder's name).
     pub pid: Option<u32>,
     /// The owning process still runs.
     pub alive: bool,
     pub kept: bool,
     pub bin: Option<PathBuf>,
+    /// When it was started (`owner.json`).
+    pub started_at: Option<String>,
+    /// The server's postmaster and port, when `data/postmaster.pid` names a live process:
+    /// the server still runs.
+    pub postmaster: Option<(u32, Option<u16>)>,
 }
 
-/// Every cluster folder in pgship's temp root, with whether its owner is still alive.
+/// Every cluster folder in pgship's temp root, with whether its owner is still alive and
+/// whether its server still runs.
 pub fn leftovers() -> Vec<Leftover> {
+    let mut out: Vec<Leftover> = run_folders("cluster-")
+        .into_iter()
+        .filter(|(dir, _)| dir.is_dir())
+        .map(|(dir, named_pid)| {
+            let owner: serde_json::Value = std::fs::read_to_string(dir.join("owner.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            // A run killed before it wrote `owner.json` is still named in the folder's name.
+            let pid = owner["pid"].as_u64().map(|p| p as u32).or(named_pid);
+            Leftover {
+                alive: pid.is_some_and(process_alive),
+                pid,
+                kept: owner["kept"].as_bool().unwrap_or(false),
+                bin: owner["bin"].as_str().map(PathBuf::from),
+                started_at: owner["started_at"].as_str().map(str::to_string),
+                postmaster: running_postmaster(&dir.join("data")),
+                dir,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.dir.cmp(&b.dir));
+    out
+}
+
+/// The postmaster pid and port `postmaster.pid` of a data folder names, if that process runs.
+fn running_postmaster(data: &Path) -> Option<(u32, Option<u16>)> {
+    let text = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse::<u32>().ok()?;
+    let port = lines.nth(2).and_then(|p| p.trim().parse::<u16>().ok());
+    process_alive(pid).then_some((pid, port))
+}
+
+/// The entries of pgship's temp root named `<prefix><pid>-...`, each with the pid in its name
+/// (the process that made it), sorted. Every folder a run makes there is named so: clusters
+/// (`cluster-`), a clone's or a plan's private files (`clone-`), template builds
+/// (`template-build-`), so that what a killed run left can be told from what a live one uses.
+pub fn run_folders(prefix: &str) -> Vec<(PathBuf, Option<u32>)> {
     let Ok(root) = temp_root() else {
         return Vec::new();
     };
     let Ok(entries) = std::fs::read_dir(&root) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let dir = e.path();
-        if !e.file_name().to_string_lossy().starts_with("cluster-") || !dir.is_dir() {
-            continue;
-        }
-        let owner: serde_json::Value = std::fs::read_to_string(dir.join("owner.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        let pid = owner["pid"].as_u64().map(|p| p as u32);
-        out.push(Leftover {
-            alive: pid.is_some_and(process_alive),
-            pid,
-            kept: owner["kept"].as_bool().unwrap_or(false),
-            bin: owner["bin"].as_str().map(PathBuf::from),
-            dir,
-        });
-    }
-    out.sort_by(|a, b| a.dir.cmp(&b.dir));
+    let mut out: Vec<(PathBuf, Option<u32>)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rest = name.strip_prefix(prefix)?;
+            let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            Some((e.path(), pid))
+        })
+        .collect();
+    out.sort();
     out
 }
 
-/// Whether process `pid` exists (signal 0).
+/// Whether process `pid` exists (signal 0) and has not exited: a zombie (exited, not yet
+/// reaped by its parent) is dead.
 pub fn process_alive(pid: u32) -> bool {
     // 0 and what does not fit a pid_t would name process groups, not a process.
     let Some(pid) = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0) else {
@@ -494,7 +533,21 @@ pub fn process_alive(pid: u32) -> bool {
     };
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !is_zombie(pid)
+}
+
+/// `/proc/<pid>/stat` says the process has exited (state `Z` or `X`); false where there is no
+/// /proc.
+fn is_zombie(pid: libc::pid_t) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) state ...`: comm may hold spaces and parentheses, the state follows the last
+    // `)`.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X")
 }
 
 /// Stop the server of a cluster folder (if running) and remove the folder; a folder that is
@@ -614,6 +667,9 @@ fn postmaster_ready(pidfile: &str) -> bool {
     pidfile.lines().nth(7).is_some_and(|l| l.trim() == "ready")
 }
 
+/// The prefix of the folders in the temp root where templates are made.
+pub const TEMPLATE_BUILD: &str = "template-build-";
+
 /// initdb's options (besides the folder and the password file).
 const INITDB_ARGS: [&str; 8] = [
     "-U",
@@ -714,7 +770,7 @@ fn sweep_templates(cache: &Path, temp: &Path, bin: &Path, uid: u32) {
     if let Ok(entries) = std::fs::read_dir(temp) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(rest) = name.strip_prefix("template-build-")
+            if let Some(rest) = name.strip_prefix(TEMPLATE_BUILD)
                 && dead(rest)
             {
                 let _ = std::fs::remove_dir_all(e.path());
@@ -937,6 +993,40 @@ mod tests {
         assert!(!process_alive(u32::MAX), "-1 would be every process");
         // Above the default pid_max: no such process.
         assert!(!process_alive(0x7fff_fff0));
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: a zombie until `wait`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !is_zombie(pid as libc::pid_t) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never became a zombie"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!process_alive(pid));
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
+        assert!(!is_zombie(std::process::id() as libc::pid_t));
+    }
+
+    #[test]
+    fn postmaster_pid_files_name_a_running_server_only_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(running_postmaster(dir.path()), None, "no file");
+        let me = std::process::id();
+        std::fs::write(
+            dir.path().join("postmaster.pid"),
+            format!("{me}\n/data\n1700000000\n5433\n/sock\n127.0.0.1\n  1  2\nready\n"),
+        )
+        .unwrap();
+        assert_eq!(running_postmaster(dir.path()), Some((me, Some(5433))));
+        std::fs::write(dir.path().join("postmaster.pid"), "2147483632\n/data\n").unwrap();
+        assert_eq!(running_postmaster(dir.path()), None, "a dead server");
     }
 
     #[test]

@@ -9,13 +9,14 @@
 //! - [`fdw`]: the postgres_fdw engine, computing the covered kinds in SQL.
 //! - [`types`]: which column type changes are compatible.
 //! - [`data`]: row counts, content hashes and orphaned foreign-key rows.
-//! - [`report`]: text, markdown and JSON rendering.
+//! - [`report`]: text, markdown and JSON rendering; [`names`]: names quoted for the text forms.
 
 pub mod data;
 pub mod diff;
 pub mod fdw;
 pub mod introspect;
 pub mod model;
+pub mod names;
 pub mod renames;
 pub mod report;
 pub mod types;

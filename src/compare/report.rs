@@ -1,11 +1,13 @@
 //! Rendering a comparison: the JSON document, text grouped by object for a terminal, and
-//! markdown for a pull-request comment.
+//! markdown for a pull-request comment. JSON keeps the vocabulary's raw names; text and
+//! markdown quote them as `pg_dump` does where needed ([`super::names`]).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::data::{Contents, DataReport};
+use super::names::Names;
 use super::{Action, Difference, Kind};
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +31,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_covered: Vec<&'static str>,
     pub data: Option<serde_json::Value>,
+    /// The compared schemas' names, to quote the text forms' names.
+    #[serde(skip)]
+    pub names: Names,
 }
 
 impl Report {
@@ -125,7 +130,7 @@ pub fn text(report: &Report, data_text: Option<&str>) -> String {
         report.source, report.target, report.engine
     );
     for (object, diffs) in groups(report) {
-        out.push_str(&format!("\n{object}\n"));
+        out.push_str(&format!("\n{}\n", report.names.group(&object, diffs[0])));
         for d in diffs {
             let sign = match d.line.split_whitespace().next().unwrap_or("") {
                 w if w.ends_with("-added")
@@ -142,7 +147,7 @@ pub fn text(report: &Report, data_text: Option<&str>) -> String {
                 }
                 _ => '~',
             };
-            out.push_str(&format!("  {sign} {}", d.line));
+            out.push_str(&format!("  {sign} {}", report.names.line(d)));
             if d.breaking {
                 out.push_str(&format!(
                     "\n      {}: {}",
@@ -195,7 +200,7 @@ pub fn markdown(report: &Report, data_md: Option<&str>) -> String {
         for d in breaking {
             out.push_str(&format!(
                 "| `{}` | {} | {} |\n",
-                md_escape(&d.line),
+                md_escape(&report.names.line(d)),
                 d.policy.map(Action::as_str).unwrap_or("-"),
                 d.reason.as_deref().unwrap_or("").replace('|', "\\|")
             ));
@@ -204,10 +209,14 @@ pub fn markdown(report: &Report, data_md: Option<&str>) -> String {
     if !report.differences.is_empty() {
         out.push_str("\n<details><summary>All differences</summary>\n\n");
         for (object, diffs) in groups(report) {
-            out.push_str(&format!("- `{}`\n", md_escape(&object)));
+            let heading = report.names.group(&object, diffs[0]);
+            out.push_str(&format!("- `{}`\n", md_escape(&heading)));
             for d in diffs {
                 let flag = if d.breaking { " **breaking**" } else { "" };
-                out.push_str(&format!("  - `{}`{flag}\n", md_escape(&d.line)));
+                out.push_str(&format!(
+                    "  - `{}`{flag}\n",
+                    md_escape(&report.names.line(d))
+                ));
             }
         }
         out.push_str("\n</details>\n");
@@ -249,7 +258,7 @@ fn contents_word(c: Contents) -> &'static str {
 
 /// The `--data` part of the text report: tables that differ or were not compared, orphaned
 /// rows, and a count of the tables that are equal.
-pub fn data_text(d: &DataReport) -> String {
+pub fn data_text(d: &DataReport, names: &Names) -> String {
     let mut out = String::from("data\n");
     let mut equal = 0;
     for t in &d.tables {
@@ -259,7 +268,7 @@ pub fn data_text(d: &DataReport) -> String {
         }
         out.push_str(&format!(
             "  {} rows {} -> {} (target -> source), contents {}",
-            t.table,
+            names.relation(&t.table),
             rows(t.target_rows, t.exact),
             rows(t.source_rows, t.exact),
             contents_word(t.contents)
@@ -275,8 +284,8 @@ pub fn data_text(d: &DataReport) -> String {
             o.side,
             o.rows,
             if o.rows == 1 { "" } else { "s" },
-            o.constraint,
-            o.references,
+            names.member(&o.constraint),
+            names.relation(&o.references),
             if o.not_valid { " (NOT VALID)" } else { "" }
         ));
     }
@@ -290,7 +299,7 @@ pub fn data_text(d: &DataReport) -> String {
 }
 
 /// The `--data` part of the markdown report.
-pub fn data_markdown(d: &DataReport) -> String {
+pub fn data_markdown(d: &DataReport, names: &Names) -> String {
     let mut out = String::from("**Data**\n\n");
     let differing: Vec<_> = d
         .tables
@@ -302,7 +311,7 @@ pub fn data_markdown(d: &DataReport) -> String {
         for t in differing {
             out.push_str(&format!(
                 "| `{}` | {} | {} | {} | {} |\n",
-                md_escape(&t.table),
+                md_escape(&names.relation(&t.table)),
                 rows(t.target_rows, t.exact),
                 rows(t.source_rows, t.exact),
                 contents_word(t.contents),
@@ -316,7 +325,7 @@ pub fn data_markdown(d: &DataReport) -> String {
             "- {}: {} orphaned rows for `{}`{}\n",
             o.side,
             o.rows,
-            md_escape(&o.constraint),
+            md_escape(&names.member(&o.constraint)),
             if o.not_valid { " (NOT VALID)" } else { "" }
         ));
     }
@@ -362,6 +371,7 @@ mod tests {
             differences,
             not_covered: vec![],
             data: None,
+            names: Names::default(),
         }
     }
 

@@ -34,17 +34,14 @@ impl Env {
             if !path.exists() {
                 continue;
             }
-            let iter = dotenvy::from_path_iter(&path).map_err(|e| ConfigError::File {
+            let text = std::fs::read(&path).map_err(|e| ConfigError::File {
                 path: path.clone(),
-                message: describe(&e),
+                message: e.to_string(),
             })?;
-            for item in iter {
-                let (k, v) = item.map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    message: describe(&e),
-                })?;
-                files.insert(k, v);
-            }
+            files.extend(parse(&text).map_err(|message| ConfigError::File {
+                path: path.clone(),
+                message,
+            })?);
         }
         let process = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -69,13 +66,101 @@ impl Env {
     }
 }
 
-/// dotenvy's errors can quote the offending line, which may hold a secret: keep only the
-/// position.
-fn describe(e: &dotenvy::Error) -> String {
-    match e {
-        dotenvy::Error::LineParse(_, index) => format!("cannot parse the line at byte {index}"),
-        dotenvy::Error::Io(io) => io.to_string(),
-        _ => "cannot read the file".into(),
+/// The variables of a dotenv file, in order; an error says on which line the file cannot be
+/// parsed (and the variable, when the line names one), never what the line holds: a value may be
+/// a secret.
+fn parse(text: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let served = std::cell::Cell::new(0);
+    let mut parsed_to = 0;
+    let mut out = Vec::new();
+    // dotenvy's own loader skips a byte-order mark; its iterator does not.
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+    for item in dotenvy::from_read_iter(LineReader {
+        rest: text,
+        lines: &served,
+        mid_line: false,
+    }) {
+        match item {
+            Ok(pair) => {
+                out.push(pair);
+                parsed_to = served.get();
+            }
+            Err(dotenvy::Error::LineParse(..)) => {
+                return Err(where_parsing_failed(text, parsed_to, served.get()));
+            }
+            Err(dotenvy::Error::Io(e)) => return Err(e.to_string()),
+            Err(_) => return Err("cannot read the file".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// The line a parse error is on: dotenvy read lines `parsed_to + 1 ..= end` (1-based) since
+/// its last variable, the blank and comment lines among them first, so the failing entry
+/// starts at the first line that is neither.
+fn where_parsing_failed(text: &[u8], parsed_to: usize, end: usize) -> String {
+    let text = String::from_utf8_lossy(text);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let start = (parsed_to + 1..=end)
+        .find(|n| {
+            let l = lines.get(n - 1).map_or("", |l| l.trim_start());
+            !l.is_empty() && !l.starts_with('#')
+        })
+        .unwrap_or(end.max(1));
+    let key = lines.get(start - 1).and_then(|l| key_of(l));
+    let place = if end > start {
+        format!("lines {start}-{end}")
+    } else {
+        format!("line {start}")
+    };
+    match key {
+        Some(k) => format!(
+            "{place} ({k}): cannot parse the value (quote a value holding spaces, `#` or quotes, and close every quote)"
+        ),
+        None => format!("{place}: cannot parse it (expected NAME=value)"),
+    }
+}
+
+/// The variable a dotenv line sets, if it starts like `[export ]NAME=`.
+fn key_of(line: &str) -> Option<&str> {
+    let l = line.trim_start();
+    let l = l.strip_prefix("export ").map_or(l, str::trim_start);
+    let end = l
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(l.len());
+    let key = &l[..end];
+    let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+    (valid && l[end..].trim_start().starts_with('=')).then_some(key)
+}
+
+/// A reader that hands out at most one line per read and counts the lines it handed out:
+/// dotenvy reads through a `BufReader`, which asks for more only once it has used up what it
+/// has, so after each entry the count is the last line dotenvy read.
+struct LineReader<'a> {
+    rest: &'a [u8],
+    lines: &'a std::cell::Cell<usize>,
+    mid_line: bool,
+}
+
+impl std::io::Read for LineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.rest.is_empty() || buf.is_empty() {
+            return Ok(0);
+        }
+        let line_end = self
+            .rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(self.rest.len(), |i| i + 1);
+        let n = line_end.min(buf.len());
+        buf[..n].copy_from_slice(&self.rest[..n]);
+        // A line counts once, when its first byte is handed out.
+        if !self.mid_line {
+            self.lines.set(self.lines.get() + 1);
+        }
+        self.mid_line = buf[n - 1] != b'\n';
+        self.rest = &self.rest[n..];
+        Ok(n)
     }
 }
 
@@ -104,6 +189,46 @@ mod tests {
         std::fs::write(dir.path().join(".env"), "GOOD=1\nBAD LINE s3cret\n").unwrap();
         let err = Env::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains(".env"), "{err}");
+        assert!(err.contains("line 2: cannot parse it"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    fn parse_error(text: &str) -> String {
+        parse(text.as_bytes()).expect_err("must fail")
+    }
+
+    #[test]
+    fn parse_errors_give_the_line_and_the_variable() {
+        let text = "A=1\n# the database\n\n  DATABASE_URL=postgres://u:s3cret@h/db extra\nB=2\n";
+        let err = parse_error(text);
+        assert!(err.starts_with("line 4 (DATABASE_URL): "), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("extra"), "{err}");
+        // After a quoted value over several lines, the count goes on from its last line.
+        let err = parse_error("A=\"x\ny\"\nexport B=it's\n");
+        assert!(err.starts_with("line 3 (B): "), "{err}");
+        // A quote never closed runs to the end of the file.
+        let err = parse_error("A=1\r\nTOKEN=\"abc\r\nC=2\r\n");
+        assert!(err.starts_with("lines 2-3 (TOKEN): "), "{err}");
+        assert!(err.contains("close every quote"), "{err}");
+        let err = parse_error("A=1\n\n=nothing\n");
+        assert!(err.starts_with("line 3: cannot parse it"), "{err}");
+        // A line longer than dotenvy's buffer is still one line.
+        let long = format!("A=1\nB={}\nC=x y\n", "v".repeat(20_000));
+        assert!(parse_error(&long).starts_with("line 3 (C): "));
+    }
+
+    #[test]
+    fn parse_reads_what_dotenvy_reads() {
+        let pairs =
+            parse(b"\xEF\xBB\xBFA=1\nexport B='two words'\n# c\nC=\"x\ny\" # note\nD=\n").unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                ("A".to_string(), "1".to_string()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x\ny".into()),
+                ("D".into(), String::new()),
+            ]
+        );
     }
 }

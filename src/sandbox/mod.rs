@@ -671,9 +671,106 @@ async fn remove_record(record: &Record, env: &Env) -> Result<(), SandboxError> {
     }
 }
 
-/// Kept sandboxes.
-pub fn list() -> Vec<Record> {
-    registry::all().into_iter().filter(|r| r.kept).collect()
+/// Whether a listed sandbox was kept on purpose or outlived the run that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListedState {
+    Kept,
+    /// Its run died (killed) without removing it: `gc` removes it.
+    Orphaned,
+}
+
+impl ListedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListedState::Kept => "kept",
+            ListedState::Orphaned => "orphaned",
+        }
+    }
+}
+
+/// A sandbox `sandbox list` shows.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The sandbox id, or for a throwaway cluster no record names, its folder's name.
+    pub id: String,
+    pub strategy: Strategy,
+    pub state: ListedState,
+    /// The URL with its password (None for a cluster no record names).
+    pub url: Option<String>,
+    pub created_at: Option<String>,
+    /// The run that made it.
+    pub pid: Option<u32>,
+    /// A local sandbox's cluster folder.
+    pub dir: Option<std::path::PathBuf>,
+    /// A local sandbox's server that still runs: postmaster pid and port.
+    pub postmaster: Option<(u32, Option<u16>)>,
+}
+
+/// A record's run is dead: on this machine and its process gone (a record of another machine
+/// cannot be judged, but the registry is in this machine's temp folder).
+fn record_orphaned(r: &Record) -> bool {
+    let live_here = r.host == registry::hostname() && cluster::process_alive(r.pid);
+    !r.kept && !live_here
+}
+
+/// Kept sandboxes, and orphaned ones: records whose run died, and throwaway clusters in the
+/// temp root whose run died (found by their folders; `postmaster.pid` tells whether their
+/// server still runs). Databases on other servers and Neon branches are listed from the
+/// registry only: `gc` also finds those it has no record of.
+pub fn list() -> Vec<Listed> {
+    let clusters = cluster::leftovers();
+    let mut out: Vec<Listed> = registry::all()
+        .into_iter()
+        .filter_map(|r| listed_record(r, &clusters))
+        .collect();
+    let recorded: Vec<_> = out.iter().filter_map(|l| l.dir.clone()).collect();
+    out.extend(
+        clusters
+            .into_iter()
+            .filter(|c| !c.alive && !c.kept && !recorded.contains(&c.dir))
+            .map(|c| Listed {
+                id: c
+                    .dir
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                strategy: Strategy::Local,
+                state: ListedState::Orphaned,
+                url: None,
+                created_at: c.started_at,
+                pid: c.pid,
+                postmaster: c.postmaster,
+                dir: Some(c.dir),
+            }),
+    );
+    out
+}
+
+/// A registry record as `list` shows it: none for a sandbox a live run uses.
+fn listed_record(r: Record, clusters: &[cluster::Leftover]) -> Option<Listed> {
+    let state = if r.kept {
+        ListedState::Kept
+    } else if record_orphaned(&r) {
+        ListedState::Orphaned
+    } else {
+        return None;
+    };
+    let dir = match &r.kind {
+        registry::Kind::Local(k) => Some(k.dir.clone()),
+        _ => None,
+    };
+    Some(Listed {
+        postmaster: dir
+            .as_ref()
+            .and_then(|d| clusters.iter().find(|c| &c.dir == d))
+            .and_then(|c| c.postmaster),
+        id: r.id,
+        strategy: r.strategy,
+        state,
+        url: Some(r.url),
+        created_at: Some(r.created_at),
+        pid: Some(r.pid),
+        dir,
+    })
 }
 
 /// What `gc` removed.
@@ -702,36 +799,21 @@ impl Default for GcOptions {
 /// The default of `[sandbox] neon_gc_age`: longer than any rehearsal runs.
 pub const DEFAULT_NEON_GC_AGE: Duration = Duration::from_secs(6 * 3600);
 
-/// Remove what dead runs left behind: throwaway clusters in pgship's temp root whose owner is
-/// gone (not kept ones), `pgship_sandbox_*` databases on SANDBOX_POSTGRES_URL (and `server`'s
-/// target servers recorded in the registry) whose marker names a dead pid on this host, Neon
-/// branches recorded by dead runs, and, with NEON_API_KEY and NEON_PROJECT_ID set, the
-/// project's `pgship-sandbox-*` branches older than `opts.neon_age` (those a run on another
-/// machine left) unless a record here keeps them or ties them to a live run.
+/// Remove what dead runs left behind: sandboxes their registry records name (a local one's
+/// cluster stopped and its folder removed), throwaway clusters in pgship's temp root whose
+/// owner is gone (not kept ones; a server still running is stopped, and any process left
+/// working in the folder killed), the runs' private temp folders (a clone's or a plan's files,
+/// such as the target's schema dump, and half-made initdb templates), `pgship_sandbox_*`
+/// databases on SANDBOX_POSTGRES_URL (and `server`'s target servers recorded in the registry)
+/// whose marker names a dead pid on this host, Neon branches recorded by dead runs, and, with
+/// NEON_API_KEY and NEON_PROJECT_ID set, the project's `pgship-sandbox-*` branches older than
+/// `opts.neon_age` (those a run on another machine left) unless a record here keeps them or
+/// ties them to a live run.
 pub async fn gc(env: &Env, opts: &GcOptions) -> Collected {
     let mut out = Collected::default();
-    for l in cluster::leftovers() {
-        if l.alive || l.kept {
-            continue;
-        }
-        match cluster::remove_dir(&l.dir, l.bin.as_deref()) {
-            Ok(()) => out.removed.push(format!("cluster {}", l.dir.display())),
-            Err(e) => out.failed.push(format!("cluster {}: {e}", l.dir.display())),
-        }
-    }
-    for r in registry::all() {
-        if r.kept || (r.host == registry::hostname() && cluster::process_alive(r.pid)) {
-            continue;
-        }
-        let what = format!("{} sandbox {}", r.strategy.as_str(), r.id);
-        match remove_record(&r, env).await {
-            Ok(()) => {
-                registry::forget(&r.id);
-                out.removed.push(what);
-            }
-            Err(e) => out.failed.push(format!("{what}: {e}")),
-        }
-    }
+    gc_records(env, &mut out).await;
+    gc_clusters(&mut out);
+    gc_run_folders(&mut out);
     // Databases marked by pgship on the sandbox server, whatever the registry says.
     if let Some(raw) = env
         .get("SANDBOX_POSTGRES_URL")
@@ -780,6 +862,60 @@ pub async fn gc(env: &Env, opts: &GcOptions) -> Collected {
     out
 }
 
+/// Sandboxes the registry records of dead runs name (a local one's cluster stopped and its
+/// folder removed), and their records.
+async fn gc_records(env: &Env, out: &mut Collected) {
+    for r in registry::all().into_iter().filter(record_orphaned) {
+        let mut what = format!("{} sandbox {} of pid {}", r.strategy.as_str(), r.id, r.pid);
+        if let registry::Kind::Local(k) = &r.kind {
+            what.push_str(&format!(" (cluster {})", k.dir.display()));
+        }
+        match remove_record(&r, env).await {
+            Ok(()) => {
+                registry::forget(&r.id);
+                out.removed.push(what);
+            }
+            Err(e) => out.failed.push(format!("{what}: {e}")),
+        }
+    }
+}
+
+/// Cluster folders of dead runs that no record named (not kept ones).
+fn gc_clusters(out: &mut Collected) {
+    for l in cluster::leftovers() {
+        if l.alive || l.kept {
+            continue;
+        }
+        let what = format!(
+            "cluster {}{}",
+            l.dir.display(),
+            l.pid.map(|p| format!(" of pid {p}")).unwrap_or_default()
+        );
+        match cluster::remove_dir(&l.dir, l.bin.as_deref()) {
+            Ok(()) => out.removed.push(what),
+            Err(e) => out.failed.push(format!("{what}: {e}")),
+        }
+    }
+}
+
+/// The private temp folders of dead runs: a clone's or a plan's files (`clone-<pid>-*`: the
+/// target's schema dump, passfiles, archives) and half-made templates (`template-build-<pid>-*`).
+fn gc_run_folders(out: &mut Collected) {
+    for prefix in [clone::private::PREFIX, cluster::TEMPLATE_BUILD] {
+        for (path, pid) in cluster::run_folders(prefix) {
+            let Some(pid) = pid.filter(|p| !cluster::process_alive(*p)) else {
+                continue;
+            };
+            let what = format!("temp folder {} of pid {pid}", path.display());
+            // As for a cluster: a process the run started may still be writing there.
+            match cluster::remove_dir(&path, None) {
+                Ok(()) => out.removed.push(what),
+                Err(e) => out.failed.push(format!("{what}: {e}")),
+            }
+        }
+    }
+}
+
 /// The age rule: `pgship-sandbox-*` branches of the project older than `max_age`, except those
 /// a record of this machine keeps or ties to a live run.
 async fn gc_neon_branches(client: &neon::NeonClient, max_age: Duration, out: &mut Collected) {
@@ -795,7 +931,7 @@ async fn gc_neon_branches(client: &neon::NeonClient, max_age: Duration, out: &mu
     // Read after the registry pass above, so records it removed are gone.
     let spared: Vec<(String, String)> = registry::all()
         .into_iter()
-        .filter(|r| r.kept || (r.host == registry::hostname() && cluster::process_alive(r.pid)))
+        .filter(|r| !record_orphaned(r))
         .filter_map(|r| match r.kind {
             registry::Kind::Neon { project: p, branch } if p == project => {
                 Some((branch, format!("{}{}", neon::BRANCH_PREFIX, r.id)))

@@ -260,7 +260,9 @@ pub fn read_as(dir: &Path, kind: SourceKind) -> Result<Source, SourceError> {
 ///
 /// `meta/_journal.json` means drizzle-kit 0.x; otherwise a subdirectory holding `migration.sql`
 /// means drizzle-kit v1; otherwise any `*.sql` file means a plain SQL folder. Anything else is an
-/// error, as is a `dir` that is missing or not a directory.
+/// error, as is a `dir` that is missing or not a directory, and a `meta/` holding drizzle-kit's
+/// JSON files without `_journal.json`: a drizzle folder whose journal was lost, which read as
+/// plain SQL would run in another order and keep its state in another table.
 pub fn detect(dir: &Path) -> Result<SourceKind, SourceError> {
     let meta = fs_err::metadata(dir).map_err(|e| SourceError::Io {
         path: dir.to_path_buf(),
@@ -269,8 +271,25 @@ pub fn detect(dir: &Path) -> Result<SourceKind, SourceError> {
     if !meta.is_dir() {
         return Err(SourceError::invalid(dir, "not a directory"));
     }
-    if dir.join("meta").join("_journal.json").is_file() {
+    let journal = dir.join("meta").join("_journal.json");
+    if journal.is_file() {
         return Ok(SourceKind::Drizzle);
+    }
+    let traces = drizzle_meta_files(&dir.join("meta"))?;
+    if let Some(first) = traces.first() {
+        let more = match traces.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        return Err(SourceError::invalid(
+            dir,
+            format!(
+                "meta/ holds drizzle-kit files ({first}{more}) but no meta/_journal.json{}: \
+                 this is a drizzle migrations folder whose journal (the list and order of the \
+                 migrations) is lost; restore meta/_journal.json, e.g. from version control",
+                if journal.exists() { " file" } else { "" }
+            ),
+        ));
     }
     let mut has_sql = false;
     for entry in read_dir_sorted(dir)? {
@@ -294,6 +313,20 @@ pub fn detect(dir: &Path) -> Result<SourceKind, SourceError> {
         "no migrations found: expected meta/_journal.json (drizzle-kit), \
          <timestamp>_<name>/migration.sql folders (drizzle-kit v1) or <version>_<name>.sql files",
     ))
+}
+
+/// The JSON files in a drizzle `meta/` folder (drizzle-kit writes only `_journal.json` and
+/// `<n>_snapshot.json` there), by name; none when `meta` is not a folder.
+fn drizzle_meta_files(meta: &Path) -> Result<Vec<String>, SourceError> {
+    if !meta.is_dir() {
+        return Ok(Vec::new());
+    }
+    Ok(read_dir_sorted(meta)?
+        .iter()
+        .filter(|p| p.is_file())
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+        .filter(|n| n.to_ascii_lowercase().ends_with(".json"))
+        .collect())
 }
 
 /// The entries of `dir` (full paths), sorted by file name so results never depend on the order

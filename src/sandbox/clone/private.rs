@@ -1,6 +1,7 @@
 //! Private files of a clone: a 0700 folder under pgship's temp root for the passfile and the
-//! post-data archive (removed when the clone ends, and by the next clone if pgship was
-//! killed), and the optional `clone.dump` (0600, never overwriting, never through a symlink).
+//! post-data archive (removed when the clone ends, and by the next clone or `sandbox gc` if
+//! pgship was killed), and the optional `clone.dump` (0600, never overwriting, never through a
+//! symlink). `plan` keeps its rehearsal's files (the target's schema dump) in such a folder too.
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
@@ -8,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use super::CloneError;
 
-const PREFIX: &str = "clone-";
+/// The folder's name is `clone-<pid>-<random>`, the pid of the pgship process that made it.
+pub(crate) const PREFIX: &str = "clone-";
 
 /// A folder only pgship's user can enter, removed on drop.
 pub(crate) struct PrivateDir {
@@ -72,23 +74,9 @@ pub(crate) fn io_error(path: &Path, e: &std::io::Error) -> CloneError {
 
 /// Remove the folders of clones whose pgship process is gone (killed before its guard ran).
 pub(crate) fn sweep() {
-    let Ok(root) = crate::cluster::temp_root() else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(&root) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !crate::cluster::process_alive(pid) {
-            let _ = std::fs::remove_dir_all(e.path());
+    for (path, pid) in crate::cluster::run_folders(PREFIX) {
+        if pid.is_some_and(|p| !crate::cluster::process_alive(p)) {
+            let _ = std::fs::remove_dir_all(path);
         }
     }
 }
