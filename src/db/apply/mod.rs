@@ -434,10 +434,10 @@ impl Run<'_> {
                     complete: false,
                     done,
                 }
-                | Op::Intent { work, stmt: done } => {
-                    if *done > 0 {
-                        self.partial = Some((self.work[*work].migration.name.clone(), *done));
-                    }
+                | Op::Intent { work, stmt: done }
+                    if *done > 0 =>
+                {
+                    self.partial = Some((self.work[*work].migration.name.clone(), *done));
                 }
                 _ => {}
             }
