@@ -8,14 +8,24 @@
 //! - [`config`]: `pgship.toml`, `.env.local`/`.env` and the process environment, resolved into
 //!   typed settings and targets.
 //! - [`source`]: migration folders (Drizzle, Drizzle v1, plain SQL) read into one `Migration`
-//!   type. No IO beyond reading files.
+//!   type, top-level transaction control marked with its meaning. No IO beyond reading files.
+//! - [`lint`]: static rules over migration SQL, optionally sharpened by a target's catalog.
 //! - [`db`]: the only module that opens connections: URLs, TLS, the advisory lock, migration
-//!   state, the apply engine, and discovery of `pg_dump`/`pg_restore`.
-//! - [`cluster`]: throwaway local PostgreSQL clusters (demo, tests, later the sandbox).
+//!   state (records, intents, runs), preflight checks, the apply engine (`db::apply`: steps,
+//!   settling an interrupted statement), lock measurement, blockers, timeouts, and discovery of
+//!   `pg_dump`/`pg_restore`.
+//! - [`compare`]: catalog models of two databases, their differences (renames included),
+//!   fingerprints, and data comparison.
+//! - [`cluster`]: throwaway local PostgreSQL clusters (demo, tests, sandboxes).
+//! - [`sandbox`]: throwaway copies of a target (local cluster, server database, template, Neon).
+//! - [`rehearse`]: applying the pending migrations on a sandbox, measuring, deciding by policy.
+//! - [`rollback`]: how a deployment is undone, and the proof that it works.
 //! - [`journal`]: the JSON-lines deployment log and console output.
-//! - [`cli`]: the command line; thin, one file per command.
+//! - [`signals`]: SIGINT/SIGTERM for long commands.
+//! - [`cli`]: the command line; one file per command.
 //!
-//! Dependencies run one way: `cli -> {cluster, journal} -> db -> {source, config}`.
+//! Dependencies run one way: `cli -> {rehearse, sandbox, rollback, compare, cluster, journal}
+//! -> db -> {source, lint, config}`.
 
 pub mod cli;
 pub mod cluster;
