@@ -189,7 +189,7 @@ fn render(r: &Value) -> String {
             let name = it["name"]
                 .as_str()
                 .map_or_else(|| format!("version {}", s(&it["version"])), str::to_string);
-            out.push_str(&format!("  {name}\n"));
+            out.push_str(&format!("  {name}{}\n", partial_note(&it)));
         }
     }
     for p in r["interrupted_runs"].as_array().into_iter().flatten() {
@@ -199,4 +199,21 @@ fn render(r: &Value) -> String {
         out.push_str(&format!("\nWARNING: {}\n", s(p)));
     }
     out.trim_end().to_string()
+}
+
+/// For a partially applied migration: where a rerun resumes, and what stands in its way.
+fn partial_note(item: &Value) -> String {
+    let Some(done) = item["statements_done"].as_u64() else {
+        return String::new();
+    };
+    let mut note = format!(" (statements 1-{done} committed; resumes at {})", done + 1);
+    if let Some(n) = item["interrupted_statement"].as_u64() {
+        note.push_str(&format!(
+            "; statement {n} was running when a run ended: the next run checks what it did"
+        ));
+    }
+    if item["edited_after_committed_part"] == true {
+        note.push_str("; edited after its committed statements: --allow-edited continues it");
+    }
+    note
 }

@@ -268,6 +268,7 @@ pub async fn apply_probed(
         work,
         opts,
         durations: vec![Duration::ZERO; work.len()],
+        recorded: vec![Duration::ZERO; work.len()],
         done: Vec::new(),
         partial: None,
         first_sent: first_sent(&plan, work.len()),
@@ -291,6 +292,10 @@ struct Run<'a> {
     work: &'a [Work<'a>],
     opts: &'a ApplyOptions,
     durations: Vec<Duration>,
+    /// Per work item, the part of `durations` already committed to its state row (each record
+    /// adds what ran since the previous one, so a migration recorded in steps is not counted
+    /// twice).
+    recorded: Vec<Duration>,
     /// Migrations committed so far.
     done: Vec<String>,
     partial: Option<(String, usize)>,
@@ -407,6 +412,11 @@ impl Run<'_> {
             }
         }
         let mut committed = Vec::new();
+        for op in ops {
+            if let Op::Record { work, .. } | Op::Intent { work, .. } = op {
+                self.recorded[*work] = self.durations[*work];
+            }
+        }
         for op in ops {
             match op {
                 Op::Record {
@@ -579,7 +589,12 @@ impl Run<'_> {
             complete,
             statements_done: done,
             statement_count: m.statements.len(),
-            duration_ms: i64::try_from(self.durations[work].as_millis()).unwrap_or(i64::MAX),
+            duration_ms: i64::try_from(
+                self.durations[work]
+                    .saturating_sub(self.recorded[work])
+                    .as_millis(),
+            )
+            .unwrap_or(i64::MAX),
             deployment_id: &self.opts.deployment_id,
             done_hash: &done_hash,
             running,
