@@ -274,23 +274,46 @@ pub async fn write_record(
     table: &StateTable,
     row: &RecordRow<'_>,
 ) -> Result<(), tokio_postgres::Error> {
-    if row.complete {
-        if let Some(q) = table.drizzle_qualified() {
-            if table.kind == SourceKind::DrizzleV1 {
-                let sql = format!(
-                    r#"INSERT INTO {q} ("hash", "created_at", "name") VALUES ($1, $2, $3)"#
-                );
-                client
-                    .execute(&sql, &[&row.checksum, &row.created_at, &row.name])
-                    .await?;
-            } else {
-                let sql = format!(r#"INSERT INTO {q} ("hash", "created_at") VALUES ($1, $2)"#);
-                client
-                    .execute(&sql, &[&row.checksum, &row.created_at])
-                    .await?;
-            }
+    // Both rows in one pipeline: drizzle's insert first, so its error is the one reported.
+    let drizzle = async {
+        if row.complete {
+            write_drizzle_row(client, table, row).await?;
         }
+        Ok(())
+    };
+    futures_util::future::try_join(drizzle, write_pgship_row(client, table, row)).await?;
+    Ok(())
+}
+
+/// Drizzle's own row for a completed migration, as drizzle-orm writes it.
+async fn write_drizzle_row(
+    client: &Client,
+    table: &StateTable,
+    row: &RecordRow<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    let Some(q) = table.drizzle_qualified() else {
+        return Ok(());
+    };
+    if table.kind == SourceKind::DrizzleV1 {
+        let sql = format!(r#"INSERT INTO {q} ("hash", "created_at", "name") VALUES ($1, $2, $3)"#);
+        client
+            .execute(&sql, &[&row.checksum, &row.created_at, &row.name])
+            .await?;
+    } else {
+        let sql = format!(r#"INSERT INTO {q} ("hash", "created_at") VALUES ($1, $2)"#);
+        client
+            .execute(&sql, &[&row.checksum, &row.created_at])
+            .await?;
     }
+    Ok(())
+}
+
+/// pgship's row, upserted from `partial` to `applied`.
+async fn write_pgship_row(
+    client: &Client,
+    table: &StateTable,
+    row: &RecordRow<'_>,
+) -> Result<(), tokio_postgres::Error> {
     let status = if row.complete { "applied" } else { "partial" };
     let done = i32::try_from(row.statements_done).unwrap_or(i32::MAX);
     let count = i32::try_from(row.statement_count).unwrap_or(i32::MAX);

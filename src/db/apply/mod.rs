@@ -490,8 +490,28 @@ impl Run<'_> {
                     })?;
             }
         }
-        for op in ops {
-            self.run_op(*op, false, on_event).await?;
+        let mut i = 0;
+        while i < ops.len() {
+            // A reset and the record after it go in one pipeline (one round trip).
+            if let (
+                Op::Reset,
+                Some(&Op::Record {
+                    work,
+                    complete,
+                    done,
+                }),
+            ) = (ops[i], ops.get(i + 1))
+            {
+                let reset = self.client.batch_execute(RESET_SQL);
+                let record = self.record(work, complete, done, None);
+                let (reset, record) = tokio::join!(reset, record);
+                reset.map_err(|error| OpError::State { work, error })?;
+                record?;
+                i += 2;
+                continue;
+            }
+            self.run_op(ops[i], false, on_event).await?;
+            i += 1;
         }
         self.client
             .batch_execute("COMMIT")
@@ -554,7 +574,7 @@ impl Run<'_> {
             }
             Op::Reset => self
                 .client
-                .batch_execute("RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL")
+                .batch_execute(RESET_SQL)
                 .await
                 .map_err(|error| OpError::State { work: 0, error }),
             Op::Record {
@@ -918,6 +938,9 @@ impl Run<'_> {
         Box::new(f)
     }
 }
+
+/// Undoes the session settings a migration may have changed.
+const RESET_SQL: &str = "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL";
 
 /// `base * 2^(attempt-1)`, capped at 30 s, scaled by a random factor in [0.5, 1.0).
 fn backoff(base: Duration, attempt: u32) -> Duration {
