@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::split::drizzle_chunks;
+use super::split::drizzle_units;
 use super::{
     Migration, MigrationId, SourceError, prepare_statements, read_bytes, sha256_hex, utf8_text,
 };
@@ -184,7 +184,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
         }
         let raw = read_bytes(&path)?;
         let text = utf8_text(&path, &raw)?;
-        let statements = prepare_statements(&path, text, drizzle_chunks(text), true)?;
+        let statements = prepare_statements(&path, text, drizzle_units(text), true)?;
         out.push(Migration {
             name: entry.tag,
             order,

@@ -55,7 +55,7 @@
 use std::cmp::Ordering;
 use std::path::Path;
 
-use super::split::drizzle_chunks;
+use super::split::drizzle_units;
 use super::{
     DownScript, Migration, MigrationId, SourceError, prepare_statements, read_bytes,
     read_dir_sorted, sha256_hex, utf8_text,
@@ -104,14 +104,14 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
         })?;
         let raw = read_bytes(&path)?;
         let text = utf8_text(&path, &raw)?;
-        let statements = prepare_statements(&path, text, drizzle_chunks(text), true)?;
+        let statements = prepare_statements(&path, text, drizzle_units(text), true)?;
 
         let down_path = folder.join("down.sql");
         let down = if down_path.is_file() {
             let down_raw = read_bytes(&down_path)?;
             let down_text = utf8_text(&down_path, &down_raw)?;
             let down_statements =
-                prepare_statements(&down_path, down_text, drizzle_chunks(down_text), true)?;
+                prepare_statements(&down_path, down_text, drizzle_units(down_text), true)?;
             Some(DownScript {
                 path: down_path,
                 raw: down_raw,

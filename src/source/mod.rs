@@ -6,6 +6,7 @@
 //! drizzle-orm splits it (`--> statement-breakpoint`), so pgship and the app's own `migrate()`
 //! agree on what ran. Malformed input is an error that names the file and the problem.
 
+pub mod cut;
 pub mod drizzle;
 pub mod drizzle_config;
 pub mod drizzle_v1;
@@ -364,12 +365,13 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, SourceError> {
 pub(crate) fn prepare_statements(
     path: &Path,
     text: &str,
-    statements: Vec<Statement>,
+    units: Vec<split::Unit>,
     drizzle: bool,
 ) -> Result<Vec<Statement>, SourceError> {
-    let statements = split::separate_control(text, statements);
-    for stmt in &statements {
-        if let Some(bad) = split::no_transaction_in_multi(&stmt.sql) {
+    let units = split::separate_units(text, units);
+    for unit in &units {
+        let stmt = &unit.stmt;
+        if let Some(bad) = unit.infos.as_deref().and_then(split::multi_offender) {
             let line = split::line_at(text, stmt.offset + bad.offset);
             let why = bad.why.unwrap_or("this statement");
             let hint = if drizzle {
@@ -388,7 +390,7 @@ pub(crate) fn prepare_statements(
             ));
         }
     }
-    Ok(statements)
+    Ok(units.into_iter().map(|u| u.stmt).collect())
 }
 
 /// Builders for other modules' tests.

@@ -19,7 +19,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::split::sql_statements;
+use super::split::sql_units;
 use super::{
     DownScript, Migration, MigrationId, SourceError, Statement, prepare_statements, read_bytes,
     read_dir_sorted, sha256_hex, utf8_text,
@@ -181,7 +181,7 @@ fn has_sql_extension(name: &str) -> bool {
 fn read_statements(path: &Path) -> Result<(Vec<u8>, Vec<Statement>), SourceError> {
     let raw = read_bytes(path)?;
     let text = utf8_text(path, &raw)?;
-    let statements = sql_statements(text).map_err(|msg| SourceError::invalid(path, msg))?;
+    let statements = sql_units(text).map_err(|msg| SourceError::invalid(path, msg))?;
     let statements = prepare_statements(path, text, statements, false)?;
     Ok((raw, statements))
 }
