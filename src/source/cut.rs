@@ -166,6 +166,9 @@ struct Walk {
     words: usize,
     or_replace: bool,
     routine: bool,
+    /// The statement's last token is a `;` inside parentheses or a block (unbalanced text):
+    /// where it is.
+    trailing_semicolon: Option<usize>,
 }
 
 impl Walk {
@@ -176,6 +179,7 @@ impl Walk {
             return true;
         }
         self.first.get_or_insert(at);
+        self.trailing_semicolon = (t == Token::Ascii59 as i32).then_some(at);
         if t == Token::Ascii40 as i32 {
             self.parens += 1;
         } else if t == Token::Ascii41 as i32 {
@@ -248,11 +252,9 @@ fn walk(
     }
     if last {
         if let Some(first) = state.first {
-            pending.push(Cut {
-                start,
-                first,
-                end: base + len,
-            });
+            // Unbalanced text runs to the end; a `;` ending it is not part of it.
+            let end = state.trailing_semicolon.unwrap_or(base + len);
+            pending.push(Cut { start, first, end });
         }
         resume = Some(base + len);
     }
@@ -324,6 +326,14 @@ mod tests {
         assert_eq!(got[0].1, "SELECT 'a;b', \"c;d\", $x$ ; $x$ /* ; */");
         assert!(got[1].1.starts_with("CREATE RULE") && got[1].1.ends_with("VALUES (2))"));
         assert_eq!(got[2], ("\nSELECT 2", "SELECT 2"));
+    }
+
+    #[test]
+    fn unbalanced_text_runs_to_the_end_without_its_last_semicolon() {
+        let text = "SELECT 1;\nINSERT INTO t VALUES ((1);\nSELECT 2; -- c\n";
+        let got = pieces(text);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].1, "INSERT INTO t VALUES ((1);\nSELECT 2");
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! Two ways to cut a file into the units the engine sends:
 //! - [`drizzle_chunks`]: exactly what drizzle-orm does (`text.split("--> statement-breakpoint")`),
 //!   each chunk kept byte for byte, so pgship sends what the app's own `migrate()` would send;
-//! - [`sql_statements`]: one statement per unit for plain SQL folders, using PostgreSQL's own
-//!   parser (or its scanner when the text does not parse), so quotes, dollar quotes, comments
-//!   and `BEGIN ATOMIC` bodies are respected.
+//! - [`sql_statements`]: one statement per unit for plain SQL folders, cut where PostgreSQL's
+//!   parser would cut (by its scanner, over bounded windows: see [`super::cut`]), so quotes,
+//!   dollar quotes, comments and `BEGIN ATOMIC` bodies are respected in a file of any size.
 //!
 //! It also classifies statements: whether they may run inside a transaction block
 //! ([`tx_requirement`]) and whether they are transaction control ([`transaction_control`]);
 //! [`separate_control`] cuts top-level `BEGIN`/`COMMIT` out of the units they share with other
-//! statements, so the engine can give them their meaning (see `TxControl`).
+//! statements, so the engine can give them their meaning (see `TxControl`). Each statement is
+//! parsed at most once, and plain data statements (`INSERT`, ...) not at all unless it matters.
 //!
 //! This module must never change the text it is given (no trimming, no normalising of line
 //! endings), never drop text that holds SQL, never panic on odd input, and never talk to a
@@ -59,26 +60,29 @@ pub fn drizzle_chunks(text: &str) -> Vec<Statement> {
 
 /// [`drizzle_chunks`], each with its statements described.
 pub(crate) fn drizzle_units(text: &str) -> Vec<Unit> {
-    let mut out = Vec::new();
+    drizzle_units_lazily(text).collect()
+}
+
+/// [`drizzle_units`] one at a time.
+pub(crate) fn drizzle_units_lazily(text: &str) -> impl Iterator<Item = Unit> + '_ {
     let mut offset = 0usize;
     let mut lines = LineCursor::new(text);
-    for chunk in text.split(BREAKPOINT) {
-        if let Some(first) = first_token_offset(chunk) {
-            let infos = analyze(chunk);
-            out.push(Unit {
-                stmt: Statement {
-                    sql: chunk.to_string(),
-                    offset,
-                    line: lines.line(offset + first),
-                    tx: strictest(infos.as_deref()),
-                    control: None,
-                },
-                infos,
-            });
-        }
+    text.split(BREAKPOINT).filter_map(move |chunk| {
+        let at = offset;
         offset += chunk.len() + BREAKPOINT.len();
-    }
-    out
+        let first = first_token_offset(chunk)?;
+        let infos = analyze(chunk);
+        Some(Unit {
+            stmt: Statement {
+                sql: chunk.to_string(),
+                offset: at,
+                line: lines.line(at + first),
+                tx: strictest(infos.as_deref()),
+                control: None,
+            },
+            infos,
+        })
+    })
 }
 
 /// Split a plain SQL file into single statements.
@@ -545,30 +549,35 @@ pub(crate) fn separate_units(text: &str, units: impl IntoIterator<Item = Unit>) 
     let mut out = Vec::new();
     let mut lines = LineCursor::new(text);
     for unit in units {
-        let controls: Vec<(usize, usize, super::TxControl)> = unit
-            .infos
-            .iter()
-            .flatten()
-            .filter_map(|i| {
-                let kw = i.transaction_control.as_deref()?;
-                let control = super::TxControl::from_keyword(kw)?;
-                Some((i.offset, through_semicolon(&unit.stmt.sql, i.end), control))
-            })
-            .collect();
-        if controls.is_empty() {
-            out.push(unit);
-            continue;
-        }
-        let stmt = &unit.stmt;
-        let mut at = 0;
-        for (start, end, control) in controls {
-            push_piece(&mut lines, stmt, at, start, None, &mut out);
-            push_piece(&mut lines, stmt, start, end, Some(control), &mut out);
-            at = end;
-        }
-        push_piece(&mut lines, stmt, at, stmt.sql.len(), None, &mut out);
+        separate_unit(&mut lines, unit, &mut out);
     }
     out
+}
+
+/// [`separate_units`] for one unit, `lines` over its file (units in file order).
+pub(crate) fn separate_unit(lines: &mut LineCursor<'_>, unit: Unit, out: &mut Vec<Unit>) {
+    let controls: Vec<(usize, usize, super::TxControl)> = unit
+        .infos
+        .iter()
+        .flatten()
+        .filter_map(|i| {
+            let kw = i.transaction_control.as_deref()?;
+            let control = super::TxControl::from_keyword(kw)?;
+            Some((i.offset, through_semicolon(&unit.stmt.sql, i.end), control))
+        })
+        .collect();
+    if controls.is_empty() {
+        out.push(unit);
+        return;
+    }
+    let stmt = &unit.stmt;
+    let mut at = 0;
+    for (start, end, control) in controls {
+        push_piece(lines, stmt, at, start, None, out);
+        push_piece(lines, stmt, start, end, Some(control), out);
+        at = end;
+    }
+    push_piece(lines, stmt, at, stmt.sql.len(), None, out);
 }
 
 /// `end`, moved past whitespace and one `;` that follow it.
