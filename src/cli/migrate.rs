@@ -8,7 +8,7 @@ use super::project::Project;
 use super::{Globals, confirm, duration_arg};
 use crate::db::apply::{self, ApplyOptions, Event, ResolveRunning, TxMode, Work};
 use crate::db::plan::{self, Plan, Status};
-use crate::db::{ConnectOptions, DbUrl, connect, lock, state};
+use crate::db::{ConnectOptions, DbUrl, connect, lock, slots, state};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
 use crate::journal::{Journal, Level, phase, run_id};
@@ -222,6 +222,12 @@ async fn locked(
         }
         return Err(Error::refused(format!("refusing to migrate:\n  {}", refusals.join("\n  ")))
             .with_hint("pgship never repairs state by itself: restore the files as they were applied, or fix the database by hand"));
+    }
+    if let Some((message, hint)) = lock_table_refusal(conn, &plan, source, settings).await? {
+        if console.format == Format::Json {
+            console.json(&json!({"target": url.redacted(), "status": "refused", "reasons": [message], "applied": []}));
+        }
+        return Err(Error::refused(format!("refusing to migrate: {message}")).with_hint(hint));
     }
     let to_run = plan.to_run();
     let names: Vec<&str> = to_run
@@ -460,6 +466,31 @@ async fn interrupted(
         message: msg,
         hint: None,
     }
+}
+
+/// Why the pending batch cannot run on this server as configured: a transaction that would not
+/// fit in the server's lock table (see `db::slots`), as a refusal and its hint.
+async fn lock_table_refusal(
+    conn: &crate::db::Conn,
+    plan: &Plan,
+    source: &crate::source::Source,
+    settings: &Settings,
+) -> Result<Option<(String, String)>> {
+    let work = plan.work(&source.migrations);
+    if work.is_empty() {
+        return Ok(None);
+    }
+    let demands = slots::demands(&work);
+    let dependents = slots::dependents(&conn.client, &slots::named(&demands)).await?;
+    let capacity = slots::capacity(&conn.client).await?;
+    Ok(slots::refusal(
+        &work,
+        &demands,
+        settings.tx_mode,
+        conn.version.major(),
+        &dependents,
+        &capacity,
+    ))
 }
 
 /// Why the target's state stops a run: edited (unless `allow_edited` is `Some(true)`; `None`

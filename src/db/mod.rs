@@ -11,6 +11,7 @@ pub mod lock;
 pub mod measure;
 pub mod plan;
 pub mod preflight;
+pub mod slots;
 pub mod state;
 pub mod tls;
 pub mod tools;

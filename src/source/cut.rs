@@ -88,10 +88,7 @@ impl Cutter {
     /// Scan the next window and queue the statements it completes.
     fn refill(&mut self, text: &str) -> Result<(), ScanError> {
         loop {
-            let mut end = self.pos.saturating_add(self.window).min(text.len());
-            while !text.is_char_boundary(end) {
-                end += 1;
-            }
+            let end = window_end(text, self.pos, self.window);
             let last = end == text.len();
             let slice = &text[self.pos..end];
             if is_blank(slice) {
@@ -122,6 +119,7 @@ impl Cutter {
                 Some(next) => {
                     self.pos = next;
                     self.done = last;
+                    self.window = WINDOW;
                     return Ok(());
                 }
                 // No statement ends in this window (only the last token may be cut short).
@@ -132,6 +130,26 @@ impl Cutter {
             }
         }
     }
+}
+
+/// Where a window of `window` bytes from `pos` ends: just after the last `;` that ends a line
+/// in its second half (most likely a statement's end, so the window seldom ends inside a
+/// quote and is scanned once), else at `window` bytes (on a character boundary).
+fn window_end(text: &str, pos: usize, window: usize) -> usize {
+    let hard = pos.saturating_add(window).min(text.len());
+    if hard == text.len() {
+        return hard;
+    }
+    let half = pos + window / 2;
+    let bytes = text.as_bytes();
+    if let Some(i) = bytes[half..hard].windows(2).rposition(|w| w == b";\n") {
+        return half + i + 2;
+    }
+    let mut end = hard;
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    end
 }
 
 /// The statements of `text`, in order (see [`Cutter`]).
