@@ -60,32 +60,30 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// Lowercase sha256 hex.
 /// `items` joined with ", ", folded when long: the first `head` and the last `tail` items around
-/// a count of those left out ("a, b, ... 1,996 more ..., y, z").
+/// a count of those left out ("a, b, ... 1996 more ..., y, z").
 pub fn fold_list<T: AsRef<str>>(items: &[T], head: usize, tail: usize) -> String {
-    if items.len() <= head + tail + 1 {
-        return join(items.iter());
-    }
-    let left_out = items.len() - head - tail;
-    let mut parts: Vec<String> = items[..head]
-        .iter()
-        .map(|s| s.as_ref().to_string())
-        .collect();
-    parts.push(format!("... {left_out} more ..."));
-    parts.extend(
-        items[items.len() - tail..]
-            .iter()
-            .map(|s| s.as_ref().to_string()),
-    );
-    parts.join(", ")
-}
-
-fn join<T: AsRef<str>>(items: impl Iterator<Item = T>) -> String {
-    items
-        .map(|s| s.as_ref().to_string())
+    fold_items(items, head, tail)
+        .into_iter()
+        .map(|i| match i {
+            Ok(s) => s.as_ref().to_string(),
+            Err(n) => format!("... {n} more ..."),
+        })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What to show of a long list: every item when there are at most `head + tail + 1`, else the
+/// first `head` and the last `tail`, with `Err(n)` between them for the `n` left out.
+pub fn fold_items<T>(items: &[T], head: usize, tail: usize) -> Vec<Result<&T, usize>> {
+    if items.len() <= head + tail + 1 {
+        return items.iter().map(Ok).collect();
+    }
+    let left_out = items.len() - head - tail;
+    let mut out: Vec<Result<&T, usize>> = items[..head].iter().map(Ok).collect();
+    out.push(Err(left_out));
+    out.extend(items[items.len() - tail..].iter().map(Ok));
+    out
 }
 
 /// This machine's host name, or "unknown".
@@ -100,6 +98,7 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// Lowercase sha256 hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()

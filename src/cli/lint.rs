@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::Globals;
-use super::project::Project;
+use super::project::{Located, Project};
 use crate::config::Settings;
 use crate::db::apply::TxMode;
 use crate::db::plan::{self, Status};
@@ -15,9 +15,8 @@ use crate::db::{ConnectOptions, DbError, DbUrl, connect, state};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
 use crate::lint::input::{self, Input};
-use crate::lint::{
-    self, Context, Hit, Outcome, Selection, Severity, Source, Wrap, catalog, report, rules,
-};
+use crate::lint::{self, Context, Hit, Outcome, Selection, Severity, Wrap, catalog, report, rules};
+use crate::source::{self, Listed, Migration};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,6 +76,30 @@ fn selection(settings: &Settings, args: &Args) -> Result<Selection> {
     Ok(s)
 }
 
+/// RB08's findings: migrations ordered before the newest applied one (classified Skipped,
+/// which migrate refuses), reported with the pending ones.
+fn out_of_order(st: &state::State, ms: &[Migration], p: &plan::Plan) -> Vec<(String, Hit)> {
+    let newest = st
+        .records
+        .iter()
+        .map(|r| r.version.as_str())
+        .filter(|v| !v.is_empty())
+        .max_by(|a, b| crate::source::sql_dir::compare_versions(a, b));
+    let pending: Vec<(String, String)> = p
+        .statuses
+        .iter()
+        .zip(ms)
+        .filter(|(s, _)| {
+            matches!(
+                s,
+                Status::Pending | Status::Partial { .. } | Status::Skipped
+            )
+        })
+        .map(|(_, m)| (m.name.clone(), plan::version_of(m)))
+        .collect();
+    rules::non_linear_history::out_of_order(&pending, newest)
+}
+
 fn list(globals: &Globals) {
     if globals.console.format == Format::Json {
         let rules: Vec<serde_json::Value> = rules::ALL
@@ -98,44 +121,6 @@ fn list(globals: &Globals) {
         ));
     }
     globals.console.result(out.trim_end());
-}
-
-/// Cut and parse every input, on as many threads as there are cores.
-fn prepare_all(inputs: &[Input]) -> Vec<Vec<lint::Piece<'_>>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(inputs.len().max(1));
-    if threads <= 1 {
-        return inputs
-            .iter()
-            .map(|i| lint::prepare(&i.text, i.drizzle))
-            .collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut slots: Vec<Option<Vec<lint::Piece<'_>>>> = inputs.iter().map(|_| None).collect();
-    let done: Vec<Vec<(usize, Vec<lint::Piece<'_>>)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(input) = inputs.get(i) else { break };
-                        mine.push((i, lint::prepare(&input.text, input.drizzle)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a lint worker does not panic"))
-            .collect()
-    });
-    for (i, pieces) in done.into_iter().flatten() {
-        slots[i] = Some(pieces);
-    }
-    slots.into_iter().map(|s| s.unwrap_or_default()).collect()
 }
 
 pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
@@ -196,56 +181,41 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
             explicit_wrap.unwrap_or(Wrap::None),
             engine_wrap,
         )?
-    } else {
+    } else if let Some(target) = &args.pending {
+        // What is pending is told from the whole source (checksums, partial states); the
+        // files are read again one at a time to lint them.
         let project = Project::load(
             &globals.project,
             globals.config.as_deref(),
             globals.migrations.as_deref(),
         )?;
-        let mut chosen: Vec<usize> = (0..project.source.migrations.len()).collect();
-        if let Some(target) = &args.pending {
-            let url = url_of(target)?;
-            console.step(&format!("reading what is pending on {}", url.redacted()));
-            let conn = connect(&url, &opts).await?;
-            server_major.get_or_insert(conn.version.major());
-            let st = state::read(&conn.client, &project.state).await?;
-            let ms = &project.source.migrations;
-            let p = plan::classify(ms, &st.records, &st.partials, project.state.matching());
-            chosen = p
-                .statuses
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| matches!(s, Status::Pending | Status::Partial { .. }))
-                .map(|(i, _)| i)
-                .collect();
-            let newest = st
-                .records
-                .iter()
-                .map(|r| r.version.as_str())
-                .filter(|v| !v.is_empty())
-                .max_by(|a, b| crate::source::sql_dir::compare_versions(a, b));
-            // Out-of-order migrations are classified Skipped (migrate refuses them): RB08
-            // reports them with the pending ones.
-            let pending: Vec<(String, String)> = p
-                .statuses
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| {
-                    matches!(
-                        s,
-                        Status::Pending | Status::Partial { .. } | Status::Skipped
-                    )
-                })
-                .map(|(i, _)| (ms[i].name.clone(), plan::version_of(&ms[i])))
-                .collect();
-            extra = rules::non_linear_history::out_of_order(&pending, newest);
-        }
-        input::from_migrations(
+        let url = url_of(target)?;
+        console.step(&format!("reading what is pending on {}", url.redacted()));
+        let conn = connect(&url, &opts).await?;
+        server_major.get_or_insert(conn.version.major());
+        let st = state::read(&conn.client, &project.state).await?;
+        let ms = &project.source.migrations;
+        let p = plan::classify(ms, &st.records, &st.partials, project.state.matching());
+        let chosen: Vec<Listed> = p
+            .statuses
+            .iter()
+            .zip(ms)
+            .filter(|(s, _)| matches!(s, Status::Pending | Status::Partial { .. }))
+            .map(|(_, m)| Listed {
+                name: m.name.clone(),
+                path: m.path.clone(),
+            })
+            .collect();
+        extra = out_of_order(&st, ms, &p);
+        input::from_migrations(&globals.project, project.source.kind, &chosen, engine_wrap)
+    } else {
+        let located = Located::new(
             &globals.project,
-            project.source.kind,
-            chosen.iter().map(|&i| &project.source.migrations[i]),
-            engine_wrap,
-        )?
+            globals.config.as_deref(),
+            globals.migrations.as_deref(),
+        )?;
+        let listed = source::list_as(&located.dir, located.kind)?;
+        input::from_migrations(&globals.project, located.kind, &listed, engine_wrap)
     };
 
     let pg_version = args
@@ -255,23 +225,15 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         .unwrap_or(17);
     let mut ctx = Context::new(pg_version, cat);
     let mut outcome = Outcome::default();
-    // Parsing is the work: done on every core, then the rules run in order, file by file,
-    // since the context carries from one file to the next.
-    let prepared = prepare_all(&inputs);
-    for (input, pieces) in inputs.iter().zip(prepared) {
-        lint::lint_prepared(
-            &Source {
-                name: input.name.clone(),
-                text: &input.text,
-                drizzle: input.drizzle,
-                wrap: input.wrap,
-            },
-            pieces,
-            &mut ctx,
-            &sel,
-            &mut outcome,
-        );
-    }
+    // One file at a time, parsed ahead on every core (see lint::run).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    lint::run::lint_files(
+        inputs.iter().map(Input::read),
+        &mut ctx,
+        &sel,
+        &mut outcome,
+        threads,
+    )?;
     if let Some(rb08) = rules::find("RB08").filter(|r| sel.runs(r)) {
         for (name, hit) in extra {
             outcome.findings.push(lint::Finding {

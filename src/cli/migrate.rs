@@ -9,7 +9,7 @@ use super::{Globals, confirm, duration_arg};
 use crate::db::apply::{self, ApplyOptions, Event, ResolveRunning, TxMode, Work};
 use crate::db::plan::{self, Plan, Status};
 use crate::db::timeouts::{self, StatementTimeout};
-use crate::db::{ConnectOptions, DbUrl, connect, lock, state};
+use crate::db::{ConnectOptions, DbUrl, connect, lock, slots, state};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
 use crate::journal::{Journal, Level, phase, run_id};
@@ -319,6 +319,12 @@ async fn locked(
         return Err(Error::refused(format!("refusing to migrate:\n  {}", refusals.join("\n  ")))
             .with_hint("pgship never repairs state by itself: restore the files as they were applied, or fix the database by hand"));
     }
+    if let Some((message, hint)) = lock_table_refusal(conn, &plan, source, settings).await? {
+        if console.format == Format::Json {
+            console.json(&json!({"target": url.redacted(), "status": "refused", "reasons": [message], "applied": []}));
+        }
+        return Err(Error::refused(format!("refusing to migrate: {message}")).with_hint(hint));
+    }
     let to_run = plan.to_run();
     let names: Vec<&str> = to_run
         .iter()
@@ -340,7 +346,17 @@ async fn locked(
                 names.len(),
                 url.redacted()
             ));
-            for (i, start) in &to_run {
+            let shown = if console.verbose > 0 {
+                to_run.iter().map(Ok).collect()
+            } else {
+                crate::util::fold_items(&to_run, 5, 3)
+            };
+            for item in shown {
+                let Ok((i, start)) = item else {
+                    let n = item.err().unwrap_or_default();
+                    console.result(&format!("  ... {n} more (-v lists them all) ..."));
+                    continue;
+                };
                 let m = &source.migrations[*i];
                 let resume = if *start > 0 {
                     format!(" (resuming at statement {})", start + 1)
@@ -433,7 +449,8 @@ async fn locked(
     let mut signals = crate::signals::Signals::install()
         .map_err(|e| Error::usage(format!("cannot install signal handlers: {e}")))?;
     let outcome = {
-        let mut on_event = |e: Event<'_>| log_event(&mut journal, &console, e);
+        let mut progress = Progress::new(work.len(), console.verbose > 0);
+        let mut on_event = |e: Event<'_>| log_event(&mut journal, &console, &mut progress, e);
         let applying = apply::apply(
             &conn.client,
             &project.state,
@@ -582,6 +599,31 @@ fn failure_text(f: &apply::ApplyFailure, settings: &Settings) -> String {
     format!("{first}\n  the limit that applied: {line}{rest}")
 }
 
+/// Why the pending batch cannot run on this server as configured: a transaction that would not
+/// fit in the server's lock table (see `db::slots`), as a refusal and its hint.
+async fn lock_table_refusal(
+    conn: &crate::db::Conn,
+    plan: &Plan,
+    source: &crate::source::Source,
+    settings: &Settings,
+) -> Result<Option<(String, String)>> {
+    let work = plan.work(&source.migrations);
+    if work.is_empty() {
+        return Ok(None);
+    }
+    let demands = slots::demands(&work);
+    let dependents = slots::dependents(&conn.client, &slots::named(&demands)).await?;
+    let capacity = slots::capacity(&conn.client).await?;
+    Ok(slots::refusal(
+        &work,
+        &demands,
+        settings.tx_mode,
+        conn.version.major(),
+        &dependents,
+        &capacity,
+    ))
+}
+
 /// Why the target's state stops a run: edited (unless `allow_edited` is `Some(true)`; `None`
 /// for a command without `--allow-edited`), skipped and missing migrations.
 pub(super) fn refusals(project: &Project, plan: &Plan, allow_edited: Option<bool>) -> Vec<String> {
@@ -679,7 +721,50 @@ fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
-fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<'_>) {
+/// Which migrations' progress lines the console shows: all of a short batch (or with -v);
+/// of a long one the first few and the last few, the others counted in one line (the log
+/// holds every line).
+struct Progress {
+    total: usize,
+    started: usize,
+    all: bool,
+    /// The migration running now is shown.
+    current: bool,
+}
+
+impl Progress {
+    const HEAD: usize = 5;
+    const TAIL: usize = 3;
+
+    fn new(total: usize, all: bool) -> Progress {
+        Progress {
+            total,
+            started: 0,
+            all: all || total <= Self::HEAD + Self::TAIL + 1,
+            current: true,
+        }
+    }
+
+    /// A migration starts: whether to show it, and the line that stands for those not shown
+    /// (once, at the first of them).
+    fn start(&mut self) -> (bool, Option<String>) {
+        let i = self.started;
+        self.started += 1;
+        self.current = self.all || i < Self::HEAD || i >= self.total.saturating_sub(Self::TAIL);
+        let gap = (!self.all && i == Self::HEAD).then(|| {
+            let hidden = self.total - Self::HEAD - Self::TAIL;
+            format!("... {hidden} more migration(s) (-v shows each) ...")
+        });
+        (self.current, gap)
+    }
+}
+
+fn log_event(
+    journal: &mut Journal,
+    console: &crate::journal::Console,
+    progress: &mut Progress,
+    e: Event<'_>,
+) {
     match e {
         Event::MigrationStarted { name, resume_at } => {
             let msg = if resume_at > 0 {
@@ -687,7 +772,13 @@ fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<
             } else {
                 format!("applying {name}")
             };
-            console.step(&msg);
+            let (show, gap) = progress.start();
+            if let Some(gap) = gap {
+                console.step(&gap);
+            }
+            if show {
+                console.step(&msg);
+            }
             journal.log(
                 phase::DEPLOY,
                 Level::Info,
@@ -734,7 +825,7 @@ fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<
             journal.log(
                 phase::DEPLOY,
                 Level::Info,
-                format!("committed {}", migrations.join(", ")),
+                format!("committed {}", crate::util::fold_list(&migrations, 5, 3)),
                 json!({"migrations": migrations}),
             );
         }
@@ -766,7 +857,9 @@ fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<
             journal.log(phase::DEPLOY, Level::Warn, msg, json!({"index": index}));
         }
         Event::MigrationApplied { name, duration } => {
-            console.ok(&format!("{name} ({})", format_duration(duration)));
+            if progress.current {
+                console.ok(&format!("{name} ({})", format_duration(duration)));
+            }
             journal.log(
                 phase::DEPLOY,
                 Level::Info,
@@ -781,6 +874,7 @@ fn log_event(journal: &mut Journal, console: &crate::journal::Console, e: Event<
 
 #[cfg(test)]
 mod tests {
+    use super::Progress;
     use super::*;
 
     #[test]
@@ -821,5 +915,28 @@ mod tests {
             check_statement_timeout(Duration::ZERO, "k").unwrap(),
             Duration::ZERO
         );
+    }
+
+    fn shown(total: usize, all: bool) -> (Vec<usize>, Vec<String>) {
+        let mut p = Progress::new(total, all);
+        let mut shown = Vec::new();
+        let mut gaps = Vec::new();
+        for i in 0..total {
+            let (show, gap) = p.start();
+            gaps.extend(gap);
+            if show {
+                shown.push(i);
+            }
+        }
+        (shown, gaps)
+    }
+
+    #[test]
+    fn a_long_batch_shows_its_first_and_last_migrations() {
+        let (ids, gaps) = shown(2000, false);
+        assert_eq!(ids, [0, 1, 2, 3, 4, 1997, 1998, 1999]);
+        assert_eq!(gaps, ["... 1992 more migration(s) (-v shows each) ..."]);
+        assert_eq!(shown(9, false), ((0..9).collect(), vec![]));
+        assert_eq!(shown(2000, true).0.len(), 2000);
     }
 }

@@ -16,13 +16,22 @@ pub struct Project {
     pub state: StateTable,
 }
 
-impl Project {
-    /// Load settings and read the migration source. Touches nothing.
-    pub fn load(
+/// A project's settings and where its migrations are, before they are read.
+pub struct Located {
+    pub settings: Settings,
+    pub dir: PathBuf,
+    pub kind: SourceKind,
+    pub state: StateTable,
+}
+
+impl Located {
+    /// Settings, the migrations folder and its kind, and where its state lives. Reads no
+    /// migration. Touches nothing.
+    pub fn new(
         project_dir: &Path,
         config: Option<&Path>,
         migrations: Option<&Path>,
-    ) -> Result<Project> {
+    ) -> Result<Located> {
         if !project_dir.is_dir() {
             return Err(Error::usage(format!(
                 "{}: project folder not found (from --project)",
@@ -54,7 +63,6 @@ impl Project {
                 )));
             }
         };
-        let source = source::read_as(&dir, kind)?;
         let mut table = dcfg.map(|c| c.table).unwrap_or_default();
         if let Some(s) = &settings.file.migrations.drizzle_schema {
             table.schema = s.clone();
@@ -63,10 +71,28 @@ impl Project {
             table.table = t.clone();
         }
         let state = StateTable::for_source(kind, &table);
-        Ok(Project {
+        Ok(Located {
             settings,
-            source,
+            dir,
+            kind,
             state,
+        })
+    }
+}
+
+impl Project {
+    /// Load settings and read the migration source. Touches nothing.
+    pub fn load(
+        project_dir: &Path,
+        config: Option<&Path>,
+        migrations: Option<&Path>,
+    ) -> Result<Project> {
+        let located = Located::new(project_dir, config, migrations)?;
+        let source = source::read_as(&located.dir, located.kind)?;
+        Ok(Project {
+            settings: located.settings,
+            source,
+            state: located.state,
         })
     }
 

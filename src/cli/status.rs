@@ -40,7 +40,9 @@ pub async fn show(
     if globals.console.format == Format::Json {
         globals.console.json(&report);
     } else {
-        globals.console.result(&render(&report));
+        globals
+            .console
+            .result(&render(&report, globals.console.verbose > 0));
     }
     Ok(if exit_code && !unclean(&report).is_empty() {
         ExitCode::Refused
@@ -143,7 +145,9 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
     Ok(doc)
 }
 
-fn render(r: &Value) -> String {
+/// The status as text; long lists are folded (their first and last few and a count) unless
+/// `all`.
+fn render(r: &Value, all: bool) -> String {
     let mut out = String::new();
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     out.push_str(&format!("target:   {}\n", s(&r["target"])));
@@ -185,11 +189,21 @@ fn render(r: &Value) -> String {
             continue;
         }
         out.push_str(&format!("\n{label}: {}\n", items.len()));
-        for it in items {
-            let name = it["name"]
-                .as_str()
-                .map_or_else(|| format!("version {}", s(&it["version"])), str::to_string);
-            out.push_str(&format!("  {name}{}\n", partial_note(&it)));
+        let shown = if all {
+            items.iter().map(Ok).collect()
+        } else {
+            crate::util::fold_items(&items, 5, 3)
+        };
+        for it in shown {
+            match it {
+                Ok(it) => {
+                    let name = it["name"]
+                        .as_str()
+                        .map_or_else(|| format!("version {}", s(&it["version"])), str::to_string);
+                    out.push_str(&format!("  {name}{}\n", partial_note(it)));
+                }
+                Err(n) => out.push_str(&format!("  ... {n} more (-v lists them all) ...\n")),
+            }
         }
     }
     for p in r["interrupted_runs"].as_array().into_iter().flatten() {
@@ -216,4 +230,34 @@ fn partial_note(item: &Value) -> String {
         note.push_str("; edited after its committed statements: --allow-edited continues it");
     }
     note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_are_folded_unless_all_are_asked_for() {
+        let pending: Vec<Value> = (1..=2000)
+            .map(|i| json!({"name": format!("{i:05}_m"), "version": i.to_string()}))
+            .collect();
+        let r = json!({"target": "t", "server_version": "15", "pg_dump": "pg_dump",
+                       "pg_dump_version": "15", "source": {"dir": "m", "kind": "sql"},
+                       "applied": [], "pending": pending});
+        let text = render(&r, false);
+        assert!(text.contains("pending: 2000\n  00001_m\n"), "{text}");
+        assert!(
+            text.contains("  00005_m\n  ... 1992 more (-v lists them all) ...\n  01998_m\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("  02000_m"), "{text}");
+        assert!(text.lines().count() < 25, "{text}");
+        assert_eq!(
+            render(&r, true)
+                .lines()
+                .filter(|l| l.ends_with("_m"))
+                .count(),
+            2000
+        );
+    }
 }

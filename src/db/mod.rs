@@ -12,6 +12,7 @@ pub mod lock;
 pub mod measure;
 pub mod plan;
 pub mod preflight;
+pub mod slots;
 pub mod state;
 pub mod timeouts;
 pub mod tls;

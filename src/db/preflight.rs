@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 use super::state::StateTable;
 use super::{DbError, quote_ident};
-use crate::source::{DrizzleTable, Migration};
+use crate::source::{DrizzleTable, Migration, split};
 
 /// A table shaped like drizzle's state table (`hash text`, `created_at bigint`) holding rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,26 +104,55 @@ pub async fn other_drizzle_tables(
 }
 
 /// Objects that statements `start_at..` of `m` create without `IF NOT EXISTS` (tables, views,
-/// sequences, named indexes, enum types, schemas) and that already exist, by name.
+/// sequences, named indexes, enum types, schemas) and that already exist, by name. One query
+/// for all of them, whatever the size of the migration.
 pub async fn existing_objects(
     client: &Client,
     m: &Migration,
     start_at: usize,
 ) -> Result<Vec<String>, DbError> {
-    let mut out = Vec::new();
+    let mut created = Vec::new();
     for s in m.statements.iter().skip(start_at) {
-        let (created, removes) = created_objects(&s.sql);
-        for c in created {
-            if exists(client, &c).await? {
-                out.push(c.name);
-            }
-        }
+        let (objects, removes) = created_objects(&s.sql);
+        created.extend(objects);
         // Past a DROP or a RENAME, an object may be created again under a name in use before.
         if removes {
             break;
         }
     }
-    Ok(out)
+    if created.is_empty() {
+        return Ok(Vec::new());
+    }
+    let kinds: Vec<&str> = created.iter().map(|c| c.kind.as_str()).collect();
+    let names: Vec<String> = created
+        .iter()
+        .map(|c| match c.kind {
+            Kind::Schema => c.name.trim_matches('"').replace("\"\"", "\""),
+            _ => c.name.clone(),
+        })
+        .collect();
+    let rows = client
+        .query(
+            "SELECT t.i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(kind, name, i) \
+             WHERE CASE t.kind WHEN 'relation' THEN to_regclass(t.name) IS NOT NULL \
+                               WHEN 'type' THEN to_regtype(t.name) IS NOT NULL \
+                               ELSE EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = t.name) END \
+             ORDER BY t.i",
+            &[&kinds, &names],
+        )
+        .await
+        .map_err(|e| {
+            DbError::query(
+                format!("checking whether the objects {} creates exist", m.name),
+                &e,
+            )
+        })?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| usize::try_from(r.get::<_, i64>(0)).ok())
+        .filter_map(|i| created.get(i.wrapping_sub(1)))
+        .map(|c| c.name.clone())
+        .collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +162,16 @@ enum Kind {
     Schema,
 }
 
+impl Kind {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Relation => "relation",
+            Kind::Type => "type",
+            Kind::Schema => "schema",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Created {
     kind: Kind,
@@ -140,26 +179,15 @@ struct Created {
     name: String,
 }
 
-async fn exists(client: &Client, c: &Created) -> Result<bool, DbError> {
-    let sql = match c.kind {
-        Kind::Relation => "SELECT to_regclass($1) IS NOT NULL",
-        Kind::Type => "SELECT to_regtype($1) IS NOT NULL",
-        Kind::Schema => "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-    };
-    let name = match c.kind {
-        Kind::Schema => c.name.trim_matches('"').replace("\"\"", "\""),
-        _ => c.name.clone(),
-    };
-    let row = client
-        .query_one(sql, &[&name])
-        .await
-        .map_err(|e| DbError::query(format!("checking whether {} exists", c.name), &e))?;
-    Ok(row.get(0))
-}
-
 /// What `sql` creates without `IF NOT EXISTS`, as far as the parser tells, and whether it also
 /// drops or renames something (which ends the check: names may be reused after it).
 fn created_objects(sql: &str) -> (Vec<Created>, bool) {
+    // Data statements create nothing: only whether they parse matters, which the parser tells
+    // without building the tree (the bulk of a data migration is INSERTs).
+    let first = split::first_token_offset(sql).unwrap_or(0);
+    if split::plain_dml(&sql[first..]) {
+        return (Vec::new(), pg_query::split_with_parser(sql).is_err());
+    }
     let Ok(parsed) = pg_query::parse(sql, 0) else {
         return (Vec::new(), true);
     };
@@ -254,6 +282,11 @@ mod tests {
         );
         assert!(!removes);
         assert!(created_objects("not sql at all").0.is_empty());
+        assert_eq!(
+            created_objects("-- rows\nINSERT INTO users VALUES (1), (2)"),
+            (Vec::new(), false)
+        );
+        assert!(created_objects("INSERT INTO users VALUES ((1)").1);
         assert!(created_objects("DROP TABLE a; CREATE TABLE a (x int)").1);
     }
 }

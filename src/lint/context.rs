@@ -180,7 +180,7 @@ impl Context {
 
     /// Whether `node` runs inside a transaction block. For transaction control itself: whether
     /// a transaction is open when it runs.
-    pub fn in_transaction_for(&self, node: &NodeEnum, sql: &str) -> bool {
+    pub fn in_transaction_for(&self, node: &NodeEnum) -> bool {
         if self.explicit.is_some() || matches!(node, NodeEnum::TransactionStmt(_)) {
             return !self.autocommit();
         }
@@ -188,7 +188,7 @@ impl Context {
             _ if !self.runner_open() => false,
             Wrap::None => false,
             Wrap::File => true,
-            Wrap::Engine { .. } => !runs_alone(sql, self.pg_version),
+            Wrap::Engine { .. } => !runs_alone(node, self.pg_version),
         }
     }
 
@@ -382,6 +382,6 @@ pub fn is_not_null_test(expr: &pg_query::protobuf::Node) -> Option<String> {
 
 /// Statements PostgreSQL refuses inside a transaction block on `pg_version`, which pgship's
 /// engine runs alone (the engine's own classification).
-pub fn runs_alone(sql: &str, pg_version: u32) -> bool {
-    !crate::source::split::tx_requirement(sql).allows_transaction(pg_version)
+pub fn runs_alone(node: &NodeEnum, pg_version: u32) -> bool {
+    !crate::source::split::node_tx_requirement(node).allows_transaction(pg_version)
 }

@@ -1,26 +1,55 @@
 //! What `pgship lint` reads: the migrations of a source, and the files and folders named on the
-//! command line. A folder that is a migrations folder, told and read exactly as every other
-//! command tells and reads one ([`source::detect`], [`source::read_as`]), is linted as
+//! command line. A folder that is a migrations folder, told and listed exactly as every other
+//! command tells and lists one ([`source::detect`], [`source::list_as`]), is linted as
 //! pgship's engine applies it: only the migrations its journal (or naming) lists, in their
 //! order, in the engine's transactions, so `pgship lint DIR` and `pgship lint --migrations DIR`
 //! agree. Any other folder: its `.sql` files, recursively, each a loose file.
+//!
+//! Inputs are listed first and each file is read only when its turn comes
+//! ([`Input::read`]), so a run holds one file's text at a time.
 //!
 //! The only file IO of the linter besides [`super::catalog::load`]'s queries.
 
 use std::path::{Path, PathBuf};
 
 use super::Wrap;
-use crate::source::{self, Migration, SourceError, SourceKind, split};
+use super::run::Text;
+use crate::source::{self, Listed, SourceError, SourceKind, split};
 
-/// A file to lint, read.
+/// A file to lint, not read yet.
 #[derive(Debug, Clone)]
 pub struct Input {
     /// The name findings carry: the path relative to the project when it is inside it.
     pub name: String,
-    pub text: String,
-    /// Split at `--> statement-breakpoint` first, as drizzle does.
-    pub drizzle: bool,
+    pub path: PathBuf,
+    /// Split at `--> statement-breakpoint` first, as drizzle does; `None`: when the text holds
+    /// one (a loose file).
+    pub drizzle: Option<bool>,
     pub wrap: Wrap,
+}
+
+impl Input {
+    /// Read the file (UTF-8 text, or an error naming it).
+    pub fn read(&self) -> Result<Text, SourceError> {
+        let bytes = fs_err::read(&self.path).map_err(|e| SourceError::Io {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| SourceError::invalid(&self.path, "not UTF-8 text"))?;
+        // A Drizzle migration is refused where the engine refuses to read it.
+        if self.drizzle == Some(true) {
+            source::check_drizzle_text(&self.path, &text)?;
+        }
+        Ok(Text {
+            name: self.name.clone(),
+            drizzle: self
+                .drizzle
+                .unwrap_or_else(|| text.contains(split::BREAKPOINT)),
+            text,
+            wrap: self.wrap,
+        })
+    }
 }
 
 /// `path` relative to `project` when inside it, else as given.
@@ -34,22 +63,21 @@ pub fn display(project: &Path, path: &Path) -> String {
         .unwrap_or_else(|_| path.display().to_string())
 }
 
-/// The inputs of `migrations` of a source of `kind`, in the order given, run with `wrap`.
+/// The inputs of the migrations `listed` of a source of `kind`, in the order given, run with
+/// `wrap`.
 pub fn from_migrations<'a>(
     project: &Path,
     kind: SourceKind,
-    migrations: impl IntoIterator<Item = &'a Migration>,
+    listed: impl IntoIterator<Item = &'a Listed>,
     wrap: Wrap,
-) -> Result<Vec<Input>, SourceError> {
-    migrations
+) -> Vec<Input> {
+    listed
         .into_iter()
-        .map(|m| {
-            Ok(Input {
-                name: display(project, &m.path),
-                text: text(&m.path, m.raw.clone())?,
-                drizzle: kind != SourceKind::Sql,
-                wrap,
-            })
+        .map(|m| Input {
+            name: display(project, &m.path),
+            path: m.path.clone(),
+            drizzle: Some(kind != SourceKind::Sql),
+            wrap,
         })
         .collect()
 }
@@ -72,7 +100,7 @@ pub fn read_paths(
         if full.is_dir() {
             folder(project, &full, loose, engine, &mut out)?;
         } else if full.is_file() {
-            out.push(file(project, &full, loose)?);
+            out.push(file(project, &full, loose));
         } else {
             return Err(SourceError::invalid(p, "no such file or folder"));
         }
@@ -81,7 +109,7 @@ pub fn read_paths(
 }
 
 /// A folder: a migrations folder as the engine applies it, else its `.sql` files and
-/// subfolders. A Drizzle folder that does not read (a journal entry without its file, ...) is
+/// subfolders. A Drizzle folder that does not list (a journal entry without its file, ...) is
 /// an error, as for every other command; a folder of `.sql` files whose names are not
 /// migration names is a folder of loose files.
 fn folder(
@@ -91,15 +119,17 @@ fn folder(
     engine: Wrap,
     out: &mut Vec<Input>,
 ) -> Result<(), SourceError> {
-    let read = match source::detect(dir) {
+    let listed = match source::detect(dir) {
         Ok(kind @ (SourceKind::Drizzle | SourceKind::DrizzleV1)) => {
-            Some(source::read_as(dir, kind)?)
+            Some((kind, source::list_as(dir, kind)?))
         }
-        Ok(SourceKind::Sql) => source::read_as(dir, SourceKind::Sql).ok(),
+        Ok(SourceKind::Sql) => source::list_as(dir, SourceKind::Sql)
+            .ok()
+            .map(|l| (SourceKind::Sql, l)),
         Err(_) => None,
     };
-    if let Some(src) = read {
-        out.extend(from_migrations(project, src.kind, &src.migrations, engine)?);
+    if let Some((kind, listed)) = listed {
+        out.extend(from_migrations(project, kind, &listed, engine));
         return Ok(());
     }
     let io = |e: std::io::Error| SourceError::Io {
@@ -115,26 +145,17 @@ fn folder(
         if p.is_dir() {
             folder(project, &p, loose, engine, out)?;
         } else if p.extension().is_some_and(|e| e == "sql") {
-            out.push(file(project, &p, loose)?);
+            out.push(file(project, &p, loose));
         }
     }
     Ok(())
 }
 
-fn file(project: &Path, path: &Path, wrap: Wrap) -> Result<Input, SourceError> {
-    let bytes = fs_err::read(path).map_err(|e| SourceError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let text = text(path, bytes)?;
-    Ok(Input {
+fn file(project: &Path, path: &Path, wrap: Wrap) -> Input {
+    Input {
         name: display(project, path),
-        drizzle: text.contains(split::BREAKPOINT),
-        text,
+        path: path.to_path_buf(),
+        drizzle: None,
         wrap,
-    })
-}
-
-fn text(path: &Path, bytes: Vec<u8>) -> Result<String, SourceError> {
-    String::from_utf8(bytes).map_err(|_| SourceError::invalid(path, "not UTF-8 text"))
+    }
 }

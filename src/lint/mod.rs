@@ -14,6 +14,8 @@
 //! - [`report`]: text, JSON, SARIF and GitHub annotations.
 //!
 //! - [`input`]: the files and folders to lint, read as the engine reads migrations.
+//! - [`pieces`]: a file cut into statements, each parsed on its own.
+//! - [`run`]: the rules over files, one statement at a time, in bounded memory.
 //!
 //! No IO here but [`catalog::load`] and [`input`].
 
@@ -23,16 +25,18 @@ pub mod context;
 pub mod copies;
 pub mod input;
 pub mod objects;
+pub mod pieces;
 pub mod report;
 pub mod rules;
+pub mod run;
 
 use std::collections::BTreeSet;
 
 use pg_query::NodeEnum;
 use serde::Serialize;
 
-use crate::source::split;
 pub use context::{Context, Wrap};
+pub use pieces::{Piece, prepare};
 
 /// How serious a finding is. Ordered: `Info < Warning < Error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
@@ -226,185 +230,14 @@ fn ignores(text: &str) -> Vec<Ignore> {
     out
 }
 
-/// A statement cut from a file and parsed: its text, where its first token is, and its parse
-/// tree (or the parser's error).
-pub struct Piece<'a> {
-    sql: &'a str,
-    line: u32,
-    column: u32,
-    parsed: Result<NodeEnum, String>,
-}
-
-/// Line and column lookups over one text.
-struct Lines<'a> {
-    text: &'a str,
-    starts: Vec<usize>,
-}
-
-impl<'a> Lines<'a> {
-    fn new(text: &'a str) -> Lines<'a> {
-        let mut starts = vec![0];
-        starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        Lines { text, starts }
-    }
-
-    fn at(&self, offset: usize) -> (u32, u32) {
-        let line = self.starts.partition_point(|&s| s <= offset);
-        let start = self.starts[line - 1];
-        let column = self.text[start..offset].chars().count() + 1;
-        (line as u32, column as u32)
-    }
-}
-
-/// The offset of the first byte after whitespace and comments (`--`, nested `/* */`).
-fn skip_blank(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => i += 1,
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = s[i..].find('\n').map_or(b.len(), |n| i + n + 1);
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let mut depth = 0usize;
-                while i < b.len() {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            b';' => i += 1,
-            _ => return Some(i),
-        }
-    }
-    None
-}
-
-/// Cut a file into parsed statements: Drizzle chunks first when `drizzle`, then each chunk is
-/// parsed once by PostgreSQL's parser, which gives every statement's place. A chunk that does
-/// not parse is cut by the scanner and each piece parsed on its own, so the statement at fault
-/// is found (RB10) and the others are still linted. Safe to call from several threads.
-pub fn prepare(text: &str, drizzle: bool) -> Vec<Piece<'_>> {
-    let chunks: Vec<(usize, &str)> = if drizzle {
-        split::drizzle_chunks(text)
-            .into_iter()
-            .map(|s| (s.offset, &text[s.offset..s.offset + s.sql.len()]))
-            .collect()
-    } else {
-        vec![(0, text)]
-    };
-    let lines = Lines::new(text);
-    let mut out = Vec::new();
-    let mut push = |start: usize, end: usize, parsed: Result<NodeEnum, String>| {
-        let (line, column) = lines.at(start);
-        out.push(Piece {
-            sql: text[start..end].trim_end(),
-            line,
-            column,
-            parsed,
-        });
-    };
-    for (base, chunk) in chunks {
-        if let Ok(result) = pg_query::parse(chunk, 0) {
-            for raw in result.protobuf.stmts {
-                let loc = usize::try_from(raw.stmt_location)
-                    .unwrap_or(0)
-                    .min(chunk.len());
-                let end = match usize::try_from(raw.stmt_len) {
-                    Ok(0) | Err(_) => chunk.len(),
-                    Ok(n) => (loc + n).min(chunk.len()),
-                };
-                let Some(first) = skip_blank(&chunk[loc..end]) else {
-                    continue;
-                };
-                let Some(node) = raw.stmt.and_then(|n| n.node) else {
-                    continue;
-                };
-                push(base + loc + first, base + end, Ok(node));
-            }
-            continue;
-        }
-        for s in split_tolerant(chunk) {
-            let piece = &chunk[s.offset..s.offset + s.sql.len()];
-            let Some(first) = split::first_token_offset(piece) else {
-                continue;
-            };
-            let at = base + s.offset + first;
-            let sql = text[at..base + s.offset + piece.len()].trim_end();
-            let parsed = match pg_query::parse(sql, 0) {
-                Ok(r) => r
-                    .protobuf
-                    .stmts
-                    .into_iter()
-                    .find_map(|raw| raw.stmt.and_then(|n| n.node))
-                    .ok_or_else(|| "empty statement".to_string()),
-                Err(pg_query::Error::Parse(m)) => Err(m),
-                Err(other) => Err(other.to_string()),
-            };
-            push(at, base + s.offset + piece.len(), parsed);
-        }
-    }
-    out
-}
-
-/// Split `chunk` into statements. When the scanner fails (an unterminated quote or comment),
-/// the longest prefix that ends at a `;` and splits cleanly is split normally and the rest is
-/// one piece, which will fail to parse and be reported as RB10 at its own line.
-fn split_tolerant(chunk: &str) -> Vec<crate::source::Statement> {
-    if let Ok(s) = split::sql_statements(chunk) {
-        return s;
-    }
-    let cuts: Vec<usize> = chunk.match_indices(';').map(|(i, _)| i + 1).collect();
-    // Binary search for the last cut whose prefix splits.
-    let (mut lo, mut hi) = (0usize, cuts.len());
-    let mut best: Option<(usize, Vec<crate::source::Statement>)> = None;
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        match split::sql_statements(&chunk[..cuts[mid]]) {
-            Ok(s) => {
-                best = Some((cuts[mid], s));
-                lo = mid + 1;
-            }
-            Err(_) => hi = mid,
-        }
-    }
-    let (at, mut out) = best.unwrap_or((0, Vec::new()));
-    let rest = &chunk[at..];
-    if let Some(first) = split::first_token_offset(rest) {
-        out.push(crate::source::Statement {
-            sql: rest[first..].to_string(),
-            offset: at + first,
-            line: 0,
-            tx: crate::source::TxRequirement::Any,
-            control: None,
-        });
-    }
-    out
-}
-
 /// Lint one file, carrying `ctx` (its version, wrap and what earlier files created and
-/// validated) in and out.
+/// validated) in and out. The file is parsed whole; [`run::lint_files`] streams many files.
 pub fn lint_source(src: &Source, ctx: &mut Context, selection: &Selection, out: &mut Outcome) {
     let pieces = prepare(src.text, src.drizzle);
     lint_prepared(src, pieces, ctx, selection, out);
 }
 
-/// Lint one file already cut and parsed by [`prepare`] (which callers may run in parallel).
+/// Lint one file already cut and parsed by [`prepare`].
 pub fn lint_prepared(
     src: &Source,
     pieces: Vec<Piece<'_>>,
@@ -412,103 +245,12 @@ pub fn lint_prepared(
     selection: &Selection,
     out: &mut Outcome,
 ) {
-    let ignores = ignores(src.text);
-    let active: Vec<&Rule> = rules::ALL
-        .iter()
-        .copied()
-        .filter(|r| selection.runs(r))
-        .collect();
-    let rb10 = rules::find("RB10").expect("RB10 is registered");
-    ctx.begin_file(src.wrap);
-    out.files += 1;
-    let mut findings = Vec::new();
-    let push = |rule: &Rule, hit: Hit, piece: &Piece, findings: &mut Vec<Finding>| {
-        let silenced = ignores.iter().find(|ig| {
-            ig.ids.iter().any(|id| id == rule.id || id == rule.name)
-                && (ig.file_wide || ig.line + 1 == piece.line)
-        });
-        if let Some(ig) = silenced {
-            ig.used.set(true);
-            return;
-        }
-        findings.push(Finding {
-            rule: rule.id,
-            name: rule.name,
-            severity: hit.severity.unwrap_or(rule.severity),
-            file: src.name.clone(),
-            line: piece.line,
-            column: piece.column,
-            statement: piece.sql.to_string(),
-            message: hit.message,
-            help: hit.help.unwrap_or_else(|| rule.help.to_string()),
-        });
-    };
+    let active = run::Active::new(selection);
+    let mut file = run::FileLint::begin(&src.name, src.text, src.wrap, ctx, out);
     for piece in &pieces {
-        out.statements += 1;
-        let node = match &piece.parsed {
-            Ok(n) => n,
-            Err(msg) => {
-                if selection.runs(rb10) {
-                    push(
-                        rb10,
-                        Hit::new(format!("the statement does not parse: {msg}")),
-                        piece,
-                        &mut findings,
-                    );
-                }
-                continue;
-            }
-        };
-        let stmt = Stmt {
-            node,
-            sql: piece.sql,
-            line: piece.line,
-            column: piece.column,
-            in_transaction: ctx.in_transaction_for(node, piece.sql),
-        };
-        for rule in &active {
-            for hit in (rule.check)(&stmt, ctx) {
-                push(rule, hit, piece, &mut findings);
-            }
-        }
-        ctx.observe(&stmt);
+        file.piece(piece, ctx, &active, out);
     }
-    for f in ctx.end_file() {
-        // End-of-file findings (an uncommitted BEGIN): located at the statement that opened it.
-        if let Some(rule) = rules::find(f.0).filter(|r| selection.runs(r)) {
-            let piece = Piece {
-                sql: &f.2,
-                line: f.1.0,
-                column: f.1.1,
-                parsed: Err(String::new()),
-            };
-            push(rule, f.3, &piece, &mut findings);
-        }
-    }
-    for ig in ignores.iter().filter(|ig| !ig.used.get()) {
-        findings.push(Finding {
-            rule: UNUSED_IGNORE.0,
-            name: UNUSED_IGNORE.1,
-            severity: Severity::Warning,
-            file: src.name.clone(),
-            line: ig.line,
-            column: ig.column,
-            statement: ig.text.clone(),
-            message: if ig.ids.is_empty() {
-                "this ignore comment names no rule".into()
-            } else if ig.file_wide {
-                format!("`{}` silences nothing in this file", ig.ids.join(","))
-            } else {
-                format!(
-                    "`{}` silences nothing: no finding of that rule on the statement on the next line",
-                    ig.ids.join(",")
-                )
-            },
-            help: "remove the comment, or put it on the line just before the statement".into(),
-        });
-    }
-    findings.sort_by_key(|f| (f.line, f.column, f.rule));
-    out.findings.extend(findings);
+    file.finish(ctx, &active, out);
 }
 
 /// Lint a single SQL text with default settings (for tests and docs).

@@ -262,7 +262,7 @@ pub enum RollbackError {
     Restore { object: String, message: String },
     #[error(
         "the down script of {migration} failed at statement {statement} ({file}:{line}): {message}{}",
-        if done.is_empty() { String::new() } else { format!("\n  already rolled back: {}", done.join(", ")) }
+        if done.is_empty() { String::new() } else { format!("\n  already rolled back: {}", crate::util::fold_list(done, 5, 3)) }
     )]
     Down {
         migration: String,
@@ -395,7 +395,7 @@ pub fn method_for(pending: &[&Migration]) -> (Method, String) {
                 "{} of {} pending migration(s) have no down script ({}): restoring what they touch from dumps taken before applying",
                 without.len(),
                 pending.len(),
-                without.join(", ")
+                crate::util::fold_list(&without, 5, 3)
             ),
         )
     }

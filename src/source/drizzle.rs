@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::split::drizzle_chunks;
+use super::split::drizzle_units;
 use super::{
     Migration, MigrationId, SourceError, prepare_statements, read_bytes, sha256_hex, utf8_text,
 };
@@ -165,8 +165,8 @@ pub fn parse_journal(path: &Path, bytes: &[u8]) -> Result<Vec<JournalEntry>, Sou
     Ok(out)
 }
 
-/// Read a drizzle-kit 0.x migrations folder, in journal order.
-pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+/// The journal's entries with their files, in journal order, without reading the files.
+pub fn list(dir: &Path) -> Result<Vec<(JournalEntry, PathBuf)>, SourceError> {
     let entries = read_journal(dir)?;
     let journal = journal_path(dir);
     let mut out = Vec::with_capacity(entries.len());
@@ -182,9 +182,19 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
                 ),
             ));
         }
+        out.push((entry, path));
+    }
+    Ok(out)
+}
+
+/// Read a drizzle-kit 0.x migrations folder, in journal order.
+pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+    let listed = list(dir)?;
+    let mut out = Vec::with_capacity(listed.len());
+    for (order, (entry, path)) in listed.into_iter().enumerate() {
         let raw = read_bytes(&path)?;
         let text = utf8_text(&path, &raw)?;
-        let statements = prepare_statements(&path, text, drizzle_chunks(text), true)?;
+        let statements = prepare_statements(&path, text, drizzle_units(text), true)?;
         out.push(Migration {
             name: entry.tag,
             order,

@@ -53,16 +53,17 @@
 //! database.
 
 use std::cmp::Ordering;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::split::drizzle_chunks;
+use super::split::drizzle_units;
 use super::{
     DownScript, Migration, MigrationId, SourceError, prepare_statements, read_bytes,
     read_dir_sorted, sha256_hex, utf8_text,
 };
 
-/// Read a drizzle-kit v1 migrations folder, in drizzle's run order.
-pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+/// The migration folders `(name, folder, when)` in drizzle's run order, without reading their
+/// files.
+pub fn list(dir: &Path) -> Result<Vec<(String, PathBuf, i64)>, SourceError> {
     let journal = dir.join("meta").join("_journal.json");
     if journal.is_file() {
         return Err(SourceError::invalid(
@@ -71,7 +72,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
              read it as drizzle, or upgrade it with `drizzle-kit up`",
         ));
     }
-    let mut folders: Vec<(String, std::path::PathBuf)> = Vec::new();
+    let mut folders: Vec<(String, PathBuf)> = Vec::new();
     for entry in read_dir_sorted(dir)? {
         let sql = entry.join("migration.sql");
         if !sql.exists() {
@@ -89,29 +90,39 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
         folders.push((name.to_string(), entry.clone()));
     }
     folders.sort_by(|a, b| compare_names(&a.0, &b.0));
+    folders
+        .into_iter()
+        .map(|(name, folder)| {
+            let when = folder_millis(&name).ok_or_else(|| {
+                SourceError::invalid(
+                    folder.join("migration.sql"),
+                    format!(
+                        "folder name \"{name}\" does not start with a 14-digit UTC timestamp \
+                         (YYYYMMDDHHMMSS_<name>), which drizzle-orm stores as created_at"
+                    ),
+                )
+            })?;
+            Ok((name, folder, when))
+        })
+        .collect()
+}
 
-    let mut out = Vec::with_capacity(folders.len());
-    for (order, (name, folder)) in folders.into_iter().enumerate() {
+/// Read a drizzle-kit v1 migrations folder, in drizzle's run order.
+pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+    let listed = list(dir)?;
+    let mut out = Vec::with_capacity(listed.len());
+    for (order, (name, folder, when)) in listed.into_iter().enumerate() {
         let path = folder.join("migration.sql");
-        let when = folder_millis(&name).ok_or_else(|| {
-            SourceError::invalid(
-                &path,
-                format!(
-                    "folder name \"{name}\" does not start with a 14-digit UTC timestamp \
-                     (YYYYMMDDHHMMSS_<name>), which drizzle-orm stores as created_at"
-                ),
-            )
-        })?;
         let raw = read_bytes(&path)?;
         let text = utf8_text(&path, &raw)?;
-        let statements = prepare_statements(&path, text, drizzle_chunks(text), true)?;
+        let statements = prepare_statements(&path, text, drizzle_units(text), true)?;
 
         let down_path = folder.join("down.sql");
         let down = if down_path.is_file() {
             let down_raw = read_bytes(&down_path)?;
             let down_text = utf8_text(&down_path, &down_raw)?;
             let down_statements =
-                prepare_statements(&down_path, down_text, drizzle_chunks(down_text), true)?;
+                prepare_statements(&down_path, down_text, drizzle_units(down_text), true)?;
             Some(DownScript {
                 path: down_path,
                 raw: down_raw,

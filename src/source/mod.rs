@@ -6,6 +6,7 @@
 //! drizzle-orm splits it (`--> statement-breakpoint`), so pgship and the app's own `migrate()`
 //! agree on what ran. Malformed input is an error that names the file and the problem.
 
+pub mod cut;
 pub mod drizzle;
 pub mod drizzle_config;
 pub mod drizzle_v1;
@@ -256,6 +257,37 @@ pub fn read_as(dir: &Path, kind: SourceKind) -> Result<Source, SourceError> {
     })
 }
 
+/// A migration's place in a source, without its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// As [`Migration::name`].
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// The migrations of `dir` read as a source of the given kind, in run order, checked as
+/// [`read_as`] checks them by their names (journal, file names, folders) but not read: for
+/// callers that read one file at a time.
+pub fn list_as(dir: &Path, kind: SourceKind) -> Result<Vec<Listed>, SourceError> {
+    Ok(match kind {
+        SourceKind::Drizzle => drizzle::list(dir)?
+            .into_iter()
+            .map(|(e, path)| Listed { name: e.tag, path })
+            .collect(),
+        SourceKind::DrizzleV1 => drizzle_v1::list(dir)?
+            .into_iter()
+            .map(|(name, folder, _)| Listed {
+                name,
+                path: folder.join("migration.sql"),
+            })
+            .collect(),
+        SourceKind::Sql => sql_dir::list(dir)?
+            .into_iter()
+            .map(|(f, path, _)| Listed { name: f.stem, path })
+            .collect(),
+    })
+}
+
 /// Tell which kind of migrations folder `dir` is.
 ///
 /// `meta/_journal.json` means drizzle-kit 0.x; otherwise a subdirectory holding `migration.sql`
@@ -397,31 +429,59 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, SourceError> {
 pub(crate) fn prepare_statements(
     path: &Path,
     text: &str,
-    statements: Vec<Statement>,
+    units: Vec<split::Unit>,
     drizzle: bool,
 ) -> Result<Vec<Statement>, SourceError> {
-    let statements = split::separate_control(text, statements);
-    for stmt in &statements {
-        if let Some(bad) = split::no_transaction_in_multi(&stmt.sql) {
-            let line = split::line_at(text, stmt.offset + bad.offset);
-            let why = bad.why.unwrap_or("this statement");
-            let hint = if drizzle {
-                "put a `--> statement-breakpoint` line between it and the other statements"
-            } else {
-                "end each statement with `;` so it is sent on its own"
-            };
-            return Err(SourceError::invalid(
-                path,
-                format!(
-                    "line {line}: {why} cannot run inside a transaction block, but it is sent in \
-                     one query string together with other statements (starting at line {}), \
-                     which PostgreSQL runs as a single transaction; {hint}",
-                    stmt.line
-                ),
-            ));
+    let units = split::separate_units(text, units);
+    for unit in &units {
+        check_unit(path, text, unit, drizzle)?;
+    }
+    Ok(units.into_iter().map(|u| u.stmt).collect())
+}
+
+/// Refuse a unit holding a statement that cannot run in a transaction block together with
+/// other statements (see [`prepare_statements`]).
+fn check_unit(
+    path: &Path,
+    text: &str,
+    unit: &split::Unit,
+    drizzle: bool,
+) -> Result<(), SourceError> {
+    let Some(bad) = unit.infos.as_deref().and_then(split::multi_offender) else {
+        return Ok(());
+    };
+    let stmt = &unit.stmt;
+    let line = split::line_at(text, stmt.offset + bad.offset);
+    let why = bad.why.unwrap_or("this statement");
+    let hint = if drizzle {
+        "put a `--> statement-breakpoint` line between it and the other statements"
+    } else {
+        "end each statement with `;` so it is sent on its own"
+    };
+    Err(SourceError::invalid(
+        path,
+        format!(
+            "line {line}: {why} cannot run inside a transaction block, but it is sent in one \
+             query string together with other statements (starting at line {}), which \
+             PostgreSQL runs as a single transaction; {hint}",
+            stmt.line
+        ),
+    ))
+}
+
+/// Check a Drizzle migration's text (read from `path`) as [`read_as`] checks it, one chunk at
+/// a time and keeping nothing: for callers that read files themselves (the linter).
+pub fn check_drizzle_text(path: &Path, text: &str) -> Result<(), SourceError> {
+    let mut lines = cut::LineCursor::new(text);
+    let mut pieces = Vec::new();
+    for unit in split::drizzle_units_lazily(text) {
+        pieces.clear();
+        split::separate_unit(&mut lines, unit, &mut pieces);
+        for piece in &pieces {
+            check_unit(path, text, piece, true)?;
         }
     }
-    Ok(statements)
+    Ok(())
 }
 
 /// Builders for other modules' tests.
@@ -480,6 +540,59 @@ mod tests {
         assert_eq!(
             read(tmp.path()).expect("reads").migrations[0].name,
             "001_init"
+        );
+    }
+
+    #[test]
+    fn listing_names_what_reading_reads() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        write(tmp.path(), "10_b.sql", "SELECT 1;");
+        write(tmp.path(), "2_a.sql", "SELECT 2;");
+        write(tmp.path(), "2_a.down.sql", "SELECT 3;");
+        let v1 = tempfile::tempdir().expect("tempdir");
+        write(v1.path(), "20250102000000_b/migration.sql", "SELECT 1;");
+        write(v1.path(), "20250101000000_a/migration.sql", "SELECT 2;");
+        for (dir, kind) in [
+            (Path::new(APP).join("drizzle"), SourceKind::Drizzle),
+            (v1.path().to_path_buf(), SourceKind::DrizzleV1),
+            (tmp.path().to_path_buf(), SourceKind::Sql),
+        ] {
+            let read: Vec<Listed> = read_as(&dir, kind)
+                .expect("reads")
+                .migrations
+                .into_iter()
+                .map(|m| Listed {
+                    name: m.name,
+                    path: m.path,
+                })
+                .collect();
+            assert_eq!(list_as(&dir, kind).expect("lists"), read, "{kind:?}");
+            assert!(!read.is_empty());
+        }
+        // Names are checked when listing, contents are not read.
+        write(tmp.path(), "3_c.sql", "SELECT 'open;");
+        assert!(read_as(tmp.path(), SourceKind::Sql).is_err());
+        assert_eq!(
+            list_as(tmp.path(), SourceKind::Sql).expect("lists").len(),
+            3
+        );
+        write(tmp.path(), "x.sql", "SELECT 1;");
+        assert!(list_as(tmp.path(), SourceKind::Sql).is_err());
+    }
+
+    #[test]
+    fn a_drizzle_text_is_checked_as_it_is_read() {
+        let path = Path::new("0001_x.sql");
+        let ok =
+            "BEGIN;\nCREATE INDEX CONCURRENTLY i ON t (a);\n--> statement-breakpoint\nSELECT 1;";
+        assert!(check_drizzle_text(path, ok).is_ok());
+        let bad = "SELECT 1;\n--> statement-breakpoint\nCREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY i ON t (a);";
+        let msg = check_drizzle_text(path, bad)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            msg.contains("0001_x.sql: line 4: CREATE INDEX CONCURRENTLY"),
+            "{msg}"
         );
     }
 

@@ -3,14 +3,15 @@
 //! Two ways to cut a file into the units the engine sends:
 //! - [`drizzle_chunks`]: exactly what drizzle-orm does (`text.split("--> statement-breakpoint")`),
 //!   each chunk kept byte for byte, so pgship sends what the app's own `migrate()` would send;
-//! - [`sql_statements`]: one statement per unit for plain SQL folders, using PostgreSQL's own
-//!   parser (or its scanner when the text does not parse), so quotes, dollar quotes, comments
-//!   and `BEGIN ATOMIC` bodies are respected.
+//! - [`sql_statements`]: one statement per unit for plain SQL folders, cut where PostgreSQL's
+//!   parser would cut (by its scanner, over bounded windows: see [`super::cut`]), so quotes,
+//!   dollar quotes, comments and `BEGIN ATOMIC` bodies are respected in a file of any size.
 //!
 //! It also classifies statements: whether they may run inside a transaction block
 //! ([`tx_requirement`]) and whether they are transaction control ([`transaction_control`]);
 //! [`separate_control`] cuts top-level `BEGIN`/`COMMIT` out of the units they share with other
-//! statements, so the engine can give them their meaning (see `TxControl`).
+//! statements, so the engine can give them their meaning (see `TxControl`). Each statement is
+//! parsed at most once, and plain data statements (`INSERT`, ...) not at all unless it matters.
 //!
 //! This module must never change the text it is given (no trimming, no normalising of line
 //! endings), never drop text that holds SQL, never panic on odd input, and never talk to a
@@ -19,6 +20,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::{self, Token};
 
+use super::cut::{self, LineCursor};
 use super::{Statement, TxRequirement};
 
 /// The separator drizzle-kit writes and drizzle-orm splits on.
@@ -36,6 +38,15 @@ pub fn line_at(text: &str, byte_offset: usize) -> u32 {
         .saturating_add(1)
 }
 
+/// A unit the engine sends, with what the parser told about each of its statements (`None`
+/// when the unit does not parse): read once, used to classify, cut out transaction control and
+/// check the unit without parsing it again.
+#[derive(Debug, Clone)]
+pub(crate) struct Unit {
+    pub stmt: Statement,
+    pub infos: Option<Vec<StatementInfo>>,
+}
+
 /// Split a Drizzle migration file exactly like drizzle-orm does.
 ///
 /// Every chunk of `text.split("--> statement-breakpoint")` that holds at least one SQL token is
@@ -44,150 +55,126 @@ pub fn line_at(text: &str, byte_offset: usize) -> u32 {
 /// server treats them as empty queries. `offset` is the chunk's byte offset in the file and
 /// `line` the line of its first SQL token.
 pub fn drizzle_chunks(text: &str) -> Vec<Statement> {
-    let mut out = Vec::new();
+    drizzle_units(text).into_iter().map(|u| u.stmt).collect()
+}
+
+/// [`drizzle_chunks`], each with its statements described.
+pub(crate) fn drizzle_units(text: &str) -> Vec<Unit> {
+    drizzle_units_lazily(text).collect()
+}
+
+/// [`drizzle_units`] one at a time.
+pub(crate) fn drizzle_units_lazily(text: &str) -> impl Iterator<Item = Unit> + '_ {
     let mut offset = 0usize;
-    let mut line_base = 1u32;
-    for chunk in text.split(BREAKPOINT) {
-        if let Some(first) = first_token_offset(chunk) {
-            let line = line_base.saturating_add(line_at(chunk, first) - 1);
-            out.push(Statement {
-                sql: chunk.to_string(),
-                offset,
-                line,
-                tx: tx_requirement(chunk),
-                control: None,
-            });
-        }
-        // Lines advance over the chunk and the breakpoint (which holds no newline).
-        line_base = line_base.saturating_add(line_at(chunk, chunk.len()) - 1);
+    let mut lines = LineCursor::new(text);
+    text.split(BREAKPOINT).filter_map(move |chunk| {
+        let at = offset;
         offset += chunk.len() + BREAKPOINT.len();
-    }
-    out
+        let first = first_token_offset(chunk)?;
+        let infos = analyze(chunk);
+        Some(Unit {
+            stmt: Statement {
+                sql: chunk.to_string(),
+                offset: at,
+                line: lines.line(at + first),
+                tx: strictest(infos.as_deref()),
+                control: None,
+            },
+            infos,
+        })
+    })
 }
 
 /// Split a plain SQL file into single statements.
 ///
-/// Uses PostgreSQL's parser when the whole file parses (exact, and knows `BEGIN ATOMIC ... END`
-/// function bodies); otherwise PostgreSQL's scanner, which works on invalid SQL too. Any text the
-/// scanner would skip (a statement without a keyword, or everything after an unbalanced
-/// parenthesis) is kept as a statement of its own, so the server reports it rather than pgship
-/// silently dropping it. Pieces holding only whitespace, comments and `;` are dropped. `sql` is
-/// the piece without its terminating `;`.
+/// Cuts where PostgreSQL's parser would (see [`cut::Cutter`]: PostgreSQL's scanner over
+/// bounded windows, so quotes, dollar quotes, comments, parentheses and `BEGIN ATOMIC` bodies
+/// are respected in any size of file), on invalid SQL too: nothing is dropped but pieces
+/// holding only whitespace, comments and `;`. `sql` is the piece without its terminating `;`.
 ///
 /// The error is the scanner's message (for example an unterminated quoted string or comment);
 /// the caller adds the file name.
 pub fn sql_statements(text: &str) -> Result<Vec<Statement>, String> {
-    if text.as_bytes().contains(&0) {
-        let at = text.as_bytes().iter().position(|&b| b == 0).unwrap_or(0);
+    Ok(sql_units(text)?.into_iter().map(|u| u.stmt).collect())
+}
+
+/// [`sql_statements`], each with its statement described.
+pub(crate) fn sql_units(text: &str) -> Result<Vec<Unit>, String> {
+    if let Some(at) = text.bytes().position(|b| b == 0) {
         return Err(format!(
             "line {}: the text contains a NUL byte, which PostgreSQL cannot receive in a query",
             line_at(text, at)
         ));
     }
-    let ranges = match pg_query::split_with_parser(text) {
-        Ok(pieces) => pieces.iter().filter_map(|p| piece_range(text, p)).collect(),
-        Err(_) => scanner_ranges(text)?,
-    };
-    let newlines: Vec<usize> = text
-        .bytes()
-        .enumerate()
-        .filter_map(|(i, b)| (b == b'\n').then_some(i))
-        .collect();
-    let line_of = |offset: usize| {
-        let before = newlines.partition_point(|&p| p < offset);
-        u32::try_from(before)
-            .unwrap_or(u32::MAX - 1)
-            .saturating_add(1)
-    };
     let mut out = Vec::new();
-    for (start, end) in ranges {
-        let Some(piece) = text.get(start..end) else {
-            continue;
-        };
-        let Some(first) = first_token_offset(piece) else {
-            continue;
-        };
-        out.push(Statement {
-            sql: piece.to_string(),
-            offset: start,
-            line: line_of(start + first),
-            tx: tx_requirement(piece),
-            control: None,
-        });
+    let mut lines = LineCursor::new(text);
+    for c in cut::cuts(text) {
+        let c = c.map_err(|e| scanner_message(text, &e))?;
+        for (start, end, info) in single_statements(text, c) {
+            out.push(Unit {
+                stmt: Statement {
+                    sql: text[start..end].to_string(),
+                    offset: start,
+                    line: lines.line(start),
+                    tx: info.as_ref().map_or(TxRequirement::Any, |i| i.tx),
+                    control: None,
+                },
+                infos: info.map(|i| vec![i]),
+            });
+        }
     }
     Ok(out)
 }
 
-/// Byte range of `piece` (a sub-slice returned by pg_query) inside `text`.
-fn piece_range(text: &str, piece: &str) -> Option<(usize, usize)> {
-    let start = (piece.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    let end = start.checked_add(piece.len())?;
-    (end <= text.len()).then_some((start, end))
-}
-
-/// Split with the scanner and add back any text it skipped.
-fn scanner_ranges(text: &str) -> Result<Vec<(usize, usize)>, String> {
-    let pieces = pg_query::split_with_scanner(text).map_err(|e| scanner_message(text, &e))?;
-    let mut ranges: Vec<(usize, usize)> =
-        pieces.iter().filter_map(|p| piece_range(text, p)).collect();
-    let tokens = scan_tokens(text).map_err(|e| scanner_message(text, &e))?;
-
-    // Content tokens (not comments, not `;`) that no piece covers, grouped between pieces.
-    let mut extra: Vec<(usize, usize)> = Vec::new();
-    let mut current: Option<(usize, usize)> = None;
-    let mut next_piece = 0usize;
-    for token in &tokens {
-        let (Ok(start), Ok(end)) = (usize::try_from(token.start), usize::try_from(token.end))
-        else {
-            continue;
-        };
-        while next_piece < ranges.len() && ranges[next_piece].1 <= start {
-            // A piece ends before this token: close the current group.
-            if let Some(group) = current.take() {
-                extra.push(group);
-            }
-            next_piece += 1;
-        }
-        let covered = next_piece < ranges.len() && ranges[next_piece].0 <= start;
-        if covered || is_comment(token) || token.token == Token::Ascii59 as i32 {
-            continue;
-        }
-        current = Some(match current {
-            Some((s, _)) => (s, end),
-            None => (start, end),
-        });
+/// The statements of the piece `c` of `text` as `(start, end, info)`: each from its first
+/// token (leading comments are not sent, as PostgreSQL's own split places statements) to its
+/// `;`, the info relative to `start` (`None` when it does not parse). One, unless the parser
+/// finds several in a piece the cutter kept whole (psql's routine-body rule can be fooled, e.g.
+/// by a function named `begin`): then they are cut where the parser says.
+fn single_statements(text: &str, c: cut::Cut) -> Vec<(usize, usize, Option<StatementInfo>)> {
+    let sql = &text[c.first..c.end];
+    if plain_dml(sql) {
+        return vec![(c.first, c.end, Some(dml_info(0, sql.len())))];
     }
-    if let Some(group) = current {
-        extra.push(group);
-    }
-    ranges.extend(extra);
-    ranges.sort_unstable();
-    Ok(ranges)
-}
-
-fn scanner_message(text: &str, err: &pg_query::Error) -> String {
-    let msg = match err {
-        pg_query::Error::Split(m) | pg_query::Error::Scan(m) | pg_query::Error::Parse(m) => {
-            m.clone()
-        }
-        other => other.to_string(),
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return vec![(c.first, c.end, None)];
     };
-    match unterminated_at(text) {
+    let infos = parsed_infos(sql, &parsed.protobuf.stmts, 0);
+    if infos.len() < 2 {
+        return vec![(c.first, c.end, infos.into_iter().next())];
+    }
+    infos
+        .into_iter()
+        .map(|info| {
+            let shifted = StatementInfo {
+                offset: 0,
+                end: info.end - info.offset,
+                ..info
+            };
+            (c.first + info.offset, c.first + info.end, Some(shifted))
+        })
+        .collect()
+}
+
+fn scanner_message(text: &str, err: &cut::ScanError) -> String {
+    let rest = &text[err.at..];
+    match unterminated_at(rest) {
         Some(at) => format!(
-            "cannot split into statements: {msg} (starting at line {})",
-            line_at(text, at)
+            "cannot split into statements: {} (starting at line {})",
+            err.message,
+            line_at(text, err.at + at)
         ),
-        None => format!("cannot split into statements: {msg}"),
+        None => format!("cannot split into statements: {}", err.message),
     }
 }
 
-/// The scanner's tokens. Goes through `pg_query::scan` (protobuf) rather than
-/// `pg_query::scan_tokens`, which builds a slice from a null pointer when there are no tokens.
+/// The scanner's tokens (`pg_query::scan_tokens` builds a slice from a null pointer when there
+/// are none, so blank text is answered here).
 fn scan_tokens(sql: &str) -> Result<Vec<protobuf::ScanToken>, pg_query::Error> {
-    if sql.bytes().all(|b| b.is_ascii_whitespace() || b == 0x0b) {
+    if cut::is_blank(sql) {
         return Ok(Vec::new());
     }
-    pg_query::scan(sql).map(|r| r.tokens)
+    pg_query::scan_tokens(sql)
 }
 
 fn is_comment(token: &protobuf::ScanToken) -> bool {
@@ -195,28 +182,17 @@ fn is_comment(token: &protobuf::ScanToken) -> bool {
 }
 
 /// Byte offset (in `sql`) of the first token that is not a comment, or `None` when the text holds
-/// only whitespace and comments.
+/// only whitespace and comments. Skips whitespace, `--` comments and (nested) `/* */` comments
+/// as PostgreSQL's scanner does, without scanning the rest of the text; an unterminated
+/// comment counts as content, because the server would reject it.
 pub fn first_token_offset(sql: &str) -> Option<usize> {
-    match scan_tokens(sql) {
-        Ok(tokens) => tokens
-            .iter()
-            .find(|t| !is_comment(t))
-            .and_then(|t| usize::try_from(t.start).ok()),
-        Err(_) => manual_first_token(sql),
-    }
-}
-
-/// Fallback when the scanner fails (unterminated quote, NUL byte, ...): skip whitespace, `--`
-/// comments and (nested) `/* */` comments by hand. An unterminated comment counts as content,
-/// because the server would reject it.
-fn manual_first_token(sql: &str) -> Option<usize> {
     let b = sql.as_bytes();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => i += 1,
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
+                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
                     i += 1;
                 }
             }
@@ -249,6 +225,32 @@ fn block_comment_end(b: &[u8], start: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// Whether a statement (from its first token) is plain data manipulation or a query, which
+/// runs in any transaction and is never transaction control: told from its first word, so the
+/// bulk of a data migration (`INSERT`s) need not be parsed to be classified.
+pub fn plain_dml(statement: &str) -> bool {
+    let word_len = statement
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$' || *b >= 0x80)
+        .count();
+    let word = &statement[..word_len];
+    [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE", "MERGE", "COPY",
+    ]
+    .iter()
+    .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+fn dml_info(offset: usize, end: usize) -> StatementInfo {
+    StatementInfo {
+        offset,
+        tx: TxRequirement::Any,
+        why: None,
+        transaction_control: None,
+        end,
+    }
 }
 
 /// Best-effort position of an unterminated quote or comment, for error messages only.
@@ -329,27 +331,80 @@ pub struct StatementInfo {
 }
 
 /// Parse `sql` and describe each statement, or `None` when it does not parse.
+///
+/// Statement by statement (cut by [`cut::Cutter`]), so memory stays bounded on a unit of any
+/// size. A statement that [`plain_dml`] recognises is described without building its parse
+/// tree; whether it parses is checked (by the parser, without a tree) only when the answer
+/// matters: when another statement of the unit is transaction control or cannot run anywhere.
 pub fn analyze(sql: &str) -> Option<Vec<StatementInfo>> {
-    let parsed = pg_query::parse(sql, 0).ok()?;
-    let tokens = scan_tokens(sql).ok().unwrap_or_default();
     let mut out = Vec::new();
-    for raw in &parsed.protobuf.stmts {
-        let location = usize::try_from(raw.stmt_location).unwrap_or(0);
-        let offset = tokens
-            .iter()
-            .filter(|t| !is_comment(t))
-            .filter_map(|t| usize::try_from(t.start).ok())
-            .find(|&s| s >= location)
-            .unwrap_or(location);
-        let node = raw.stmt.as_ref().and_then(|n| n.node.as_ref());
-        let (tx, why) = node.map(classify).unwrap_or((TxRequirement::Any, None));
-        let transaction_control = match node {
-            Some(NodeEnum::TransactionStmt(_)) => Some(keywords_at(sql, &tokens, offset)),
-            _ => None,
+    let mut unchecked = Vec::new();
+    for c in cut::cuts(sql) {
+        let c = c.ok()?;
+        let piece = &sql[c.start..c.end];
+        let first = c.first - c.start;
+        let infos = if plain_dml(&piece[first..]) {
+            unchecked.push((c.start, c.end));
+            vec![dml_info(first, piece.len())]
+        } else {
+            let parsed = pg_query::parse(piece, 0).ok()?;
+            parsed_infos(piece, &parsed.protobuf.stmts, first)
         };
+        out.extend(infos.into_iter().map(|i| StatementInfo {
+            offset: i.offset + c.start,
+            end: i.end + c.start,
+            ..i
+        }));
+    }
+    let matters = out
+        .iter()
+        .any(|i| i.tx != TxRequirement::Any || i.transaction_control.is_some());
+    if matters {
+        for (start, end) in unchecked {
+            pg_query::split_with_parser(&sql[start..end]).ok()?;
+        }
+    }
+    Some(out)
+}
+
+/// Describe the statements `stmts` the parser found in `piece` (offsets relative to it),
+/// `first` being the piece's first non-comment token.
+fn parsed_infos(piece: &str, stmts: &[protobuf::RawStmt], first: usize) -> Vec<StatementInfo> {
+    let control = |raw: &protobuf::RawStmt| {
+        matches!(
+            raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
+            Some(NodeEnum::TransactionStmt(_))
+        )
+    };
+    // Tokens are needed only to place several statements or to name transaction control.
+    let tokens = if stmts.len() > 1 || stmts.iter().any(control) {
+        scan_tokens(piece).ok().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut out = Vec::with_capacity(stmts.len());
+    for raw in stmts {
+        let location = usize::try_from(raw.stmt_location).unwrap_or(0);
+        let offset = if stmts.len() == 1 {
+            first
+        } else {
+            tokens
+                .iter()
+                .filter(|t| !is_comment(t))
+                .filter_map(|t| usize::try_from(t.start).ok())
+                .find(|&s| s >= location)
+                .unwrap_or(location)
+        };
+        let (tx, why) = raw
+            .stmt
+            .as_ref()
+            .and_then(|n| n.node.as_ref())
+            .map(classify)
+            .unwrap_or((TxRequirement::Any, None));
+        let transaction_control = control(raw).then(|| keywords_at(piece, &tokens, offset));
         let end = match usize::try_from(raw.stmt_len) {
-            Ok(0) | Err(_) => sql.len(),
-            Ok(len) => (location + len).min(sql.len()),
+            Ok(0) | Err(_) => piece.len(),
+            Ok(len) => (location + len).min(piece.len()),
         };
         out.push(StatementInfo {
             offset,
@@ -359,13 +414,24 @@ pub fn analyze(sql: &str) -> Option<Vec<StatementInfo>> {
             end,
         });
     }
-    Some(out)
+    out
 }
 
 /// Whether `sql` may run inside a transaction block. With several statements the strictest
 /// wins; text that does not parse is `Any` (the server decides).
 pub fn tx_requirement(sql: &str) -> TxRequirement {
-    analyze(sql)
+    strictest(analyze(sql).as_deref())
+}
+
+/// Whether the statement `node` (one statement) may run inside a transaction block.
+pub fn node_tx_requirement(node: &NodeEnum) -> TxRequirement {
+    classify(node).0
+}
+
+/// The strictest requirement of described statements (`Any` when there are none or the text
+/// does not parse).
+fn strictest(infos: Option<&[StatementInfo]>) -> TxRequirement {
+    infos
         .unwrap_or_default()
         .iter()
         .map(|s| s.tx)
@@ -467,33 +533,51 @@ fn keywords_at(sql: &str, tokens: &[protobuf::ScanToken], offset: usize) -> Stri
 /// PostgreSQL parses a whole query string before running any of it), is kept as it is. Cut
 /// pieces keep their text byte for byte; a control piece runs to its `;`.
 pub fn separate_control(text: &str, statements: Vec<Statement>) -> Vec<Statement> {
-    let mut out = Vec::with_capacity(statements.len());
-    for stmt in statements {
-        let Some(infos) = analyze(&stmt.sql) else {
-            out.push(stmt);
-            continue;
-        };
-        let controls: Vec<(usize, usize, super::TxControl)> = infos
-            .iter()
-            .filter_map(|i| {
-                let kw = i.transaction_control.as_deref()?;
-                let control = super::TxControl::from_keyword(kw)?;
-                Some((i.offset, through_semicolon(&stmt.sql, i.end), control))
-            })
-            .collect();
-        if controls.is_empty() {
-            out.push(stmt);
-            continue;
-        }
-        let mut at = 0;
-        for (start, end, control) in controls {
-            push_piece(text, &stmt, at, start, None, &mut out);
-            push_piece(text, &stmt, start, end, Some(control), &mut out);
-            at = end;
-        }
-        push_piece(text, &stmt, at, stmt.sql.len(), None, &mut out);
+    let units = statements.into_iter().map(|stmt| Unit {
+        infos: analyze(&stmt.sql),
+        stmt,
+    });
+    separate_units(text, units)
+        .into_iter()
+        .map(|u| u.stmt)
+        .collect()
+}
+
+/// [`separate_control`] on described units: each piece cut out is described anew, the others
+/// keep their description.
+pub(crate) fn separate_units(text: &str, units: impl IntoIterator<Item = Unit>) -> Vec<Unit> {
+    let mut out = Vec::new();
+    let mut lines = LineCursor::new(text);
+    for unit in units {
+        separate_unit(&mut lines, unit, &mut out);
     }
     out
+}
+
+/// [`separate_units`] for one unit, `lines` over its file (units in file order).
+pub(crate) fn separate_unit(lines: &mut LineCursor<'_>, unit: Unit, out: &mut Vec<Unit>) {
+    let controls: Vec<(usize, usize, super::TxControl)> = unit
+        .infos
+        .iter()
+        .flatten()
+        .filter_map(|i| {
+            let kw = i.transaction_control.as_deref()?;
+            let control = super::TxControl::from_keyword(kw)?;
+            Some((i.offset, through_semicolon(&unit.stmt.sql, i.end), control))
+        })
+        .collect();
+    if controls.is_empty() {
+        out.push(unit);
+        return;
+    }
+    let stmt = &unit.stmt;
+    let mut at = 0;
+    for (start, end, control) in controls {
+        push_piece(lines, stmt, at, start, None, out);
+        push_piece(lines, stmt, start, end, Some(control), out);
+        at = end;
+    }
+    push_piece(lines, stmt, at, stmt.sql.len(), None, out);
 }
 
 /// `end`, moved past whitespace and one `;` that follow it.
@@ -507,14 +591,15 @@ fn through_semicolon(sql: &str, end: usize) -> usize {
     }
 }
 
-/// Push `stmt.sql[from..to]` as a statement of its own if it holds SQL.
+/// Push `stmt.sql[from..to]` as a statement of its own if it holds SQL (`lines` over the file
+/// `stmt` is in).
 fn push_piece(
-    text: &str,
+    lines: &mut LineCursor<'_>,
     stmt: &Statement,
     from: usize,
     to: usize,
     control: Option<super::TxControl>,
-    out: &mut Vec<Statement>,
+    out: &mut Vec<Unit>,
 ) {
     let Some(piece) = stmt.sql.get(from..to) else {
         return;
@@ -523,16 +608,20 @@ fn push_piece(
         return;
     };
     let offset = stmt.offset + from;
-    out.push(Statement {
-        sql: piece.to_string(),
-        offset,
-        line: line_at(text, offset + first),
-        tx: if control.is_some() {
-            TxRequirement::Any
-        } else {
-            tx_requirement(piece)
+    let infos = analyze(piece);
+    out.push(Unit {
+        stmt: Statement {
+            sql: piece.to_string(),
+            offset,
+            line: lines.line(offset + first),
+            tx: if control.is_some() {
+                TxRequirement::Any
+            } else {
+                strictest(infos.as_deref())
+            },
+            control,
         },
-        control,
+        infos,
     });
 }
 
@@ -540,13 +629,18 @@ fn push_piece(
 /// the offending statement (PostgreSQL runs a multi-statement query string as one implicit
 /// transaction, so it would fail).
 pub fn no_transaction_in_multi(sql: &str) -> Option<StatementInfo> {
-    let infos = analyze(sql)?;
+    multi_offender(analyze(sql).as_deref()?)
+}
+
+/// [`no_transaction_in_multi`] on a unit's description.
+pub(crate) fn multi_offender(infos: &[StatementInfo]) -> Option<StatementInfo> {
     if infos.len() < 2 {
         return None;
     }
     infos
-        .into_iter()
+        .iter()
         .find(|i| i.tx == TxRequirement::NoTransaction)
+        .cloned()
 }
 
 fn classify(node: &NodeEnum) -> (TxRequirement, Option<&'static str>) {
@@ -826,6 +920,49 @@ mod tests {
         let stmts = sql_statements("-- nothing\n/* here */\n;\n").expect("splits");
         assert!(stmts.is_empty());
         assert!(sql_statements("").expect("splits").is_empty());
+    }
+
+    /// Every SQL file of the fixtures that PostgreSQL's parser accepts is cut exactly where the
+    /// parser splits it (the cutter works in bounded memory; the parser holds the whole tree).
+    #[test]
+    fn sql_statements_agree_with_the_parser() {
+        let mut files = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures"
+        ))];
+        while let Some(dir) = dirs.pop() {
+            for e in fs_err::read_dir(&dir).expect("fixtures") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "sql") {
+                    files.push(fs_err::read_to_string(&p).expect("utf8"));
+                }
+            }
+        }
+        files.push(
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE \
+             WHEN true THEN 2 END; END;\nCREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO a \
+             VALUES (1); INSERT INTO b VALUES (2));\n-- c\nCREATE FUNCTION begin() RETURNS int \
+             LANGUAGE sql RETURN 1; SELECT 2; SELECT 3"
+                .into(),
+        );
+        let mut compared = 0;
+        for text in &files {
+            let Ok(expected) = pg_query::split_with_parser(text) else {
+                continue;
+            };
+            let got = sql_statements(text).expect("splits");
+            let got: Vec<&str> = got.iter().map(|s| s.sql.as_str()).collect();
+            let expected: Vec<&str> = expected
+                .into_iter()
+                .filter(|p| first_token_offset(p).is_some())
+                .collect();
+            assert_eq!(got, expected);
+            compared += 1;
+        }
+        assert!(compared > 200, "{compared} files compared");
     }
 
     #[test]

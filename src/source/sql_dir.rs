@@ -19,7 +19,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::split::sql_statements;
+use super::split::sql_units;
 use super::{
     DownScript, Migration, MigrationId, SourceError, Statement, prepare_statements, read_bytes,
     read_dir_sorted, sha256_hex, utf8_text,
@@ -66,8 +66,9 @@ fn normalize_version(v: &str) -> &str {
     if t.is_empty() { "0" } else { t }
 }
 
-/// Read a plain SQL migrations folder, in version order.
-pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+/// The migration files of a plain SQL folder `(name, path, down path)`, in version order,
+/// checked by name but not read.
+pub fn list(dir: &Path) -> Result<Vec<(SqlFileName, PathBuf, Option<PathBuf>)>, SourceError> {
     // Normalised version -> (file name info, path), for up and down files separately.
     let mut ups: BTreeMap<String, (SqlFileName, PathBuf)> = BTreeMap::new();
     let mut downs: BTreeMap<String, (SqlFileName, PathBuf)> = BTreeMap::new();
@@ -140,12 +141,25 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
 
     let mut ordered: Vec<(SqlFileName, PathBuf)> = ups.into_values().collect();
     ordered.sort_by(|a, b| compare_versions(&a.0.version, &b.0.version));
+    Ok(ordered
+        .into_iter()
+        .map(|(file, path)| {
+            let down = downs
+                .remove(normalize_version(&file.version))
+                .map(|(_, p)| p);
+            (file, path, down)
+        })
+        .collect())
+}
 
-    let mut out = Vec::with_capacity(ordered.len());
-    for (order, (file, path)) in ordered.into_iter().enumerate() {
+/// Read a plain SQL migrations folder, in version order.
+pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+    let listed = list(dir)?;
+    let mut out = Vec::with_capacity(listed.len());
+    for (order, (file, path, down_path)) in listed.into_iter().enumerate() {
         let (raw, statements) = read_statements(&path)?;
-        let down = match downs.remove(normalize_version(&file.version)) {
-            Some((_, down_path)) => {
+        let down = match down_path {
+            Some(down_path) => {
                 let (down_raw, down_statements) = read_statements(&down_path)?;
                 Some(DownScript {
                     path: down_path,
@@ -181,7 +195,7 @@ fn has_sql_extension(name: &str) -> bool {
 fn read_statements(path: &Path) -> Result<(Vec<u8>, Vec<Statement>), SourceError> {
     let raw = read_bytes(path)?;
     let text = utf8_text(path, &raw)?;
-    let statements = sql_statements(text).map_err(|msg| SourceError::invalid(path, msg))?;
+    let statements = sql_units(text).map_err(|msg| SourceError::invalid(path, msg))?;
     let statements = prepare_statements(path, text, statements, false)?;
     Ok((raw, statements))
 }
