@@ -225,9 +225,8 @@ impl Walk {
         if !self.routine || self.parens > 0 {
             return;
         }
-        if is(Token::BeginP) {
-            self.blocks += 1;
-        } else if is(Token::Case) && self.blocks > 0 {
+        // CASE ends with END too, so it counts inside a block.
+        if is(Token::BeginP) || (is(Token::Case) && self.blocks > 0) {
             self.blocks += 1;
         } else if is(Token::EndP) {
             self.blocks = self.blocks.saturating_sub(1);
