@@ -40,7 +40,9 @@ pub struct Args {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct EngineArgs {
     /// `all`: every pending migration in one transaction (drizzle's semantics);
-    /// `per-migration`: commit each on its own [default: [apply] tx_mode, else all].
+    /// `per-migration`: commit each on its own [default: [apply] tx_mode, else all]. `migrate`
+    /// refuses, before it starts, a batch whose transaction would not fit in the server's lock
+    /// table.
     #[arg(long, value_name = "MODE")]
     pub tx_mode: Option<TxMode>,
     /// How long one statement may wait for a lock before it gives up and is retried
