@@ -26,6 +26,43 @@ pub struct ConfigFile {
     pub sandbox: SandboxFile,
     #[serde(default)]
     pub rehearsal: RehearsalFile,
+    #[serde(default)]
+    pub backup: BackupFile,
+    #[serde(default)]
+    pub deploy: DeployFile,
+    #[serde(default)]
+    pub app: AppFile,
+}
+
+/// `[backup]`: how `deploy` backs the target up before it changes it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupFile {
+    /// `auto` (default), `full`, `touched` or `neon`.
+    pub strategy: Option<String>,
+    /// Also restore the dump into a throwaway local cluster before DEPLOY may start.
+    pub trial_restore: Option<bool>,
+    /// How long pg_dump waits for a lock on the target before the backup gives up (`5s`).
+    pub lock_wait_timeout: Option<String>,
+}
+
+/// `[deploy]`: the pipeline around the apply.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployFile {
+    /// Folder of smoke queries run on the target after the apply, each must return no rows
+    /// (default `pgship/smoke`).
+    pub smoke_dir: Option<String>,
+    /// How long a new deploy waits for a live one on the same target (default `60s`).
+    pub wait: Option<String>,
+}
+
+/// `[app]`: the application half of a deploy.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppFile {
+    /// `none` (default: pgship deploys the database only).
+    pub provider: Option<String>,
 }
 
 /// `[sandbox]`: how sandboxes are made.

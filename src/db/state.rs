@@ -34,6 +34,13 @@ ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS pid integer;
 ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS host text;
 ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS backend_pid integer;
 ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS backend_start timestamptz;
+-- What `history` shows and what `rollback <id>` needs when the local artifacts are gone.
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS duration_ms bigint;
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS migrations text[];
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS git_commit text;
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS git_branch text;
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS phase text;
+ALTER TABLE pgship.deployments ADD COLUMN IF NOT EXISTS rollback_state jsonb;
 CREATE TABLE IF NOT EXISTS pgship.applied_migrations (
     id bigserial PRIMARY KEY,
     source_kind text NOT NULL,
@@ -66,6 +73,10 @@ CREATE TABLE IF NOT EXISTS pgship.deployment_logs (
     message text NOT NULL,
     metadata jsonb NOT NULL DEFAULT '{}'::jsonb
 );
+-- The seed's log table: a phase's duration in milliseconds, an ERROR line's error chain.
+ALTER TABLE pgship.deployment_logs ADD COLUMN IF NOT EXISTS duration integer;
+ALTER TABLE pgship.deployment_logs ADD COLUMN IF NOT EXISTS stack_trace text;
+CREATE INDEX IF NOT EXISTS deployment_logs_timestamp_idx ON pgship.deployment_logs ("timestamp");
 CREATE INDEX IF NOT EXISTS deployment_logs_deployment_id_timestamp_idx
     ON pgship.deployment_logs (deployment_id, "timestamp");
 "#;
