@@ -62,6 +62,7 @@
 pub mod catalog;
 mod down;
 mod fixes;
+pub mod guard;
 pub mod plan;
 mod proof;
 pub(crate) mod restore;
