@@ -399,6 +399,95 @@ pub async fn finish_deployment(
     Ok(())
 }
 
+/// What a deployment records when it starts applying: its migrations, the git state, and
+/// `rollback-state.json` (so `rollback <id>` works when the local folder is gone).
+pub async fn record_deploy(
+    client: &Client,
+    id: &str,
+    migrations: &[String],
+    git_commit: Option<&str>,
+    git_branch: Option<&str>,
+    rollback_state: &serde_json::Value,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE pgship.deployments SET migrations = $2, git_commit = $3, git_branch = $4, rollback_state = $5 WHERE id = $1",
+            &[&id, &migrations, &git_commit, &git_branch, rollback_state],
+        )
+        .await
+        .map_err(|e| DbError::query("recording the deployment in pgship.deployments", &e))?;
+    Ok(())
+}
+
+/// Record the end of a deployment with its duration.
+pub async fn finish_deploy(
+    client: &Client,
+    id: &str,
+    status: &str,
+    applied: i32,
+    error: Option<&str>,
+    duration_ms: i64,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE pgship.deployments SET status = $2, finished_at = now(), migrations_applied = $3, error = $4, duration_ms = $5 WHERE id = $1",
+            &[&id, &status, &applied, &error, &duration_ms],
+        )
+        .await
+        .map_err(|e| DbError::query("recording the deployment's result in pgship.deployments", &e))?;
+    Ok(())
+}
+
+/// A deployment's recorded rollback state: `None` when there is no such deployment (or no
+/// `pgship` schema), `Some(None)` when it recorded none.
+pub async fn deployment_state(
+    client: &Client,
+    id: &str,
+) -> Result<Option<Option<serde_json::Value>>, DbError> {
+    let ctx = "reading the deployment from pgship.deployments";
+    let exists: bool = client
+        .query_one("SELECT to_regclass('pgship.deployments') IS NOT NULL", &[])
+        .await
+        .map_err(|e| DbError::query(ctx, &e))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT rollback_state FROM pgship.deployments WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(|e| DbError::query(ctx, &e))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Deployments of the same environment that started after `id` and changed the target (they
+/// were not aborted, rolled back or already undone), oldest first.
+pub async fn later_deployments(client: &Client, id: &str) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(
+            "SELECT l.id FROM pgship.deployments d JOIN pgship.deployments l                ON l.environment = d.environment AND l.kind = 'deploy' AND l.started_at > d.started_at              WHERE d.id = $1 AND l.status NOT IN ('aborted', 'rolled-back', 'up-to-date')              ORDER BY l.started_at",
+            &[&id],
+        )
+        .await
+        .map_err(|e| DbError::query("looking for later deployments", &e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Set a deployment's status (a manual rollback marks the deployment it undid).
+pub async fn set_status(client: &Client, id: &str, status: &str) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE pgship.deployments SET status = $2 WHERE id = $1",
+            &[&id, &status],
+        )
+        .await
+        .map_err(|e| DbError::query("recording the deployment's status", &e))?;
+    Ok(())
+}
+
 /// One line of the deployment log, as stored in `pgship.deployment_logs`.
 pub struct LogRow<'a> {
     pub deployment_id: &'a str,
