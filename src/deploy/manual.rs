@@ -146,7 +146,7 @@ pub async fn run(ui: &Ui, project: &Project, id: &str, opts: &Options) -> Result
     if target.protected {
         console.confirm(ui.yes, &format!("{what}?"))?;
     }
-    execute(ui, project, &root, &url, id, &st, &app, opts).await
+    execute(ui, project, &root, (&url, conn), id, &st, &app, opts).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -154,7 +154,7 @@ async fn execute(
     ui: &Ui,
     project: &Project,
     root: &Path,
-    url: &DbUrl,
+    (url, conn): (&DbUrl, crate::db::Conn),
     id: &str,
     st: &RollbackState,
     app: &App,
@@ -165,7 +165,6 @@ async fn execute(
     let journal = Journal::create(root, &rid)
         .map_err(|e| Error::usage(format!("cannot write the log under .deployments/: {e}")))?;
     let mut log = Log::new(journal, ui.console);
-    let conn = connect(url, &ConnectOptions::default()).await?;
     let wait = opts.lock_wait.unwrap_or(std::time::Duration::from_secs(60));
     lock::acquire(&conn.client, lock::MIGRATE_LOCK_KEY, wait, |_| {})
         .await

@@ -215,7 +215,7 @@ async fn under_lock(
         .guard
         .after_apply
         .clone_from(&deployed.after_apply);
-    let _ = backed.state.rewrite(&log.journal.dir);
+    record_state(log, t, &backed, locked).await;
     let changed = deployed.changed;
     let mut report = match &deployed.applied {
         Ok(r) => {
@@ -310,6 +310,36 @@ async fn record_start(log: &mut Log, t: &Ctx<'_>, b: &BackedUp, locked: &Locked)
         json!({}),
     );
     Ok(())
+}
+
+/// The state with the guard's counters from around the apply, in the file and on the target
+/// (the two must stay equal: `rollback <id>` refuses a file that differs from the copy).
+async fn record_state(log: &mut Log, t: &Ctx<'_>, b: &BackedUp, locked: &Locked) {
+    if let Err(e) = b.state.rewrite(&log.journal.dir) {
+        log.warn(
+            Phase::Deploy,
+            format!("could not rewrite rollback-state.json: {e}"),
+            json!({}),
+        );
+    }
+    let doc = serde_json::to_value(&b.state).unwrap_or_default();
+    let s = &b.state;
+    let recorded = state::record_deploy(
+        &locked.conn.client,
+        &t.id,
+        &s.migrations,
+        s.git_commit.as_deref(),
+        s.git_branch.as_deref(),
+        &doc,
+    )
+    .await;
+    if let Err(e) = recorded {
+        log.warn(
+            Phase::Deploy,
+            format!("could not record the rollback state on the target: {e}"),
+            json!({}),
+        );
+    }
 }
 
 /// The last line, the deployment's row, the report; the exit code.
