@@ -198,11 +198,7 @@ pub async fn execute(
     })?;
     let log =
         |journal: &mut Journal, ph: &str, level: Level, msg: String, meta: serde_json::Value| {
-            match level {
-                Level::Error | Level::Warn => console.warn(&msg),
-                Level::Info => console.step(&msg),
-                Level::Debug => console.detail(&msg),
-            }
+            console.line(level, &msg);
             journal.log(ph, level, msg, meta);
         };
     let pf_started = Instant::now();

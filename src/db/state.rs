@@ -142,9 +142,14 @@ pub struct State {
 
 /// Create pgship's schema if needed. Safe to run from many processes at once.
 pub async fn bootstrap(client: &Client) -> Result<(), DbError> {
+    // The newest columns stand for the whole DDL: a schema bootstrapped by an older pgship
+    // lacks them and gets them (every statement is idempotent).
     let exists: bool = client
         .query_one(
-            "SELECT to_regclass('pgship.deployment_logs') IS NOT NULL",
+            "SELECT count(*) = 2 FROM pg_attribute \
+             WHERE (attrelid, attname) IN ((to_regclass('pgship.deployment_logs'), 'stack_trace'), \
+                                           (to_regclass('pgship.deployments'), 'rollback_state')) \
+               AND NOT attisdropped",
             &[],
         )
         .await
@@ -407,6 +412,10 @@ pub struct LogRow<'a> {
     pub level: &'a str,
     pub message: &'a str,
     pub metadata: &'a serde_json::Value,
+    /// The seed's `duration` column: a phase's (or step's) duration in milliseconds.
+    pub duration: Option<i32>,
+    /// The seed's `stack_trace` column: an ERROR line's error chain, without secrets.
+    pub stack_trace: Option<&'a str>,
 }
 
 /// Append log lines (outside any migration transaction, so failures are logged too), in one
@@ -421,11 +430,13 @@ pub async fn write_logs(client: &Client, rows: &[LogRow<'_>]) -> Result<(), DbEr
     let levels: Vec<&str> = rows.iter().map(|r| r.level).collect();
     let messages: Vec<&str> = rows.iter().map(|r| r.message).collect();
     let metadata: Vec<&serde_json::Value> = rows.iter().map(|r| r.metadata).collect();
+    let durations: Vec<Option<i32>> = rows.iter().map(|r| r.duration).collect();
+    let traces: Vec<Option<&str>> = rows.iter().map(|r| r.stack_trace).collect();
     client
         .execute(
-            "INSERT INTO pgship.deployment_logs (deployment_id, \"timestamp\", phase, level, message, metadata) \
-             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[])",
-            &[&ids, &times, &phases, &levels, &messages, &metadata],
+            "INSERT INTO pgship.deployment_logs (deployment_id, \"timestamp\", phase, level, message, metadata, duration, stack_trace) \
+             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::int[], $8::text[])",
+            &[&ids, &times, &phases, &levels, &messages, &metadata, &durations, &traces],
         )
         .await
         .map_err(|e| DbError::query("writing pgship.deployment_logs", &e))?;
