@@ -396,11 +396,72 @@ pub async fn finish_deployment(
 ) -> Result<(), DbError> {
     client
         .execute(
-            "UPDATE pgship.deployments SET status = $2, finished_at = now(), migrations_applied = $3, error = $4 WHERE id = $1",
+            "UPDATE pgship.deployments SET status = $2, finished_at = now(), migrations_applied = $3, error = $4, \
+               duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint WHERE id = $1",
             &[&id, &status, &applied, &error],
         )
         .await
         .map_err(|e| DbError::query("recording the run's result in pgship.deployments", &e))?;
+    Ok(())
+}
+
+/// Record what a run deploys and from where: its pending migrations, and the git commit and
+/// branch (null outside a git repository). `history` shows them; `rollback <id>` reads them
+/// when the local artifacts are gone.
+pub async fn record_deployment_details(
+    client: &Client,
+    id: &str,
+    migrations: &[String],
+    git_commit: Option<&str>,
+    git_branch: Option<&str>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE pgship.deployments SET migrations = $2, git_commit = $3, git_branch = $4 WHERE id = $1",
+            &[&id, &migrations, &git_commit, &git_branch],
+        )
+        .await
+        .map_err(|e| DbError::query(format!("recording run {id}'s migrations and git state in pgship.deployments"), &e))?;
+    Ok(())
+}
+
+/// Record the phase a run has entered (`PREFLIGHT`, `BACKUP`, ...), so a run killed half-way
+/// says where it stopped.
+pub async fn set_phase(client: &Client, id: &str, phase: &str) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE pgship.deployments SET phase = $2 WHERE id = $1",
+            &[&id, &phase],
+        )
+        .await
+        .map_err(|e| {
+            DbError::query(
+                format!("recording run {id}'s phase {phase} in pgship.deployments"),
+                &e,
+            )
+        })?;
+    Ok(())
+}
+
+/// Keep a run's `rollback-state.json` document on the target, for `rollback <id>` from a
+/// machine without the local artifacts. The document must hold no secret.
+pub async fn set_rollback_state(
+    client: &Client,
+    id: &str,
+    state: &serde_json::Value,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE pgship.deployments SET rollback_state = $2 WHERE id = $1",
+            &[&id, &state],
+        )
+        .await
+        .map_err(|e| {
+            DbError::query(
+                format!("recording run {id}'s rollback state in pgship.deployments"),
+                &e,
+            )
+        })?;
     Ok(())
 }
 
