@@ -7,7 +7,10 @@
 //! Nothing logged may hold a secret: callers pass redacted URLs only, and an ERROR line's
 //! error chain (`stackTrace`) is scrubbed of URL passwords once more before it is kept.
 
+pub mod artifacts;
 pub mod console;
+pub mod history;
+pub mod logs;
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
