@@ -153,7 +153,7 @@ fn assert_bad_migration_refused(db: &TestDb) {
             .is_none()
     );
     // The failure is in pgship's own log, on disk and in the database.
-    let logged = db.scalar("SELECT count(*) FROM pgship.deployment_logs WHERE level = 'error' AND message LIKE '%0004_broken_custom%'");
+    let logged = db.scalar("SELECT count(*) FROM pgship.deployment_logs WHERE level = 'ERROR' AND stack_trace IS NOT NULL AND message LIKE '%0004_broken_custom%'");
     assert_eq!(logged.as_deref(), Some("1"));
     let status =
         db.scalar("SELECT status FROM pgship.deployments ORDER BY started_at DESC LIMIT 1");

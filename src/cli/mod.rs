@@ -4,7 +4,9 @@
 mod compare;
 mod demo;
 mod deploy;
+mod history;
 mod lint;
+mod logs;
 mod migrate;
 mod plan;
 mod rollback;
@@ -139,6 +141,20 @@ pub enum Command {
     /// sha256 differs from the recorded one is refused, and so is a deployment with later ones
     /// on top. Exit 0 rolled back; 1 refused; 2 unknown id; 4 not rolled back (a person must act).
     Rollback(rollback::Args),
+    /// Past runs of an environment (or of every environment whose URL is set), newest first.
+    ///
+    /// Reads the target's pgship.deployments and merges the local .deployments/ folders (a
+    /// folder whose run never reached the table is shown as local only): id, environment,
+    /// status, start, duration, migrations and commit. `--format json` prints an array.
+    /// Read-only; a target where pgship never ran has no history (exit 0).
+    History(history::Args),
+    /// The log of one run: from .deployments/<id>/deployment.log when here, else from the
+    /// target's pgship.deployment_logs.
+    ///
+    /// Text lines are `HH:MM:SS.mmm PHASE LEVEL message` (local time); `--format json` prints
+    /// each log line as written. `--follow` keeps printing until the run ends. Exit 2 for an
+    /// unknown or malformed id.
+    Logs(logs::Args),
 }
 
 /// Options every command shares.
@@ -188,6 +204,8 @@ pub fn main() -> i32 {
             Command::Plan(a) => plan::run(&globals, a).await,
             Command::Deploy(a) => deploy::run(&globals, a).await,
             Command::Rollback(a) => rollback::run(&globals, a).await,
+            Command::History(a) => history::run(&globals, a).await,
+            Command::Logs(a) => logs::run(&globals, a).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(2));

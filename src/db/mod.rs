@@ -8,6 +8,7 @@ pub mod apply;
 pub mod blockers;
 pub mod child;
 pub mod connect;
+pub mod history;
 pub mod lock;
 pub mod measure;
 pub mod plan;

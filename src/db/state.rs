@@ -142,9 +142,14 @@ pub struct State {
 
 /// Create pgship's schema if needed. Safe to run from many processes at once.
 pub async fn bootstrap(client: &Client) -> Result<(), DbError> {
+    // The newest columns stand for the whole DDL: a schema bootstrapped by an older pgship
+    // lacks them and gets them (every statement is idempotent).
     let exists: bool = client
         .query_one(
-            "SELECT to_regclass('pgship.deployment_logs') IS NOT NULL",
+            "SELECT count(*) = 2 FROM pg_attribute \
+             WHERE (attrelid, attname) IN ((to_regclass('pgship.deployment_logs'), 'stack_trace'), \
+                                           (to_regclass('pgship.deployments'), 'rollback_state')) \
+               AND NOT attisdropped",
             &[],
         )
         .await
@@ -381,60 +386,84 @@ pub async fn start_deployment(
     Ok(())
 }
 
-/// Record the end of a run.
+/// Record the end of a run; its duration is `duration_ms` or, without it, the time since the
+/// row was written.
 pub async fn finish_deployment(
     client: &Client,
     id: &str,
     status: &str,
     applied: i32,
     error: Option<&str>,
+    duration_ms: Option<i64>,
 ) -> Result<(), DbError> {
     client
         .execute(
-            "UPDATE pgship.deployments SET status = $2, finished_at = now(), migrations_applied = $3, error = $4 WHERE id = $1",
-            &[&id, &status, &applied, &error],
+            "UPDATE pgship.deployments SET status = $2, finished_at = now(), migrations_applied = $3, error = $4, \
+               duration_ms = coalesce($5, (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint) WHERE id = $1",
+            &[&id, &status, &applied, &error, &duration_ms],
         )
         .await
         .map_err(|e| DbError::query("recording the run's result in pgship.deployments", &e))?;
     Ok(())
 }
 
-/// What a deployment records when it starts applying: its migrations, the git state, and
-/// `rollback-state.json` (so `rollback <id>` works when the local folder is gone).
-pub async fn record_deploy(
+/// Record what a run deploys and from where: its pending migrations, and the git commit and
+/// branch (null outside a git repository). `history` shows them; `rollback <id>` reads them
+/// when the local artifacts are gone.
+pub async fn record_deployment_details(
     client: &Client,
     id: &str,
     migrations: &[String],
     git_commit: Option<&str>,
     git_branch: Option<&str>,
-    rollback_state: &serde_json::Value,
 ) -> Result<(), DbError> {
     client
         .execute(
-            "UPDATE pgship.deployments SET migrations = $2, git_commit = $3, git_branch = $4, rollback_state = $5 WHERE id = $1",
-            &[&id, &migrations, &git_commit, &git_branch, rollback_state],
+            "UPDATE pgship.deployments SET migrations = $2, git_commit = $3, git_branch = $4 WHERE id = $1",
+            &[&id, &migrations, &git_commit, &git_branch],
         )
         .await
-        .map_err(|e| DbError::query("recording the deployment in pgship.deployments", &e))?;
+        .map_err(|e| DbError::query(format!("recording run {id}'s migrations and git state in pgship.deployments"), &e))?;
     Ok(())
 }
 
-/// Record the end of a deployment with its duration.
-pub async fn finish_deploy(
+/// Record the phase a run has entered (`PREFLIGHT`, `BACKUP`, ...), so a run killed half-way
+/// says where it stopped.
+pub async fn set_phase(client: &Client, id: &str, phase: &str) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE pgship.deployments SET phase = $2 WHERE id = $1",
+            &[&id, &phase],
+        )
+        .await
+        .map_err(|e| {
+            DbError::query(
+                format!("recording run {id}'s phase {phase} in pgship.deployments"),
+                &e,
+            )
+        })?;
+    Ok(())
+}
+
+/// Keep a run's `rollback-state.json` document on the target, for `rollback <id>` from a
+/// machine without the local artifacts. The document must hold no secret.
+pub async fn set_rollback_state(
     client: &Client,
     id: &str,
-    status: &str,
-    applied: i32,
-    error: Option<&str>,
-    duration_ms: i64,
+    state: &serde_json::Value,
 ) -> Result<(), DbError> {
     client
         .execute(
-            "UPDATE pgship.deployments SET status = $2, finished_at = now(), migrations_applied = $3, error = $4, duration_ms = $5 WHERE id = $1",
-            &[&id, &status, &applied, &error, &duration_ms],
+            "UPDATE pgship.deployments SET rollback_state = $2 WHERE id = $1",
+            &[&id, &state],
         )
         .await
-        .map_err(|e| DbError::query("recording the deployment's result in pgship.deployments", &e))?;
+        .map_err(|e| {
+            DbError::query(
+                format!("recording run {id}'s rollback state in pgship.deployments"),
+                &e,
+            )
+        })?;
     Ok(())
 }
 
@@ -468,7 +497,10 @@ pub async fn deployment_state(
 pub async fn later_deployments(client: &Client, id: &str) -> Result<Vec<String>, DbError> {
     let rows = client
         .query(
-            "SELECT l.id FROM pgship.deployments d JOIN pgship.deployments l                ON l.environment = d.environment AND l.kind = 'deploy' AND l.started_at > d.started_at              WHERE d.id = $1 AND l.status NOT IN ('aborted', 'rolled-back', 'up-to-date')              ORDER BY l.started_at",
+            "SELECT l.id FROM pgship.deployments d JOIN pgship.deployments l \
+               ON l.environment = d.environment AND l.kind = 'deploy' AND l.started_at > d.started_at \
+             WHERE d.id = $1 AND l.status NOT IN ('aborted', 'rolled-back', 'up-to-date') \
+             ORDER BY l.started_at",
             &[&id],
         )
         .await
@@ -496,6 +528,10 @@ pub struct LogRow<'a> {
     pub level: &'a str,
     pub message: &'a str,
     pub metadata: &'a serde_json::Value,
+    /// The seed's `duration` column: a phase's (or step's) duration in milliseconds.
+    pub duration: Option<i32>,
+    /// The seed's `stack_trace` column: an ERROR line's error chain, without secrets.
+    pub stack_trace: Option<&'a str>,
 }
 
 /// Append log lines (outside any migration transaction, so failures are logged too), in one
@@ -510,11 +546,13 @@ pub async fn write_logs(client: &Client, rows: &[LogRow<'_>]) -> Result<(), DbEr
     let levels: Vec<&str> = rows.iter().map(|r| r.level).collect();
     let messages: Vec<&str> = rows.iter().map(|r| r.message).collect();
     let metadata: Vec<&serde_json::Value> = rows.iter().map(|r| r.metadata).collect();
+    let durations: Vec<Option<i32>> = rows.iter().map(|r| r.duration).collect();
+    let traces: Vec<Option<&str>> = rows.iter().map(|r| r.stack_trace).collect();
     client
         .execute(
-            "INSERT INTO pgship.deployment_logs (deployment_id, \"timestamp\", phase, level, message, metadata) \
-             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[])",
-            &[&ids, &times, &phases, &levels, &messages, &metadata],
+            "INSERT INTO pgship.deployment_logs (deployment_id, \"timestamp\", phase, level, message, metadata, duration, stack_trace) \
+             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::int[], $8::text[])",
+            &[&ids, &times, &phases, &levels, &messages, &metadata, &durations, &traces],
         )
         .await
         .map_err(|e| DbError::query("writing pgship.deployment_logs", &e))?;

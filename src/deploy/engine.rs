@@ -90,7 +90,8 @@ pub async fn interrupted(
         json!({"signal": signal.name(), "committed": committed}),
     );
     let applied = i32::try_from(committed.len()).unwrap_or(i32::MAX);
-    let record = state::finish_deployment(&conn.client, id, "interrupted", applied, Some(&msg));
+    let record =
+        state::finish_deployment(&conn.client, id, "interrupted", applied, Some(&msg), None);
     let _ = tokio::time::timeout(bounded, record).await;
     let _ = tokio::time::timeout(bounded, journal.flush_db(&conn.client)).await;
     Error {

@@ -31,11 +31,7 @@ impl Log {
     /// A line of `phase` (a [`Phase`] name, or a terminal one such as `SUCCESS`).
     pub fn line(&mut self, phase: &str, level: Level, msg: impl Into<String>, meta: Value) {
         let msg = msg.into();
-        match level {
-            Level::Error | Level::Warn => self.console.warn(&msg),
-            Level::Info => self.console.step(&msg),
-            Level::Debug => self.console.detail(&msg),
-        }
+        self.console.line(level, &msg);
         self.journal.log(phase, level, msg, meta);
     }
 
@@ -60,7 +56,8 @@ impl Log {
         self.info(phase, msg, meta);
     }
 
-    /// A phase ends with its decision; returns its duration in milliseconds.
+    /// A phase ends with its decision; returns its duration in milliseconds (also in the
+    /// line's `metadata.duration_ms` and the log table's `duration`).
     pub fn end(
         &mut self,
         phase: Phase,
@@ -69,13 +66,21 @@ impl Log {
         msg: impl Into<String>,
         mut meta: Value,
     ) -> u64 {
-        let ms = u64::try_from(self.phase_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let elapsed = self.phase_started.elapsed();
         if let Value::Object(m) = &mut meta {
             m.insert("phase_event".into(), json!("end"));
             m.insert("decision".into(), json!(decision));
-            m.insert("duration_ms".into(), json!(ms));
         }
-        self.line(phase.as_str(), level, msg, meta);
-        ms
+        let msg = msg.into();
+        self.console.line(level, &msg);
+        self.journal
+            .log_timed(phase.as_str(), level, msg, elapsed, meta);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// An ERROR line with its error chain (the log table's `stack_trace`).
+    pub fn failure(&mut self, phase: &str, msg: &str, chain: &str, meta: Value) {
+        self.console.line(Level::Error, msg);
+        self.journal.log_error(phase, msg, chain, meta);
     }
 }

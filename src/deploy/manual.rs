@@ -213,7 +213,7 @@ async fn execute(
         json!({"deployment": id, "status": status, "reasons": reasons}),
     );
     let err = (!reasons.is_empty()).then(|| reasons.join("; "));
-    let _ = state::finish_deploy(&conn.client, &rid, status, 0, err.as_deref(), 0).await;
+    let _ = state::finish_deployment(&conn.client, &rid, status, 0, err.as_deref(), None).await;
     if outcome == Outcome::RolledBack {
         let _ = state::set_status(&conn.client, id, "rolled-back").await;
     }

@@ -263,19 +263,25 @@ async fn locked(
     };
     let (code, status, applied, failure) = match &outcome {
         Ok(report) => {
-            journal.log(
+            journal.log_timed(
                 phase::SUCCESS,
-                Level::Info,
-                format!("applied {} migration(s) in {}", report.applied.len(), format_duration(report.duration)),
-                json!({"applied": report.applied, "duration_ms": report.duration.as_millis() as u64}),
+                Level::Success,
+                format!(
+                    "applied {} migration(s) in {}",
+                    report.applied.len(),
+                    format_duration(report.duration)
+                ),
+                report.duration,
+                json!({"applied": report.applied}),
             );
             (ExitCode::Ok, "succeeded", report.applied.clone(), None)
         }
         Err(f) => {
-            journal.log(
+            let text = f.to_string();
+            journal.log_error(
                 phase::FAILED,
-                Level::Error,
-                f.to_string(),
+                text.lines().next().unwrap_or_default(),
+                &text,
                 serde_json::to_value(f.as_ref()).unwrap_or_default(),
             );
             (
@@ -296,6 +302,7 @@ async fn locked(
         status,
         applied_count,
         err_text.as_deref(),
+        None,
     )
     .await
     {

@@ -294,15 +294,15 @@ async fn record_start(log: &mut Log, t: &Ctx<'_>, b: &BackedUp, locked: &Locked)
     let client = &locked.conn.client;
     state::start_deployment(client, &t.id, "deploy", &t.target.name, &t.url.redacted()).await?;
     let doc = serde_json::to_value(&b.state).unwrap_or_default();
-    state::record_deploy(
+    state::record_deployment_details(
         client,
         &t.id,
         &b.state.migrations,
         b.state.git_commit.as_deref(),
         b.state.git_branch.as_deref(),
-        &doc,
     )
     .await?;
+    state::set_rollback_state(client, &t.id, &doc).await?;
     log.line(
         Phase::Deploy.as_str(),
         Level::Debug,
@@ -323,16 +323,7 @@ async fn record_state(log: &mut Log, t: &Ctx<'_>, b: &BackedUp, locked: &Locked)
         );
     }
     let doc = serde_json::to_value(&b.state).unwrap_or_default();
-    let s = &b.state;
-    let recorded = state::record_deploy(
-        &locked.conn.client,
-        &t.id,
-        &s.migrations,
-        s.git_commit.as_deref(),
-        s.git_branch.as_deref(),
-        &doc,
-    )
-    .await;
+    let recorded = state::set_rollback_state(&locked.conn.client, &t.id, &doc).await;
     if let Err(e) = recorded {
         log.warn(
             Phase::Deploy,
@@ -400,8 +391,8 @@ async fn record_end(log: &mut Log, t: &Ctx<'_>, run: &Run, outcome: Outcome, sec
     };
     let applied = i32::try_from(run.applied.len()).unwrap_or(i32::MAX);
     let err = (!run.reasons.is_empty()).then(|| run.reasons.join("; "));
-    let ms = (seconds * 1000.0) as i64;
-    if let Err(e) = state::finish_deploy(
+    let ms = Some((seconds * 1000.0) as i64);
+    if let Err(e) = state::finish_deployment(
         &conn.client,
         &t.id,
         outcome.status(),

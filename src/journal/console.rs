@@ -88,6 +88,29 @@ impl Console {
         }
     }
 
+    /// A log line of `level` as progress: SUCCESS green, WARN and ERROR as warnings (the
+    /// run's own failure is reported once, at the end), DEBUG only with `-v`.
+    pub fn line(&self, level: super::Level, msg: &str) {
+        match level {
+            super::Level::Success => self.ok(msg),
+            super::Level::Error | super::Level::Warn => self.warn(msg),
+            super::Level::Info => self.step(msg),
+            super::Level::Debug => self.detail(msg),
+        }
+    }
+
+    /// The style a level is shown in (`logs`): SUCCESS green, WARN yellow, ERROR red,
+    /// DEBUG dimmed.
+    pub fn level_style(level: super::Level) -> Style {
+        match level {
+            super::Level::Success => OK,
+            super::Level::Warn => WARN,
+            super::Level::Error => ERR,
+            super::Level::Debug => DIM,
+            super::Level::Info => Style::new(),
+        }
+    }
+
     /// An error, always shown (on stderr).
     pub fn error(&self, msg: &str, hint: Option<&str>) {
         anstream::eprintln!("{ERR}error:{ERR:#} {msg}");
