@@ -239,3 +239,21 @@ fn reading_fifty_tables_is_fast() {
         assert!(with_hash < Duration::from_secs(5), "{with_hash:?}");
     });
 }
+
+#[test]
+fn settle_waits_only_the_minimum_when_no_other_session_is_idle() {
+    let Some(db) = TestDb::new() else { return };
+    rt().block_on(async {
+        let ours = open(&db.url).await;
+        let waited = guard::settle(&ours.client).await;
+        eprintln!("settle waited {waited:?} with no other session");
+        assert!(waited >= Duration::from_millis(1100), "{waited:?}");
+        assert!(waited < Duration::from_millis(2500), "{waited:?}");
+        // Our own writes are counted once flush_own has run: no wait needed.
+        exec(&ours, "CREATE TABLE t (a int); INSERT INTO t VALUES (1)").await;
+        exec(&ours, "INSERT INTO t VALUES (2)").await;
+        guard::flush_own(&ours.client).await;
+        let s = read(&ours, &["public.t"], 0).await;
+        assert_eq!(s.tables[0].inserted, 2, "{s:?}");
+    });
+}
