@@ -36,6 +36,14 @@
 //!   counters there are a best effort (and UDP may drop them under load); only the content
 //!   hash is sure, so give such servers a larger `hash_max_bytes`.
 //!
+//! The boundaries are only as sharp as the flush: a write committed shortly before S1 may
+//! still be pending at S1 and then land in S2 - S1, counted as the deploy's own (measured:
+//! a fresh session's first insert lagged, because connecting had flushed its catalog reads
+//! less than a second before). Tables small enough to hash are exact at every boundary (the
+//! hash is an MVCC snapshot); for larger ones call [`settle`] before S1 (strict, 1.1 to
+//! 10.5 s). `settle` counts every other idle client session of the database, pgship's own
+//! included: close the deploy's other connections to the target first.
+//!
 //! Known window: writes by others *during* the apply that reach the counters before S2 are
 //! counted as the deploy's own (S2 - S1); on tables small enough to hash, the rollback's proof
 //! still compares contents. Writes still uncommitted at S3 (a long transaction) are not seen.
@@ -102,18 +110,21 @@ pub struct Written {
 const COUNTERS: &str = "\
 WITH t AS (SELECT s, r, i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(s, r, i))
 SELECT c.oid, t.s, t.r, c.relkind = 'p',
-  coalesce(sum(pg_catalog.pg_stat_get_tuples_inserted(p.relid)), 0)::int8,
-  coalesce(sum(pg_catalog.pg_stat_get_tuples_updated(p.relid)), 0)::int8,
-  coalesce(sum(pg_catalog.pg_stat_get_tuples_deleted(p.relid)), 0)::int8,
-  coalesce(sum(pg_catalog.pg_relation_size(p.relid)), 0)::int8,
-  array_agg(coalesce(pg_catalog.pg_relation_filenode(p.relid), 0) ORDER BY p.relid),
+  coalesce(sum(pg_catalog.pg_stat_get_tuples_inserted(l.r)), 0)::int8,
+  coalesce(sum(pg_catalog.pg_stat_get_tuples_updated(l.r)), 0)::int8,
+  coalesce(sum(pg_catalog.pg_stat_get_tuples_deleted(l.r)), 0)::int8,
+  coalesce(sum(pg_catalog.pg_relation_size(l.r)), 0)::int8,
+  array_agg(coalesce(pg_catalog.pg_relation_filenode(l.r), 0) ORDER BY l.r),
   (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
 FROM t
 JOIN pg_catalog.pg_namespace n ON n.nspname = t.s
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.r AND c.relkind IN ('r', 'p')
-CROSS JOIN LATERAL pg_catalog.pg_partition_tree(c.oid) p
-WHERE p.isleaf OR p.relid = c.oid
+CROSS JOIN LATERAL (
+  SELECT coalesce(p.relid, c.oid) AS r
+  FROM (SELECT 1) AS one
+  LEFT JOIN pg_catalog.pg_partition_tree(c.oid) AS p ON p.isleaf
+) AS l
 GROUP BY c.oid, t.s, t.r, c.relkind, t.i
 ORDER BY t.i";
 
@@ -437,9 +448,12 @@ mod tests {
         }
     }
 
+    /// What it shows, S0 to S3, and what `others` must report.
+    type Case = (&'static str, [Vec<Counters>; 4], Vec<Written>);
+
     #[test]
     fn only_the_writes_outside_the_apply_count() {
-        let cases: Vec<(&str, [Vec<Counters>; 4], Vec<Written>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "nobody else wrote; ours is S2 - S1",
                 [
