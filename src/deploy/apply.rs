@@ -129,8 +129,8 @@ pub async fn run(
     locked: &Locked,
 ) -> Result<Deployed> {
     let client = &locked.conn.client;
-    let watched: Vec<String> = b.s0.tables.iter().map(|c| c.table.clone()).collect();
-    let before_apply = guard::read(client, &watched, super::GUARD_HASH_MAX_BYTES).await?;
+    let watched = &b.state.guard.watched;
+    let before_apply = super::guard::before_apply(client, &b.s0, watched).await?;
     let work: Vec<Work<'_>> = pf.plan.work(&t.project.source.migrations);
     let opts = ApplyOptions {
         tx_mode: pf.settings.tx_mode,
@@ -153,11 +153,7 @@ pub async fn run(
         Ok(r) => !r.applied.is_empty(),
         Err(f) => !f.committed.is_empty() || f.partial.is_some(),
     };
-    guard::flush_own(client).await;
-    let tables = crate::db::tables::user_tables(client).await?;
-    let after_apply = guard::read(client, &tables, super::GUARD_HASH_MAX_BYTES)
-        .await
-        .ok();
+    let after_apply = super::guard::after_apply(client, &b.s0, watched).await.ok();
     match &applied {
         Ok(r) => {
             log.end(

@@ -27,7 +27,8 @@ use crate::db::{ConnectOptions, connect};
 use crate::error::{Error, Result};
 use crate::journal::Level;
 use crate::project::Project;
-use crate::rollback::{self, Prepared, guard};
+use crate::rollback::guard::Snapshot;
+use crate::rollback::{self, Prepared};
 use crate::source::Migration;
 
 /// What BACKUP made.
@@ -36,7 +37,7 @@ pub struct BackedUp {
     pub backup: Backup,
     pub state: RollbackState,
     /// The guard's counters before the dumps.
-    pub s0: guard::Snapshot,
+    pub s0: Snapshot,
 }
 
 /// `.deployments/<id>/backup`, private.
@@ -92,8 +93,7 @@ pub async fn run(
     let dir = backup_dir(log);
     backup::dump::private_folder(&dir).map_err(|e| Error::usage(e.to_string()))?;
     let conn = connect(t.url, &ConnectOptions::default()).await?;
-    let watched = crate::db::tables::user_tables(&conn.client).await?;
-    let s0 = guard::read(&conn.client, &watched, super::GUARD_HASH_MAX_BYTES).await?;
+    let s0 = super::guard::before_backup(&conn.client).await?;
     drop(conn);
     let pending = pending(project, pf);
     let filter = filter(project);

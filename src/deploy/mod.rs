@@ -6,6 +6,7 @@ pub mod apply;
 pub mod backup;
 pub mod decide;
 pub mod engine;
+pub mod guard;
 pub mod log;
 pub mod manual;
 pub mod migrate;

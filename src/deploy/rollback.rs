@@ -152,19 +152,7 @@ pub async fn run(
 
 /// Writes by other sessions since the backup to the tables the rollback would replace or drop.
 async fn writes(log: &mut Log, i: &Inputs<'_>, conn: &Conn) -> Result<Vec<guard::Written>> {
-    let g = &i.state.guard;
-    let (Some(s0), Some(s1)) = (&g.before_backup, &g.before_apply) else {
-        return Ok(Vec::new());
-    };
-    let after = g.after_apply.clone().unwrap_or_else(|| s1.clone());
-    let waited = guard::settle(&conn.client).await;
-    let tables: Vec<String> = after.tables.iter().map(|c| c.table.clone()).collect();
-    let now = guard::read(&conn.client, &tables, super::GUARD_HASH_MAX_BYTES).await?;
-    let at_risk = at_risk(i.state, &after);
-    let found: Vec<guard::Written> = guard::others(s0, s1, &after, &now)
-        .into_iter()
-        .filter(|w| at_risk.contains(&w.table))
-        .collect();
+    let (found, waited) = super::guard::at_rollback(&conn.client, &i.state.guard).await?;
     log.info(
         Phase::Rollback,
         format!(
@@ -176,27 +164,9 @@ async fn writes(log: &mut Log, i: &Inputs<'_>, conn: &Conn) -> Result<Vec<guard:
             },
             waited.as_millis()
         ),
-        json!({"writes": found, "watched": at_risk}),
+        json!({"writes": found, "watched": i.state.guard.watched}),
     );
     Ok(found)
-}
-
-/// Tables whose rows a rollback replaces or drops: the touched tables, and the tables the
-/// deployment created (present after the apply, absent before).
-fn at_risk(state: &RollbackState, after: &guard::Snapshot) -> Vec<String> {
-    let mut out: Vec<String> = state.prepared.scope.tables.iter().cloned().collect();
-    let before: Vec<u32> = state
-        .guard
-        .before_apply
-        .iter()
-        .flat_map(|s| s.tables.iter().map(|c| c.oid))
-        .collect();
-    for c in &after.tables {
-        if !before.contains(&c.oid) && !out.contains(&c.table) {
-            out.push(c.table.clone());
-        }
-    }
-    out
 }
 
 /// `[policy] rows_lost` allows the loss.

@@ -49,6 +49,9 @@ pub struct RollbackState {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Guard {
+    /// The oids of the existing tables the rollback would replace.
+    #[serde(default)]
+    pub watched: Vec<u32>,
     pub before_backup: Option<guard::Snapshot>,
     pub before_apply: Option<guard::Snapshot>,
     pub after_apply: Option<guard::Snapshot>,
@@ -93,6 +96,10 @@ impl RollbackState {
             rollback_method: prepared.method.as_str().to_string(),
             prepared: prepared.clone(),
             guard: Guard {
+                watched: super::guard::watched(
+                    &s0,
+                    &prepared.scope.tables.iter().cloned().collect::<Vec<_>>(),
+                ),
                 before_backup: Some(s0),
                 ..Guard::default()
             },
