@@ -9,28 +9,11 @@ use pgship::cluster::{ClusterOptions, LocalCluster};
 use pgship::db::tools;
 
 fn expected_state() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(fixture("drizzle-app/expected-state.sql")).unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("INSERT INTO drizzle.__drizzle_migrations"))
-        .map(|l| {
-            let values = l.split("VALUES (").nth(1).unwrap().trim_end_matches(");");
-            let parts: Vec<&str> = values.split(", ").collect();
-            (
-                parts[1].trim_matches('\'').to_string(),
-                parts[2].to_string(),
-            )
-        })
-        .collect()
+    drizzle_expected_state()
 }
 
 fn state_rows(url: &str) -> Vec<(String, String)> {
-    query(
-        url,
-        "SELECT hash, created_at FROM drizzle.__drizzle_migrations ORDER BY id",
-    )
-    .into_iter()
-    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
-    .collect()
+    drizzle_state_rows(url)
 }
 
 fn expected_schema() -> String {

@@ -7,18 +7,6 @@ use std::path::Path;
 use common::{TestDb, pgship, project_with, run, sql_project};
 use serde_json::Value;
 
-/// Keep only the first `n` entries of a drizzle folder's journal (and their files).
-fn journal_upto(drizzle_dir: &Path, n: usize) {
-    let path = drizzle_dir.join("meta/_journal.json");
-    let mut j: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let entries = j["entries"].as_array_mut().unwrap();
-    for e in entries.drain(n..) {
-        let tag = e["tag"].as_str().unwrap().to_string();
-        std::fs::remove_file(drizzle_dir.join(format!("{tag}.sql"))).unwrap();
-    }
-    std::fs::write(&path, serde_json::to_string_pretty(&j).unwrap()).unwrap();
-}
-
 /// A private TMPDIR for pgship's clusters and sandbox registry (readable by the unprivileged
 /// user local clusters run as).
 fn private_tmp() -> tempfile::TempDir {
@@ -90,7 +78,7 @@ fn drizzle_fixture_at_0001_rehearses_0002_and_0003_proves_the_rollback_and_proce
     let project = project_with("drizzle-app/drizzle");
     let full = tempfile::tempdir().unwrap();
     common::copy_dir(&project.path().join("drizzle"), full.path());
-    journal_upto(&project.path().join("drizzle"), 2);
+    common::drizzle_journal_upto(&project.path().join("drizzle"), 2);
     let m = run(pgship(project.path()).args(["migrate", &db.url]));
     assert_eq!(m.code, 0, "{}", m.stderr);
     seed_shop(&db);
@@ -242,7 +230,7 @@ fn drizzle_bad_at_0003_aborts_on_the_broken_statement_and_changes_nothing() {
     let project = project_with("drizzle-app/drizzle-bad");
     let full = tempfile::tempdir().unwrap();
     common::copy_dir(&project.path().join("drizzle"), full.path());
-    journal_upto(&project.path().join("drizzle"), 4);
+    common::drizzle_journal_upto(&project.path().join("drizzle"), 4);
     let m = run(pgship(project.path()).args(["migrate", &db.url]));
     assert_eq!(m.code, 0, "{}", m.stderr);
     std::fs::remove_dir_all(project.path().join("drizzle")).unwrap();

@@ -73,17 +73,9 @@ pub async fn lock(
     }
 }
 
-/// Under the lock: record the deployment, settle runs killed earlier, and check that nothing
-/// moved since PREFLIGHT. `Err(reason)` aborts with the target untouched.
-pub async fn prove_unchanged(
-    log: &mut Log,
-    t: &Ctx<'_>,
-    pf: &Preflight,
-    b: &BackedUp,
-    locked: &Locked,
-) -> Result<std::result::Result<(), String>> {
-    let client = &locked.conn.client;
-    state::bootstrap(client).await?;
+/// Mark runs killed earlier `interrupted` (the caller holds the lock, so none is live); what
+/// they committed stays recorded, the rest is pending again.
+async fn finish_dead(log: &mut Log, client: &tokio_postgres::Client) -> Result<()> {
     for run in state::dead_runs(client, true).await? {
         if state::mark_interrupted(client, &run).await? {
             log.warn(
@@ -96,6 +88,35 @@ pub async fn prove_unchanged(
             );
         }
     }
+    Ok(())
+}
+
+/// With nothing pending, a run killed earlier is still finished: its row stops saying
+/// `running`. Takes the lock briefly; a live run holding it is left alone.
+pub async fn finish_interrupted(log: &mut Log, t: &Ctx<'_>, pf: &Preflight) -> Result<()> {
+    if pf.dead.is_empty() {
+        return Ok(());
+    }
+    if let Ok(locked) = lock(log, t, pf).await? {
+        let r = finish_dead(log, &locked.conn.client).await;
+        locked.release().await;
+        r?;
+    }
+    Ok(())
+}
+
+/// Under the lock: record the deployment, settle runs killed earlier, and check that nothing
+/// moved since PREFLIGHT. `Err(reason)` aborts with the target untouched.
+pub async fn prove_unchanged(
+    log: &mut Log,
+    t: &Ctx<'_>,
+    pf: &Preflight,
+    b: &BackedUp,
+    locked: &Locked,
+) -> Result<std::result::Result<(), String>> {
+    let client = &locked.conn.client;
+    state::bootstrap(client).await?;
+    finish_dead(log, client).await?;
     let st = state::read(client, &t.project.state).await?;
     let now = dbplan::classify(
         &t.project.source.migrations,

@@ -74,6 +74,9 @@ pub async fn run(log: &mut Log, t: &Ctx<'_>, opts: &Options) -> Result<ExitCode>
     end_preflight(log, &pf, next);
     run.plan = Some(plan_report(t, &pf, None, &policy, &run));
     run.reasons.clone_from(&pf.refusals);
+    if next == Next::Stop(Outcome::UpToDate) && !opts.dry_run {
+        apply::finish_interrupted(log, t, &pf).await?;
+    }
     if let Next::Stop(outcome) = next {
         return finish(log, t, &mut run, outcome, opts).await;
     }
@@ -282,6 +285,16 @@ async fn roll_back(
         work_dir: &work_dir,
     };
     let (report, undone) = rollback::run(log, &inputs, &locked.conn, &run.app).await?;
+    if !undone.writes.is_empty() {
+        run.reasons.push(format!(
+            "data-loss guard: {}",
+            crate::rollback::guard::describe(&undone.writes)
+        ));
+    }
+    run.reasons.extend(undone.error.iter().cloned());
+    if let Some(p) = undone.proof.as_ref().filter(|p| !p.proven) {
+        run.reasons.push(p.summary());
+    }
     run.rollback = Some(undone);
     Ok(match decide::next(report, false) {
         Next::Stop(o) => o,

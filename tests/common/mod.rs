@@ -304,3 +304,43 @@ pub fn fingerprint_and_counts(url: &str, tables: &[&str]) -> (String, Vec<(Strin
         (m.fingerprint(), counts)
     })
 }
+
+/// Keep only the first `n` entries of a drizzle folder's journal (and their files).
+pub fn drizzle_journal_upto(drizzle_dir: &Path, n: usize) {
+    let path = drizzle_dir.join("meta/_journal.json");
+    let mut j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let entries = j["entries"].as_array_mut().unwrap();
+    for e in entries.drain(n..) {
+        let tag = e["tag"].as_str().unwrap().to_string();
+        std::fs::remove_file(drizzle_dir.join(format!("{tag}.sql"))).unwrap();
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&j).unwrap()).unwrap();
+}
+
+/// The state rows drizzle's own migrator left for the fixture (hash, created_at).
+pub fn drizzle_expected_state() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(fixture("drizzle-app/expected-state.sql")).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("INSERT INTO drizzle.__drizzle_migrations"))
+        .map(|l| {
+            let values = l.split("VALUES (").nth(1).unwrap().trim_end_matches(");");
+            let parts: Vec<&str> = values.split(", ").collect();
+            (
+                parts[1].trim_matches('\'').to_string(),
+                parts[2].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Drizzle's state rows in `url` (hash, created_at), in order.
+pub fn drizzle_state_rows(url: &str) -> Vec<(String, String)> {
+    query(
+        url,
+        "SELECT hash, created_at FROM drizzle.__drizzle_migrations ORDER BY id",
+    )
+    .into_iter()
+    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+    .collect()
+}
