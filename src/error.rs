@@ -16,6 +16,10 @@ pub enum ExitCode {
     Refused = 1,
     /// Usage, configuration, connection or internal error.
     Usage = 2,
+    /// The deployment failed once the target had changed, and the target is back as it was.
+    RolledBack = 3,
+    /// The deployment failed and the target is not back as it was: a person must act.
+    NeedsHuman = 4,
     /// Interrupted by SIGINT (what was committed is recorded and said).
     Interrupted = 130,
     /// Interrupted by SIGTERM.

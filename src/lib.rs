@@ -20,21 +20,26 @@
 //! - [`sandbox`]: throwaway copies of a target (local cluster, server database, template, Neon).
 //! - [`rehearse`]: applying the pending migrations on a sandbox, measuring, deciding by policy.
 //! - [`rollback`]: how a deployment is undone, and the proof that it works.
+//! - [`backup`]: the BACKUP phase's dumps (full, touched), their verification and sealed
+//!   manifest, the trial restore, and Neon backup branches.
 //! - [`journal`]: the JSON-lines deployment log and console output.
 //! - [`signals`]: SIGINT/SIGTERM for long commands.
 //! - [`cli`]: the command line; one file per command.
 //!
-//! Dependencies run one way: `cli -> {rehearse, sandbox, rollback, compare, cluster, journal}
+//! Dependencies run one way: `cli -> {rehearse, sandbox, rollback, backup, compare, cluster, journal}
 //! -> db -> {source, lint, config}`.
 
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod db;
+pub mod deploy;
 pub mod error;
 pub mod journal;
 pub mod lint;
+pub mod project;
 pub mod rehearse;
 pub mod rollback;
 pub mod sandbox;

@@ -132,6 +132,32 @@ pub fn unix_millis() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// `2025-10-05T16:30:45.123Z`: UTC, milliseconds, as the seed's log and state files write it.
+pub fn iso_millis(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The size and lowercase sha256 hex of a file, read in 1 MiB pieces (a dump can be large).
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((
+        total,
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,6 @@ use std::time::Instant;
 use tokio_postgres::Client;
 
 use super::Globals;
-use super::project::Project;
 use crate::compare::data::{self, DataOptions, DataReport};
 use crate::compare::model::Model;
 use crate::compare::names::Names;
@@ -24,6 +23,7 @@ use crate::config::Settings;
 use crate::db::{ConnectOptions, DbError, DbUrl, connect, plan as dbplan, state};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
+use crate::project::Project;
 use crate::source::drizzle_config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

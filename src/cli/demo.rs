@@ -11,11 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::project::Project;
-use super::{Globals, migrate, plan, status};
+use super::{Globals, status};
 use crate::cluster::{ClusterOptions, LocalCluster};
 use crate::db::{ConnectOptions, connect, quote_ident, tools};
 use crate::error::{Error, ExitCode, Result};
+use crate::project::Project;
 
 /// The example project (examples/shop), as files relative to its root.
 const EXAMPLE: &[(&str, &str)] = &[
@@ -130,15 +130,8 @@ async fn demo(globals: &Globals, project_dir: &Path, cluster: &LocalCluster) -> 
     // 1. dev at 0001, with data.
     set_journal(project_dir, 2)?;
     let project = Project::load(project_dir, None, None)?;
-    let args = migrate::Args {
-        target: "dev".into(),
-        dry_run: false,
-        engine: migrate::EngineArgs::default(),
-        lock_retries: None,
-        lock_wait: None,
-        allow_edited: false,
-    };
-    migrate::execute(globals, &project, "dev", false, &url, &args).await?;
+    let args = crate::deploy::migrate::Options::default();
+    crate::deploy::migrate::execute(&globals.ui(), &project, "dev", false, &url, &args).await?;
     let seed = connect(&url, &ConnectOptions::default()).await?;
     seed.client.batch_execute(SEED).await.map_err(|e| {
         Error::usage(format!(
@@ -160,17 +153,13 @@ async fn demo(globals: &Globals, project_dir: &Path, cluster: &LocalCluster) -> 
         protected: false,
         var: None,
     };
-    let plan_args = plan::Args {
-        target: "dev".into(),
+    let plan_args = crate::deploy::Options {
+        dry_run: true,
         sandbox: Some(crate::sandbox::Strategy::Local),
-        data: super::sandbox::DataArg::Full,
-        test_cmd: None,
-        keep_sandbox: false,
-        checks: None,
-        engine: migrate::EngineArgs::default(),
+        ..crate::deploy::Options::default()
     };
     console.step("planning 0002 and 0003 on a sandbox of dev");
-    let good = plan::execute(globals, &project, &target, &url, &plan_args).await?;
+    let good = crate::deploy::run(&globals.ui(), &project, &target, &url, &plan_args).await?;
     if good != ExitCode::Ok {
         return Err(Error::usage(
             "the demo's good migrations did not pass their rehearsal (see above)",
@@ -181,7 +170,7 @@ async fn demo(globals: &Globals, project_dir: &Path, cluster: &LocalCluster) -> 
     write_broken(project_dir)?;
     let project = Project::load(project_dir, None, None)?;
     console.step("planning a broken 0004 on top: the rehearsal must catch it");
-    let bad = plan::execute(globals, &project, &target, &url, &plan_args).await?;
+    let bad = crate::deploy::run(&globals.ui(), &project, &target, &url, &plan_args).await?;
     if bad != ExitCode::Refused {
         return Err(Error::usage("the demo's broken migration was not caught"));
     }

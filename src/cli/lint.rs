@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::Globals;
-use super::project::{Located, Project};
 use crate::config::Settings;
 use crate::db::apply::TxMode;
 use crate::db::plan::{self, Status};
@@ -16,6 +15,7 @@ use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
 use crate::lint::input::{self, Input};
 use crate::lint::{self, Context, Hit, Outcome, Selection, Severity, Wrap, catalog, report, rules};
+use crate::project::{Located, Project};
 use crate::source::{self, Listed, Migration};
 
 #[derive(Debug, clap::Args)]

@@ -3,12 +3,13 @@
 
 mod compare;
 mod demo;
+mod deploy;
 mod history;
 mod lint;
 mod logs;
 mod migrate;
 mod plan;
-pub mod project;
+mod rollback;
 mod sandbox;
 mod status;
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{ExitCode, Result};
 use crate::journal::Console;
 use crate::journal::console::Format;
 
@@ -30,9 +31,10 @@ Exit codes: 0 success or nothing to do; 1 refused or failed before the target ch
 migration is rolled back), `plan` decided a deploy would abort, `compare --exit-code` found
 differences, `status --exit-code` found edited, skipped, missing or partial migrations,
 interrupted runs or a state problem, or `lint` found something at or above --fail-on; 2 usage,
-configuration or connection error (also `logs` for an unknown or malformed id); 130/143 `migrate`
-interrupted by SIGINT/SIGTERM (what was committed is recorded and said), or `logs --follow`
-ended by one.";
+configuration or connection error (also `logs` for an unknown or malformed id); 3 `deploy`
+failed and the target was rolled back; 4 `deploy` failed and the target is not back to its state
+before (a person must act); 130/143 `migrate` interrupted by SIGINT/SIGTERM (what was committed
+is recorded and said), or `logs --follow` ended by one.";
 
 /// Deploy PostgreSQL schema migrations safely.
 #[derive(Debug, Parser)]
@@ -122,6 +124,24 @@ pub enum Command {
     /// report.json and schema-comparison.json to .deployments/<id>/. Exit 0: a deploy would
     /// proceed; 1: it would abort.
     Plan(plan::Args),
+    /// Deploy the pending migrations to an environment: the whole pipeline.
+    ///
+    /// PREFLIGHT (state, git, lint) -> SANDBOX_VALIDATION (the rehearsal of `plan`) -> BACKUP
+    /// (verified dump or Neon branch, rollback-state.json) -> DEPLOY (under the migration lock,
+    /// after proving the target is what was rehearsed) -> POST_DEPLOY_VALIDATION (the target's
+    /// schema is the rehearsed one; smoke queries in pgship/smoke return no rows) -> SUCCESS, or
+    /// ROLLBACK (the proven method, behind the data-loss guard). Exit 0 deployed or nothing
+    /// pending; 1 aborted before the target changed; 3 failed and rolled back; 4 failed and not
+    /// rolled back (a person must act). Database only: `[app] provider = "none"`.
+    Deploy(deploy::Args),
+    /// Roll back a finished deployment: its migrations undone with the method its rehearsal
+    /// proved, behind the data-loss guard, and proven.
+    ///
+    /// The deployment's state comes from .deployments/<id>/rollback-state.json or, when that
+    /// folder is gone, from pgship.deployments on the target; a state file or backup whose
+    /// sha256 differs from the recorded one is refused, and so is a deployment with later ones
+    /// on top. Exit 0 rolled back; 1 refused; 2 unknown id; 4 not rolled back (a person must act).
+    Rollback(rollback::Args),
     /// Past runs of an environment (or of every environment whose URL is set), newest first.
     ///
     /// Reads the target's pgship.deployments and merges the local .deployments/ folders (a
@@ -183,6 +203,8 @@ pub fn main() -> i32 {
             Command::Lint(a) => lint::run(&globals, a).await,
             Command::Sandbox(a) => sandbox::run(&globals, a).await,
             Command::Plan(a) => plan::run(&globals, a).await,
+            Command::Deploy(a) => deploy::run(&globals, a).await,
+            Command::Rollback(a) => rollback::run(&globals, a).await,
             Command::History(a) => history::run(&globals, a).await,
             Command::Logs(a) => logs::run(&globals, a).await,
         }
@@ -197,28 +219,34 @@ pub fn main() -> i32 {
     }
 }
 
+impl Globals {
+    /// What the library needs to talk to the user.
+    pub fn ui(&self) -> crate::deploy::Ui {
+        crate::deploy::Ui {
+            console: self.console,
+            yes: self.yes,
+        }
+    }
+
+    /// Load the project and resolve a `<target>` argument against it.
+    pub fn project_with_target(
+        &self,
+        arg: &str,
+    ) -> Result<(
+        crate::project::Project,
+        crate::config::Target,
+        crate::db::DbUrl,
+    )> {
+        crate::project::Project::with_target(
+            &self.project,
+            self.config.as_deref(),
+            self.migrations.as_deref(),
+            arg,
+        )
+    }
+}
+
 /// Parse a duration flag.
 pub fn duration_arg(s: &str) -> std::result::Result<Duration, String> {
     crate::util::parse_duration(s)
-}
-
-/// Ask on a terminal; without one, require `--yes`.
-pub fn confirm(globals: &Globals, question: &str) -> Result<()> {
-    if globals.yes {
-        return Ok(());
-    }
-    if !Console::is_terminal() {
-        return Err(Error::usage(format!("{question}: confirmation needed"))
-            .with_hint("not on a terminal: pass --yes to confirm"));
-    }
-    anstream::eprint!("{question} [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .map_err(|e| Error::usage(format!("reading the answer: {e}")))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(Error::refused("not confirmed; nothing was changed"))
-    }
 }

@@ -1,8 +1,6 @@
 //! `pgship sandbox create|drop|list|gc`: make a throwaway copy of a target and keep it for
 //! debugging, remove it, list the kept ones, remove what dead runs left behind.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::Globals;
@@ -57,12 +55,17 @@ pub enum DataArg {
     Schema,
 }
 
-pub(super) fn sandbox_err(e: SandboxError) -> Error {
-    match e {
-        SandboxError::Refused(m) => Error::refused(m),
-        SandboxError::Interrupted => Error::refused(e.to_string()),
-        other => Error::usage(other.to_string()),
+impl DataArg {
+    pub fn mode(self) -> clone::DataMode {
+        match self {
+            DataArg::Full => clone::DataMode::Full,
+            DataArg::Schema => clone::DataMode::Schema,
+        }
     }
+}
+
+pub(super) fn sandbox_err(e: SandboxError) -> Error {
+    e.into()
 }
 
 pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
@@ -280,29 +283,5 @@ pub(super) fn sandbox_request(
     data: DataArg,
     keep_dump: Option<std::path::PathBuf>,
 ) -> Result<Request> {
-    let f = &settings.file.sandbox;
-    let strategy = match (strategy, f.strategy.as_deref()) {
-        (Some(s), _) => s,
-        (None, None) => Strategy::Auto,
-        (None, Some(s)) => Strategy::parse(s).ok_or_else(|| {
-            Error::usage(format!(
-                "[sandbox] strategy = \"{s}\": expected auto, local, server, template or neon"
-            ))
-        })?,
-    };
-    let lock_wait_timeout = match &f.lock_wait_timeout {
-        Some(t) => crate::util::parse_duration(t)
-            .map_err(|e| Error::usage(format!("[sandbox] lock_wait_timeout: {e}")))?,
-        None => Duration::from_secs(5),
-    };
-    Ok(Request {
-        strategy,
-        data: match data {
-            DataArg::Full => clone::DataMode::Full,
-            DataArg::Schema => clone::DataMode::Schema,
-        },
-        keep_dump,
-        allow_template: f.allow_template.unwrap_or(false),
-        lock_wait_timeout,
-    })
+    Request::resolve(settings, strategy, data.mode(), keep_dump).map_err(Error::usage)
 }

@@ -5,11 +5,11 @@
 use serde_json::{Value, json};
 
 use super::Globals;
-use super::project::Project;
 use crate::db::plan::{self, Status};
 use crate::db::{ConnectOptions, DbUrl, connect, lock, state, tools};
 use crate::error::{ExitCode, Result};
 use crate::journal::console::Format;
+use crate::project::Project;
 use crate::source::MigrationId;
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
-    let (project, _target, url) = Project::with_target(globals, &args.target)?;
+    let (project, _target, url) = globals.project_with_target(&args.target)?;
     show(globals, &project, &url, args.exit_code).await
 }
 
@@ -86,7 +86,8 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
         .map(state::DeadRun::describe)
         .collect();
     let problems =
-        super::migrate::state_refusals(&conn.client, project, st.records.len(), &plan).await?;
+        crate::deploy::refusals::state_refusals(&conn.client, project, st.records.len(), &plan)
+            .await?;
     let mut applied = Vec::new();
     let mut pending = Vec::new();
     let mut edited = Vec::new();

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod preflight;
 pub mod slots;
 pub mod state;
+pub mod tables;
 pub mod timeouts;
 pub mod tls;
 pub mod tools;

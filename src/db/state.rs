@@ -386,19 +386,21 @@ pub async fn start_deployment(
     Ok(())
 }
 
-/// Record the end of a run.
+/// Record the end of a run; its duration is `duration_ms` or, without it, the time since the
+/// row was written.
 pub async fn finish_deployment(
     client: &Client,
     id: &str,
     status: &str,
     applied: i32,
     error: Option<&str>,
+    duration_ms: Option<i64>,
 ) -> Result<(), DbError> {
     client
         .execute(
             "UPDATE pgship.deployments SET status = $2, finished_at = now(), migrations_applied = $3, error = $4, \
-               duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint WHERE id = $1",
-            &[&id, &status, &applied, &error],
+               duration_ms = coalesce($5, (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint) WHERE id = $1",
+            &[&id, &status, &applied, &error, &duration_ms],
         )
         .await
         .map_err(|e| DbError::query("recording the run's result in pgship.deployments", &e))?;
@@ -462,6 +464,59 @@ pub async fn set_rollback_state(
                 &e,
             )
         })?;
+    Ok(())
+}
+
+/// A deployment's recorded rollback state: `None` when there is no such deployment (or no
+/// `pgship` schema), `Some(None)` when it recorded none.
+pub async fn deployment_state(
+    client: &Client,
+    id: &str,
+) -> Result<Option<Option<serde_json::Value>>, DbError> {
+    let ctx = "reading the deployment from pgship.deployments";
+    let exists: bool = client
+        .query_one("SELECT to_regclass('pgship.deployments') IS NOT NULL", &[])
+        .await
+        .map_err(|e| DbError::query(ctx, &e))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT rollback_state FROM pgship.deployments WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(|e| DbError::query(ctx, &e))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Deployments of the same environment that started after `id` and changed the target (they
+/// were not aborted, rolled back or already undone), oldest first.
+pub async fn later_deployments(client: &Client, id: &str) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(
+            "SELECT l.id FROM pgship.deployments d JOIN pgship.deployments l \
+               ON l.environment = d.environment AND l.kind = 'deploy' AND l.started_at > d.started_at \
+             WHERE d.id = $1 AND l.status NOT IN ('aborted', 'rolled-back', 'up-to-date') \
+             ORDER BY l.started_at",
+            &[&id],
+        )
+        .await
+        .map_err(|e| DbError::query("looking for later deployments", &e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Set a deployment's status (a manual rollback marks the deployment it undid).
+pub async fn set_status(client: &Client, id: &str, status: &str) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE pgship.deployments SET status = $2 WHERE id = $1",
+            &[&id, &status],
+        )
+        .await
+        .map_err(|e| DbError::query("recording the deployment's status", &e))?;
     Ok(())
 }
 

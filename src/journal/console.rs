@@ -32,6 +32,31 @@ const ERR: Style = AnsiColor::Red.on_default().bold();
 const DIM: Style = Style::new().dimmed();
 
 impl Console {
+    /// Ask on a terminal; without one, require `--yes`.
+    pub fn confirm(&self, yes: bool, question: &str) -> crate::error::Result<()> {
+        if yes {
+            return Ok(());
+        }
+        if !Console::is_terminal() {
+            return Err(
+                crate::error::Error::usage(format!("{question}: confirmation needed"))
+                    .with_hint("not on a terminal: pass --yes to confirm"),
+            );
+        }
+        anstream::eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| crate::error::Error::usage(format!("reading the answer: {e}")))?;
+        if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            Ok(())
+        } else {
+            Err(crate::error::Error::refused(
+                "not confirmed; nothing was changed",
+            ))
+        }
+    }
+
     fn progress_enabled(&self) -> bool {
         !self.quiet && (self.format != Format::Json || self.verbose > 0)
     }

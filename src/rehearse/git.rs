@@ -42,6 +42,20 @@ pub fn state(dir: &Path) -> Option<GitState> {
     })
 }
 
+/// Uncommitted changes (modified, staged, deleted or untracked files) under `sub`, as git
+/// lists them; empty outside a repository.
+pub fn dirty_in(dir: &Path, sub: &Path) -> Vec<String> {
+    let Some(sub) = sub.to_str() else {
+        return Vec::new();
+    };
+    git(
+        dir,
+        &["status", "--porcelain", "--untracked-files=all", "--", sub],
+    )
+    .map(|s| s.lines().map(|l| l.trim().to_string()).collect())
+    .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

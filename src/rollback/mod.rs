@@ -62,13 +62,14 @@
 pub mod catalog;
 mod down;
 mod fixes;
+pub mod guard;
 pub mod plan;
 mod proof;
-mod restore;
+pub(crate) mod restore;
 pub mod scope;
 mod state_rows;
 pub mod toc;
-mod tools;
+pub(crate) mod tools;
 pub mod touched;
 
 use std::collections::BTreeSet;

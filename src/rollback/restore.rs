@@ -42,51 +42,81 @@ fn pattern(schema: &str, table: &str) -> String {
 
 /// Take the schema dump and the data dump of the touched tables.
 pub(crate) async fn dump(i: &Inputs<'_>, p: &Prepared) -> Result<Dumps, RollbackError> {
-    let t = tools(i);
     let tag = crate::util::random_hex(6);
-    let common = [
-        "--format=custom",
-        "--no-password",
-        "--exclude-schema=pgship",
-        "-B",
-    ];
     let schema = i.work_dir.join(format!("schema-{tag}.dump"));
+    let tables: Vec<(String, String)> = p
+        .tables
+        .iter()
+        .map(|s| (s.spec.schema.clone(), s.spec.table.clone()))
+        .collect();
+    let rows = if tables.is_empty() {
+        None
+    } else if p.scope.everything.is_empty() && tables.len() <= MAX_NAMED_TABLES {
+        Some(Rows::Of(&tables))
+    } else {
+        Some(Rows::All)
+    };
+    let data = rows.map(|_| i.work_dir.join(format!("data-{tag}.dump")));
+    let parts = Parts {
+        schema: &schema,
+        data: data.as_deref().zip(rows),
+        lock_wait: None,
+        when: "before the migrations",
+    };
+    dump_parts(&tools(i), &parts).await?;
+    Ok(Dumps { schema, data })
+}
+
+/// Whose rows a data-only dump holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    /// These tables' (schema, table).
+    Of(&'a [(String, String)]),
+    /// Every table's.
+    All,
+}
+
+/// A schema-only dump and, optionally, a data-only dump, both without the `pgship` schema
+/// and large objects.
+pub(crate) struct Parts<'a> {
+    pub schema: &'a Path,
+    pub data: Option<(&'a Path, Rows<'a>)>,
+    /// How long pg_dump may wait for a table's lock (`None`: as long as it takes).
+    pub lock_wait: Option<std::time::Duration>,
+    /// When the dumps are taken, for error messages (`before the migrations`).
+    pub when: &'a str,
+}
+
+/// Take the dumps of `parts` (the rollback's restore method, the deploy's `touched` backup).
+/// Each file is new (0600); a failed dump leaves no file (see [`Tools::pg_dump`]); when the
+/// data dump fails, the schema dump is removed too.
+pub(crate) async fn dump_parts(t: &Tools<'_>, parts: &Parts<'_>) -> Result<(), RollbackError> {
+    let common = ["--exclude-schema=pgship", "-B"];
     let mut args: Vec<String> = common.iter().map(|s| (*s).to_string()).collect();
     args.extend(["--schema-only".to_string(), "--no-subscriptions".into()]);
-    t.run_ok(
-        "dumping the schema before the migrations (pg_dump --schema-only)",
-        "pg_dump",
-        &args,
-        true,
-        Some(&schema),
-    )
-    .await?;
-    let data = if p.tables.is_empty() {
-        None
-    } else {
-        let path = i.work_dir.join(format!("data-{tag}.dump"));
-        let mut args: Vec<String> = common.iter().map(|s| (*s).to_string()).collect();
-        args.push("--data-only".into());
-        if p.scope.everything.is_empty() && p.tables.len() <= MAX_NAMED_TABLES {
-            args.push("--strict-names".into());
-            for s in &p.tables {
-                args.push(format!(
-                    "--table={}",
-                    pattern(&s.spec.schema, &s.spec.table)
-                ));
-            }
-        }
-        t.run_ok(
-            "dumping the touched tables' rows before the migrations (pg_dump --data-only)",
-            "pg_dump",
-            &args,
-            true,
-            Some(&path),
-        )
+    let step = format!("dumping the schema {} (pg_dump --schema-only)", parts.when);
+    t.pg_dump(&step, &args, parts.schema, parts.lock_wait)
         .await?;
-        Some(path)
+    let Some((path, rows)) = parts.data else {
+        return Ok(());
     };
-    Ok(Dumps { schema, data })
+    let mut args: Vec<String> = common.iter().map(|s| (*s).to_string()).collect();
+    args.push("--data-only".into());
+    if let Rows::Of(tables) = rows {
+        args.push("--strict-names".into());
+        for (schema, table) in tables {
+            args.push(format!("--table={}", pattern(schema, table)));
+        }
+    }
+    let step = format!(
+        "dumping the touched tables' rows {} (pg_dump --data-only)",
+        parts.when
+    );
+    let r = t.pg_dump(&step, &args, path, parts.lock_wait).await;
+    if r.is_err() {
+        let _ = std::fs::remove_file(parts.schema);
+    }
+    r
 }
 
 /// Tables that may have changed rows, still have columns of the recorded names, and whose

@@ -46,6 +46,25 @@ impl Tools<'_> {
         connect: bool,
         stdout: Option<&Path>,
     ) -> Result<Ran, RollbackError> {
+        let Some(out) = stdout else {
+            return self.run_into(program, args, connect, None).await;
+        };
+        let f = create_private(out)?;
+        let ran = self.run_into(program, args, connect, Some(f)).await;
+        if ran.is_err() {
+            let _ = std::fs::remove_file(out);
+        }
+        ran
+    }
+
+    /// Run `program` with its stdout into `out` (an open file) or discarded.
+    pub async fn run_into(
+        &self,
+        program: &str,
+        args: &[String],
+        connect: bool,
+        out: Option<std::fs::File>,
+    ) -> Result<Ran, RollbackError> {
         let path = self.bin.bin(program);
         if !path.is_file() {
             return Err(RollbackError::Tool {
@@ -76,15 +95,10 @@ impl Tools<'_> {
         c.stdin(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        match stdout {
-            Some(out) => {
-                let f = create_private(out)?;
-                c.stdout(Stdio::from(f));
-            }
-            None => {
-                c.stdout(Stdio::null());
-            }
-        }
+        match out {
+            Some(f) => c.stdout(Stdio::from(f)),
+            None => c.stdout(Stdio::null()),
+        };
         let mut child = c.spawn().map_err(|e| RollbackError::Io {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -126,6 +140,70 @@ impl Tools<'_> {
         }
         Ok(ran)
     }
+
+    /// `pg_dump --format=custom` of the database into `out`, a new file (0600; an existing
+    /// file or a symlink at `out` is refused), never waiting longer than `lock_wait` for a
+    /// table's lock. pg_dump writes `out.partial` (created exclusively); only a complete dump
+    /// is synced and linked to `out` (a link never replaces what is there), so `out` never
+    /// holds a partial dump, even when pgship is killed. A run that fails leaves no file
+    /// behind (a disk that filled up makes pg_dump fail): the error names `step`, the file and
+    /// pg_dump's last words.
+    pub async fn pg_dump(
+        &self,
+        step: &str,
+        args: &[String],
+        out: &Path,
+        lock_wait: Option<std::time::Duration>,
+    ) -> Result<(), RollbackError> {
+        let refused = |e: &std::io::Error| RollbackError::Io {
+            path: out.display().to_string(),
+            message: refusal(out, e),
+        };
+        if std::fs::symlink_metadata(out).is_ok() {
+            return Err(refused(&std::io::Error::from(
+                std::io::ErrorKind::AlreadyExists,
+            )));
+        }
+        let mut all = vec!["--format=custom".to_string(), "--no-password".to_string()];
+        if let Some(wait) = lock_wait {
+            // 0 would mean "wait forever" to PostgreSQL.
+            all.push(format!("--lock-wait-timeout={}ms", wait.as_millis().max(1)));
+        }
+        all.extend(args.iter().cloned());
+        let mut partial = out.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let f = child::create_private(&partial).map_err(|e| RollbackError::Io {
+            path: partial.display().to_string(),
+            message: refusal(&partial, &e),
+        })?;
+        let ran = self.run_into("pg_dump", &all, true, Some(f)).await;
+        let done = match ran {
+            Ok(r) if r.ok => publish(&partial, out).map_err(|e| refused(&e)),
+            Ok(r) => Err(RollbackError::Tool {
+                step: step.to_string(),
+                message: format!(
+                    "pg_dump {} writing {} (the incomplete file was removed): {}",
+                    r.status,
+                    out.display(),
+                    r.stderr.trim()
+                ),
+            }),
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_file(&partial);
+        done
+    }
+}
+
+/// Sync a finished file and give it its final name, which must not exist yet.
+fn publish(partial: &Path, out: &Path) -> std::io::Result<()> {
+    std::fs::File::open(partial)?.sync_all()?;
+    std::fs::hard_link(partial, out)?;
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
 }
 
 /// A passfile for one child, removed when dropped.
@@ -149,6 +227,20 @@ impl Passfile {
 impl Drop for Passfile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Why a new private file could not be created, in words that say what to do.
+fn refusal(path: &Path, e: &std::io::Error) -> String {
+    let link = e.raw_os_error() == Some(libc::ELOOP)
+        || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if link || e.kind() == std::io::ErrorKind::AlreadyExists {
+        format!(
+            "refusing to write it: a {} is already there (pgship only writes new files; remove it or use another folder)",
+            if link { "symlink" } else { "file" }
+        )
+    } else {
+        e.to_string()
     }
 }
 

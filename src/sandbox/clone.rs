@@ -70,9 +70,10 @@ use proc::{Failure, Pipeline, Tools};
 use source::Inventory;
 
 /// What to copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DataMode {
     /// Schema and rows.
+    #[default]
     Full,
     /// The schema only: no rows, sequences at their start values.
     Schema,

@@ -86,6 +86,49 @@ pub struct Request {
     pub lock_wait_timeout: Duration,
 }
 
+impl Request {
+    /// The request from flags over `[sandbox]` over defaults; a bad value names its key.
+    pub fn resolve(
+        settings: &crate::config::Settings,
+        strategy: Option<Strategy>,
+        data: clone::DataMode,
+        keep_dump: Option<std::path::PathBuf>,
+    ) -> Result<Request, String> {
+        let f = &settings.file.sandbox;
+        let strategy = match (strategy, f.strategy.as_deref()) {
+            (Some(s), _) => s,
+            (None, None) => Strategy::Auto,
+            (None, Some(s)) => Strategy::parse(s).ok_or_else(|| {
+                format!(
+                    "[sandbox] strategy = \"{s}\": expected auto, local, server, template or neon"
+                )
+            })?,
+        };
+        let lock_wait_timeout = match &f.lock_wait_timeout {
+            Some(t) => crate::util::parse_duration(t)
+                .map_err(|e| format!("[sandbox] lock_wait_timeout: {e}"))?,
+            None => Duration::from_secs(5),
+        };
+        Ok(Request {
+            strategy,
+            data,
+            keep_dump,
+            allow_template: f.allow_template.unwrap_or(false),
+            lock_wait_timeout,
+        })
+    }
+}
+
+impl From<SandboxError> for crate::error::Error {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            SandboxError::Refused(m) => crate::error::Error::refused(m),
+            SandboxError::Interrupted => crate::error::Error::refused(e.to_string()),
+            other => crate::error::Error::usage(other.to_string()),
+        }
+    }
+}
+
 /// A live sandbox. Dropping it without [`Sandbox::destroy`] or [`Sandbox::keep`] removes a
 /// local cluster (its own Drop) and leaves databases and branches to `gc`.
 pub struct Sandbox {

@@ -397,6 +397,39 @@ impl NeonClient {
         self.wait(&action, deleted.operations).await
     }
 
+    /// Restore branch `target` to the head of branch `source` (`POST
+    /// /projects/{p}/branches/{target}/restore` with `source_branch_id`), keeping the state it
+    /// had under the name `preserve_as` (Neon requires that name when the branch has
+    /// children), and wait for its operations. Not retried blindly: see *Retries*.
+    pub async fn restore_branch(
+        &self,
+        target: &str,
+        source: &str,
+        preserve_as: &str,
+    ) -> Result<(), NeonError> {
+        for id in [target, source] {
+            if !id.starts_with("br-") {
+                return Err(NeonError::InvalidArgument(format!(
+                    "`{}` is not a Neon branch id (they start with `br-`)",
+                    sanitize(id, "")
+                )));
+            }
+        }
+        let action = format!("restore Neon branch {target} from {source}");
+        let path = format!(
+            "/projects/{}/branches/{}/restore",
+            seg(&self.project_id),
+            seg(target)
+        );
+        let body = json!({"source_branch_id": source, "preserve_under_name": preserve_as});
+        let raw = self
+            .http
+            .send(&action, Method::Post, &path, Some(&body), false)
+            .await?;
+        let restored: OperationList = self.decode(&action, Method::Post, &path, &raw)?;
+        self.wait(&action, restored.operations).await
+    }
+
     /// Branches whose name starts with `prefix` (for `sandbox gc`), oldest first. The
     /// project's default branch and protected branches are never listed.
     pub async fn list_branches(&self, prefix: &str) -> Result<Vec<NeonBranch>, NeonError> {

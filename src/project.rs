@@ -1,5 +1,5 @@
 //! Resolving the project: settings, the migrations folder and its kind, and where its state
-//! lives. Shared by every command that reads migrations.
+//! lives. Shared by every command that reads migrations. Reads files only; never connects.
 
 use std::path::{Path, PathBuf};
 
@@ -96,13 +96,14 @@ impl Project {
         })
     }
 
-    /// Load the project of `globals` and resolve a `<target>` argument against it.
-    pub fn with_target(globals: &super::Globals, arg: &str) -> Result<(Project, Target, DbUrl)> {
-        let project = Project::load(
-            &globals.project,
-            globals.config.as_deref(),
-            globals.migrations.as_deref(),
-        )?;
+    /// Load the project and resolve a `<target>` argument against it.
+    pub fn with_target(
+        project_dir: &Path,
+        config: Option<&Path>,
+        migrations: Option<&Path>,
+        arg: &str,
+    ) -> Result<(Project, Target, DbUrl)> {
+        let project = Project::load(project_dir, config, migrations)?;
         let target = project.settings.target(arg)?;
         let url = DbUrl::parse(&target.url).map_err(crate::db::DbError::from)?;
         Ok((project, target, url))

@@ -1,0 +1,260 @@
+//! `pgship rollback <deployment-id>`: the ROLLBACK phase for a deployment that finished, with
+//! the same data-loss guard and proof. Its state comes from `.deployments/<id>/` or, when that
+//! folder is gone (a CI runner), from `pgship.deployments` on the target; a local file that
+//! differs from the target's copy, or a backup whose sha256 differs from the recorded one, is
+//! refused. A deployment with later ones on top is refused, naming them. `--dry-run` says what
+//! would be done; a protected environment needs `--yes` off a terminal.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::app::App;
+use super::decide::{Outcome, Phase, Report};
+use super::log::Log;
+use super::rollback::{self, Inputs};
+use super::state_file::RollbackState;
+use super::{Ui, new_id};
+use crate::db::{ConnectOptions, DbUrl, connect, lock, state, tools};
+use crate::error::{Error, ExitCode, Result};
+use crate::journal::{Journal, Level};
+use crate::project::Project;
+
+/// What `rollback` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub dry_run: bool,
+    pub lock_wait: Option<std::time::Duration>,
+}
+
+/// The environment named by a deployment id (`deploy-<env>-<unix-millis>`); anything else is
+/// refused before a file is looked at (no path can be smuggled in).
+pub fn environment_of(id: &str) -> Result<&str> {
+    let bad = || {
+        Error::usage(format!(
+            "`{id}` is not a deployment id: expected deploy-<env>-<unix-millis>"
+        ))
+    };
+    let rest = id.strip_prefix("deploy-").ok_or_else(bad)?;
+    let (env, millis) = rest.rsplit_once('-').ok_or_else(bad)?;
+    let env_ok = !env.is_empty()
+        && env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !env_ok || millis.is_empty() || !millis.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    Ok(env)
+}
+
+/// The deployment's state: the local file, checked against the target's copy, or the copy.
+async fn load(
+    client: &tokio_postgres::Client,
+    dir: &Path,
+    id: &str,
+    env: &str,
+) -> Result<RollbackState> {
+    let row = state::deployment_state(client, id).await?;
+    let local = dir.join(super::state_file::FILE);
+    let local = if local.exists() {
+        Some(RollbackState::read(dir).map_err(|e| Error::refused(format!("cannot read {e}")))?)
+    } else {
+        None
+    };
+    match (local, row) {
+        (Some(l), Some(Some(copy))) => {
+            let copy: RollbackState = serde_json::from_value(copy).map_err(|e| {
+                Error::refused(format!(
+                    "the target's copy of {id}'s rollback state is unreadable: {e}"
+                ))
+            })?;
+            if l != copy {
+                return Err(Error::refused(format!(
+                    "{}: differs from the copy recorded on the target when {id} ran: refusing a rollback from a tampered state file",
+                    dir.join(super::state_file::FILE).display()
+                )));
+            }
+            Ok(l)
+        }
+        (None, Some(Some(copy))) => serde_json::from_value(copy).map_err(|e| {
+            Error::refused(format!(
+                "the target's copy of {id}'s rollback state is unreadable: {e}"
+            ))
+        }),
+        (_, Some(None)) => Err(Error::refused(format!(
+            "{id} recorded no rollback state on the target (it stopped before its backup)"
+        ))),
+        (_, None) => Err(Error::usage(format!(
+            "unknown deployment {id}: no row in pgship.deployments of `{env}` (looked there and in {})",
+            dir.display()
+        ))),
+    }
+}
+
+/// Every file the rollback restores from must hash as recorded.
+fn verify_files(s: &RollbackState) -> Result<()> {
+    for f in s.backup.files.iter().chain(&s.rollback_dumps) {
+        let (_, sha256) = crate::util::sha256_file(&f.path).map_err(|e| {
+            Error::refused(format!(
+                "{}: the backup file is missing or unreadable: {e}",
+                f.path.display()
+            ))
+        })?;
+        if sha256 != f.sha256 {
+            return Err(Error::refused(format!(
+                "{}: its sha256 differs from the one recorded at backup time: refusing to restore from a changed backup",
+                f.path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(ui: &Ui, project: &Project, id: &str, opts: &Options) -> Result<ExitCode> {
+    let env = environment_of(id)?;
+    let target = project.settings.target(env)?;
+    let url = DbUrl::parse(&target.url).map_err(crate::db::DbError::from)?;
+    let root = std::path::absolute(&project.settings.project_dir)
+        .map_err(|e| Error::usage(format!("{}: {e}", project.settings.project_dir.display())))?;
+    let dir: PathBuf = root.join(".deployments").join(id);
+    let conn = connect(&url, &ConnectOptions::default()).await?;
+    let st = load(&conn.client, &dir, id, env).await?;
+    verify_files(&st)?;
+    let later = state::later_deployments(&conn.client, id).await?;
+    if !later.is_empty() {
+        return Err(Error::refused(format!(
+            "{id} has later deployments on top of it: {}; roll those back first, newest first",
+            later.join(", ")
+        )));
+    }
+    let app = App::from_project(project)?;
+    let console = ui.console;
+    let what = format!(
+        "roll back {id} on `{env}` ({}): undo {} with the {} method{}",
+        url.redacted(),
+        crate::util::fold_list(&st.migrations, 5, 3),
+        st.rollback_method,
+        match &st.database_backup {
+            Some(b) => format!(", backup {b}"),
+            None => String::new(),
+        }
+    );
+    if opts.dry_run {
+        console.result(&format!("would {what}"));
+        return Ok(ExitCode::Ok);
+    }
+    if target.protected {
+        console.confirm(ui.yes, &format!("{what}?"))?;
+    }
+    execute(ui, project, &root, (&url, conn), id, &st, &app, opts).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    ui: &Ui,
+    project: &Project,
+    root: &Path,
+    (url, conn): (&DbUrl, crate::db::Conn),
+    id: &str,
+    st: &RollbackState,
+    app: &App,
+    opts: &Options,
+) -> Result<ExitCode> {
+    let env = &st.environment;
+    let rid = new_id(root, "rollback", env)?;
+    let journal = Journal::create(root, &rid)
+        .map_err(|e| Error::usage(format!("cannot write the log under .deployments/: {e}")))?;
+    let mut log = Log::new(journal, ui.console);
+    let wait = opts.lock_wait.unwrap_or(std::time::Duration::from_secs(60));
+    lock::acquire(&conn.client, lock::MIGRATE_LOCK_KEY, wait, |_| {})
+        .await
+        .map_err(|e| Error::refused(e.to_string()))?;
+    state::start_deployment(&conn.client, &rid, "rollback", env, &url.redacted()).await?;
+    let major = conn.version.major();
+    let bin = tools::find_dump_tools(major).map_err(Error::usage)?;
+    let work_dir = log.journal.dir.join("rollback");
+    crate::backup::dump::private_folder(&work_dir).map_err(|e| Error::usage(e.to_string()))?;
+    let inputs = Inputs {
+        project,
+        url,
+        tools: &bin,
+        state: st,
+        changed: true,
+        allow_loss: rollback::allow_loss(&super::policy::policy(project)?),
+        work_dir: &work_dir,
+    };
+    log.info(
+        Phase::Rollback,
+        format!("rolling back {id}"),
+        json!({"deployment": id}),
+    );
+    let (report, undone) = rollback::run(&mut log, &inputs, &conn, app).await?;
+    let outcome = match report {
+        Report::Rollback { proven: true, .. } => Outcome::RolledBack,
+        _ => Outcome::NeedsHuman,
+    };
+    let status = outcome.status();
+    let reasons: Vec<String> = undone
+        .error
+        .iter()
+        .cloned()
+        .chain(
+            (!undone.writes.is_empty()).then(|| crate::rollback::guard::describe(&undone.writes)),
+        )
+        .collect();
+    log.line(
+        outcome.phase(),
+        if outcome == Outcome::RolledBack {
+            Level::Info
+        } else {
+            Level::Error
+        },
+        format!("rollback of {id}: {status}"),
+        json!({"deployment": id, "status": status, "reasons": reasons}),
+    );
+    let err = (!reasons.is_empty()).then(|| reasons.join("; "));
+    let _ = state::finish_deployment(&conn.client, &rid, status, 0, err.as_deref(), None).await;
+    if outcome == Outcome::RolledBack {
+        let _ = state::set_status(&conn.client, id, "rolled-back").await;
+    }
+    let _ = log.journal.flush_db(&conn.client).await;
+    let _ = lock::release(&conn.client, lock::MIGRATE_LOCK_KEY).await;
+    if outcome == Outcome::RolledBack {
+        ui.console.ok(&format!("rolled back {id} ({rid})"));
+        Ok(ExitCode::Ok)
+    } else {
+        Err(Error {
+            code: ExitCode::NeedsHuman,
+            message: format!(
+                "the rollback of {id} did not complete: {}",
+                reasons.join("; ")
+            ),
+            hint: Some(format!(
+                "the log is in {}",
+                log.journal.dir.join("deployment.log").display()
+            )),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids_name_their_environment_and_nothing_else() {
+        assert_eq!(environment_of("deploy-dev-1728149445123").unwrap(), "dev");
+        assert_eq!(environment_of("deploy-eu-prod-17").unwrap(), "eu-prod");
+        for bad in [
+            "deploy-dev-",
+            "deploy--1",
+            "plan-dev-1",
+            "deploy-../x-1",
+            "deploy-dev-12a",
+            "../deploy-dev-1",
+            "deploy-dev/x-1",
+        ] {
+            assert!(environment_of(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! The driver: runs each phase, hands what it reported to [`super::decide::next`], and does
+//! what that decides. It holds no decision of its own.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::app::App;
+use super::apply::{self, Locked};
+use super::backup::{self, BackedUp};
+use super::decide::{self, Next, Outcome, Phase, Report};
+use super::log::Log;
+use super::report::{self, DeployReport};
+use super::rollback::{self, Undone};
+use super::sandbox_validation::{self, Validated};
+use super::settings::Settings;
+use super::{Ctx, Options, policy, post_deploy, preflight};
+use crate::db::state;
+use crate::error::{ExitCode, Result};
+use crate::journal::Level;
+use crate::rehearse::report::PlanReport;
+use crate::rehearse::{Policy, decide as verdicts};
+
+/// What the run has gathered so far, for the report.
+struct Run {
+    started: Instant,
+    reasons: Vec<String>,
+    app: App,
+    plan: Option<PlanReport>,
+    backup: Option<BackedUp>,
+    applied: Vec<String>,
+    failure: Option<crate::db::apply::ApplyFailure>,
+    rollback: Option<Undone>,
+}
+
+pub async fn run(log: &mut Log, t: &Ctx<'_>, opts: &Options) -> Result<ExitCode> {
+    let policy = policy::policy(t.project)?;
+    let app = App::from_project(t.project)?;
+    let settings = Settings::resolve(t.project, &opts.engine, opts.lock_retries, opts.lock_wait)?;
+    let mut run = Run {
+        started: Instant::now(),
+        reasons: Vec::new(),
+        app,
+        plan: None,
+        backup: None,
+        applied: Vec::new(),
+        failure: None,
+        rollback: None,
+    };
+    log.start(
+        Phase::Preflight,
+        format!(
+            "{} {} ({})",
+            if opts.dry_run {
+                "plan for"
+            } else {
+                "deploying to"
+            },
+            t.target.name,
+            t.url.redacted()
+        ),
+        json!({"target": t.url.redacted(), "environment": t.target.name, "app": app.as_str()}),
+    );
+    let pf = preflight::run(log, t.project, t.url, opts, settings).await?;
+    preflight::report(log, &pf, run.started.elapsed());
+    let refused = !pf.refusals.is_empty();
+    let next = decide::next(
+        Report::Preflight {
+            refused,
+            pending: pf.pending.len(),
+        },
+        opts.dry_run,
+    );
+    end_preflight(log, &pf, next);
+    run.plan = Some(plan_report(t, &pf, None, &policy, &run));
+    run.reasons.clone_from(&pf.refusals);
+    if let Next::Stop(outcome) = next {
+        return finish(log, t, &mut run, outcome, opts).await;
+    }
+    let v = sandbox_validation::run(log, t, opts, &pf, &policy).await?;
+    let abort = v.decision.verdict == crate::rehearse::Verdict::Abort;
+    run.plan = Some(plan_report(t, &pf, Some(&v), &policy, &run));
+    if abort {
+        run.reasons = v
+            .decision
+            .reasons
+            .iter()
+            .map(|r| r.message.clone())
+            .collect();
+    }
+    let next = decide::next(Report::SandboxValidation { abort }, opts.dry_run);
+    if let Next::Stop(outcome) = next {
+        return finish(log, t, &mut run, outcome, opts).await;
+    }
+    let outcome = on_target(log, t, opts, &pf, &v, &policy, &mut run).await?;
+    finish(log, t, &mut run, outcome, opts).await
+}
+
+fn end_preflight(log: &mut Log, pf: &preflight::Preflight, next: Next) {
+    let (level, decision, msg) = match next {
+        Next::Stop(Outcome::Aborted) => (
+            Level::Error,
+            "abort",
+            format!("PREFLIGHT refused:\n  {}", pf.refusals.join("\n  ")),
+        ),
+        Next::Stop(Outcome::UpToDate) => (
+            Level::Info,
+            "nothing-to-do",
+            "nothing pending: the target is up to date".to_string(),
+        ),
+        _ => (Level::Info, "proceed", "preflight passed".to_string()),
+    };
+    log.end(
+        Phase::Preflight,
+        level,
+        decision,
+        msg,
+        json!({"reasons": pf.refusals}),
+    );
+}
+
+fn plan_report(
+    t: &Ctx<'_>,
+    pf: &preflight::Preflight,
+    v: Option<&Validated>,
+    policy: &Policy,
+    run: &Run,
+) -> PlanReport {
+    PlanReport {
+        deployment_id: t.id.clone(),
+        environment: t.target.name.clone(),
+        target: t.url.redacted(),
+        server_version: pf.server_version.clone(),
+        source: t.project.source.kind.as_str().to_string(),
+        git: pf.git.clone(),
+        pending: pf.pending.clone(),
+        sandbox: v.map(|v| v.sandbox.clone()),
+        rehearsal: v.map(|v| v.rehearsal.clone()),
+        lint: v.map(|v| v.lint.clone()).unwrap_or_default(),
+        decision: v.map_or_else(
+            || verdicts::decide(&verdicts::Facts::default(), policy),
+            |v| v.decision.clone(),
+        ),
+        seconds: run.started.elapsed().as_secs_f64(),
+    }
+}
+
+/// BACKUP, DEPLOY, POST_DEPLOY_VALIDATION and, on failure, ROLLBACK.
+#[allow(clippy::too_many_arguments)]
+async fn on_target(
+    log: &mut Log,
+    t: &Ctx<'_>,
+    opts: &Options,
+    pf: &preflight::Preflight,
+    v: &Validated,
+    policy: &Policy,
+    run: &mut Run,
+) -> Result<Outcome> {
+    let backed = match backup::run(log, t, opts, pf, &v.rehearsal.fingerprint_before).await? {
+        Ok(b) => b,
+        Err(reason) => return Ok(abort(log, Phase::Backup, run, reason)),
+    };
+    let next = decide::next(
+        Report::Backup {
+            verified: true,
+            target_unchanged: true,
+        },
+        false,
+    );
+    debug_assert_eq!(next, Next::Run(Phase::Deploy));
+    log.start(
+        Phase::Deploy,
+        format!("applying to {}", t.url.redacted()),
+        json!({}),
+    );
+    let locked = match apply::lock(log, t, pf).await? {
+        Ok(l) => l,
+        Err(reason) => return Ok(abort(log, Phase::Deploy, run, reason)),
+    };
+    let outcome = under_lock(log, t, pf, v, policy, run, backed, &locked).await;
+    locked.release().await;
+    outcome
+}
+
+fn abort(log: &mut Log, phase: Phase, run: &mut Run, reason: String) -> Outcome {
+    log.end(phase, Level::Error, "abort", reason.clone(), json!({}));
+    run.reasons.push(reason);
+    Outcome::Aborted
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn under_lock(
+    log: &mut Log,
+    t: &Ctx<'_>,
+    pf: &preflight::Preflight,
+    v: &Validated,
+    policy: &Policy,
+    run: &mut Run,
+    mut backed: BackedUp,
+    locked: &Locked,
+) -> Result<Outcome> {
+    if let Err(reason) = apply::prove_unchanged(log, t, pf, &backed, locked).await? {
+        run.backup = Some(backed);
+        return Ok(abort(log, Phase::Deploy, run, reason));
+    }
+    backed
+        .state
+        .fingerprint_after
+        .clone_from(&v.rehearsal.fingerprint_after);
+    record_start(log, t, &backed, locked).await?;
+    let deployed = apply::run(log, t, pf, &backed, locked).await?;
+    backed.state.guard.before_apply = Some(deployed.before_apply.clone());
+    backed
+        .state
+        .guard
+        .after_apply
+        .clone_from(&deployed.after_apply);
+    record_state(log, t, &backed, locked).await;
+    let changed = deployed.changed;
+    let mut report = match &deployed.applied {
+        Ok(r) => {
+            run.applied.clone_from(&r.applied);
+            Report::Deploy { ok: true, changed }
+        }
+        Err(f) => {
+            run.failure = Some(f.as_ref().clone());
+            run.applied.clone_from(&f.committed);
+            run.reasons
+                .push(super::engine::failure_text(f, &pf.settings));
+            Report::Deploy { ok: false, changed }
+        }
+    };
+    if matches!(report, Report::Deploy { ok: true, .. }) {
+        if let Err(e) = run.app.deploy(log).await {
+            run.reasons.push(format!("the app's deploy failed: {e}"));
+            report = Report::Deploy { ok: false, changed };
+        }
+    }
+    if decide::next(report, false) == Next::Run(Phase::PostDeployValidation) {
+        let failures = post_deploy::run(
+            log,
+            t,
+            &locked.conn,
+            v.rehearsal.fingerprint_after.as_deref(),
+            &run.app,
+        )
+        .await?;
+        run.reasons.extend(failures.iter().cloned());
+        report = Report::PostDeployValidation {
+            ok: failures.is_empty(),
+        };
+    }
+    let outcome = match decide::next(report, false) {
+        Next::Stop(o) => o,
+        _ => roll_back(log, t, pf, policy, run, &backed, changed, locked).await?,
+    };
+    run.backup = Some(backed);
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn roll_back(
+    log: &mut Log,
+    t: &Ctx<'_>,
+    pf: &preflight::Preflight,
+    policy: &Policy,
+    run: &mut Run,
+    backed: &BackedUp,
+    changed: bool,
+    locked: &Locked,
+) -> Result<Outcome> {
+    let work_dir = log.journal.dir.join("rollback");
+    crate::backup::dump::private_folder(&work_dir)
+        .map_err(|e| crate::error::Error::usage(e.to_string()))?;
+    let inputs = rollback::Inputs {
+        project: t.project,
+        url: t.url,
+        tools: &pf.tools,
+        state: &backed.state,
+        changed,
+        allow_loss: rollback::allow_loss(policy),
+        work_dir: &work_dir,
+    };
+    let (report, undone) = rollback::run(log, &inputs, &locked.conn, &run.app).await?;
+    run.rollback = Some(undone);
+    Ok(match decide::next(report, false) {
+        Next::Stop(o) => o,
+        Next::Run(_) => Outcome::NeedsHuman,
+    })
+}
+
+/// The deployment's row: started, with what a later `rollback <id>` needs.
+async fn record_start(log: &mut Log, t: &Ctx<'_>, b: &BackedUp, locked: &Locked) -> Result<()> {
+    let client = &locked.conn.client;
+    state::start_deployment(client, &t.id, "deploy", &t.target.name, &t.url.redacted()).await?;
+    let doc = serde_json::to_value(&b.state).unwrap_or_default();
+    state::record_deployment_details(
+        client,
+        &t.id,
+        &b.state.migrations,
+        b.state.git_commit.as_deref(),
+        b.state.git_branch.as_deref(),
+    )
+    .await?;
+    state::set_rollback_state(client, &t.id, &doc).await?;
+    log.line(
+        Phase::Deploy.as_str(),
+        Level::Debug,
+        "deployment recorded in pgship.deployments",
+        json!({}),
+    );
+    Ok(())
+}
+
+/// The state with the guard's counters from around the apply, in the file and on the target
+/// (the two must stay equal: `rollback <id>` refuses a file that differs from the copy).
+async fn record_state(log: &mut Log, t: &Ctx<'_>, b: &BackedUp, locked: &Locked) {
+    if let Err(e) = b.state.rewrite(&log.journal.dir) {
+        log.warn(
+            Phase::Deploy,
+            format!("could not rewrite rollback-state.json: {e}"),
+            json!({}),
+        );
+    }
+    let doc = serde_json::to_value(&b.state).unwrap_or_default();
+    let recorded = state::set_rollback_state(&locked.conn.client, &t.id, &doc).await;
+    if let Err(e) = recorded {
+        log.warn(
+            Phase::Deploy,
+            format!("could not record the rollback state on the target: {e}"),
+            json!({}),
+        );
+    }
+}
+
+/// The last line, the deployment's row, the report; the exit code.
+async fn finish(
+    log: &mut Log,
+    t: &Ctx<'_>,
+    run: &mut Run,
+    outcome: Outcome,
+    opts: &Options,
+) -> Result<ExitCode> {
+    let seconds = run.started.elapsed().as_secs_f64();
+    let level = match outcome {
+        Outcome::Succeeded | Outcome::UpToDate | Outcome::WouldProceed => Level::Info,
+        _ => Level::Error,
+    };
+    log.line(
+        outcome.phase(),
+        level,
+        format!("deployment {}: {}", outcome.status(), run.reasons.join("; ")).trim_end_matches(": ").to_string(),
+        json!({"status": outcome.status(), "duration_ms": (seconds * 1000.0) as u64, "reasons": run.reasons}),
+    );
+    if run.backup.is_some() {
+        record_end(log, t, run, outcome, seconds).await;
+    }
+    let dir = log.journal.dir.clone();
+    let mut plan = run.plan.take().expect("PREFLIGHT reported");
+    plan.seconds = seconds;
+    if opts.dry_run {
+        report::plan(log.console, &dir, &plan)?;
+        return Ok(outcome.exit_code());
+    }
+    let r = DeployReport {
+        outcome,
+        status: outcome.status(),
+        exit_code: outcome.exit_code() as i32,
+        reasons: run.reasons.clone(),
+        app: run.app.as_str(),
+        plan,
+        backup: run.backup.as_ref().map(|b| b.backup.clone()),
+        rollback_method: run.backup.as_ref().map(|b| b.state.rollback_method.clone()),
+        applied: run.applied.clone(),
+        failure: run.failure.clone(),
+        rollback: run.rollback.clone(),
+        seconds,
+    };
+    report::deploy(log.console, &dir, &r)?;
+    Ok(outcome.exit_code())
+}
+
+/// Best effort: the row and the log lines reach the target (a lost session is reported, the
+/// local artifacts hold everything).
+async fn record_end(log: &mut Log, t: &Ctx<'_>, run: &Run, outcome: Outcome, seconds: f64) {
+    let conn = crate::db::connect(t.url, &crate::db::ConnectOptions::default()).await;
+    let Ok(conn) = conn else {
+        log.console
+            .warn("could not reach the target to record the deployment's result");
+        return;
+    };
+    let applied = i32::try_from(run.applied.len()).unwrap_or(i32::MAX);
+    let err = (!run.reasons.is_empty()).then(|| run.reasons.join("; "));
+    let ms = Some((seconds * 1000.0) as i64);
+    if let Err(e) = state::finish_deployment(
+        &conn.client,
+        &t.id,
+        outcome.status(),
+        applied,
+        err.as_deref(),
+        ms,
+    )
+    .await
+    {
+        log.console
+            .warn(&format!("could not record the deployment's result: {e}"));
+    }
+    if let Err(e) = log.journal.flush_db(&conn.client).await {
+        log.console
+            .warn(&format!("could not write pgship.deployment_logs: {e}"));
+    }
+}

@@ -1,0 +1,231 @@
+//! PREFLIGHT: everything is read, nothing is changed. The target is reached over a read-only
+//! session (never a transaction-mode pooler); the server version, the dump tools, the
+//! migration state, the catalog and the git state are read concurrently; the pending list is
+//! computed and every refusal (edited, skipped, missing, state kept elsewhere, transaction
+//! control, a dirty migrations folder, a live deployment) is collected; the pending SQL is
+//! linted with the target's catalog.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::Options;
+use super::decide::Phase;
+use super::log::Log;
+use super::policy::{display, lint_pending};
+use super::refusals::{refusals, state_refusals};
+use super::settings::Settings;
+use crate::db::plan::{self as dbplan, Plan};
+use crate::db::state::{self, DeadRun};
+use crate::db::tools::{self, BinDir};
+use crate::db::{ConnectOptions, DbUrl, connect};
+use crate::error::{Error, Result};
+use crate::lint::{Outcome, Severity, catalog};
+use crate::project::Project;
+use crate::rehearse::git::{self, GitState};
+use crate::rehearse::report::Pending;
+
+/// What PREFLIGHT found.
+pub struct Preflight {
+    pub settings: Settings,
+    pub server_version: String,
+    pub major: u32,
+    pub tools: BinDir,
+    pub plan: Plan,
+    pub pending: Vec<Pending>,
+    pub lint: Outcome,
+    pub git: Option<GitState>,
+    /// Deployments left `running` by a process that is gone.
+    pub dead: Vec<DeadRun>,
+    /// Why the run must stop; empty when it may go on.
+    pub refusals: Vec<String>,
+}
+
+/// Read everything PREFLIGHT needs from the target and the project.
+pub async fn run(
+    log: &mut Log,
+    project: &Project,
+    url: &DbUrl,
+    opts: &Options,
+    mut settings: Settings,
+) -> Result<Preflight> {
+    if let Some(host) = url.pooler_host() {
+        return Err(Error::usage(format!(
+            "{} is a connection pooler host ({host}): pgship needs a direct connection",
+            url.redacted()
+        ))
+        .with_hint("use the endpoint host without `-pooler`"));
+    }
+    let mut session = vec![(
+        "default_transaction_read_only".to_string(),
+        "on".to_string(),
+    )];
+    session.extend(settings.session());
+    let conn = connect(
+        url,
+        &ConnectOptions {
+            connect_timeout: settings.connect_timeout,
+            settings: session,
+        },
+    )
+    .await?;
+    let client = &conn.client;
+    let major = conn.version.major();
+    let project_dir = project.settings.project_dir.clone();
+    let git_task = tokio::task::spawn_blocking(move || git::state(&project_dir));
+    let tools_task = tokio::task::spawn_blocking(move || tools::find_dump_tools(major));
+    let (st, timeout, cat, dead) = tokio::join!(
+        state::read(client, &project.state),
+        crate::db::timeouts::resolve(client, settings.statement_timeout),
+        catalog::load(client),
+        dead_runs(client),
+    );
+    let st = st?;
+    let server_set = {
+        let t = timeout?;
+        let set = t.configured.is_some();
+        settings.honour(t);
+        set
+    };
+    if let Some(line) = settings.statement_timeout_line() {
+        let level = if server_set {
+            crate::journal::Level::Info
+        } else {
+            crate::journal::Level::Debug
+        };
+        log.line(
+            Phase::Preflight.as_str(),
+            level,
+            line,
+            json!({"statement_timeout": settings.statement_timeout_from}),
+        );
+    }
+    let git = git_task.await.ok().flatten();
+    let tools = tools_task
+        .await
+        .map_err(|e| Error::usage(format!("finding pg_dump: {e}")))?
+        .map_err(|e| {
+            Error::usage(e).with_hint(
+                "the rehearsal and the backup dump the target with them; install the PostgreSQL client tools of the server's version",
+            )
+        })?;
+    let plan = dbplan::classify(
+        &project.source.migrations,
+        &st.records,
+        &st.partials,
+        project.state.matching(),
+    );
+    let mut refused = refusals(project, &plan, None);
+    refused.extend(state_refusals(client, project, st.records.len(), &plan).await?);
+    refused.extend(git_refusal(project, git.as_ref(), opts));
+    let pending = pending(project, &plan);
+    let lint = if pending.is_empty() || !refused.is_empty() {
+        Outcome::default()
+    } else {
+        lint_pending(project, &plan.to_run(), settings.tx_mode, major, cat.ok())?
+    };
+    Ok(Preflight {
+        settings,
+        server_version: conn.version.text.clone(),
+        major,
+        tools,
+        plan,
+        pending,
+        lint,
+        git,
+        dead: dead.unwrap_or_default(),
+        refusals: refused,
+    })
+}
+
+/// Runs left `running` whose session is gone (none when pgship's schema does not exist).
+async fn dead_runs(client: &tokio_postgres::Client) -> Result<Vec<DeadRun>> {
+    Ok(state::dead_runs(client, false).await?)
+}
+
+fn pending(project: &Project, plan: &Plan) -> Vec<Pending> {
+    plan.to_run()
+        .iter()
+        .map(|(i, start)| {
+            let m = &project.source.migrations[*i];
+            Pending {
+                name: m.name.clone(),
+                file: display(&project.settings.project_dir, &m.path),
+                statements: m.statements.len(),
+                resume_at: *start,
+            }
+        })
+        .collect()
+}
+
+/// A deploy refuses uncommitted changes inside the migrations folder (it would deploy what git
+/// does not hold) unless `--allow-dirty`; a plan only reports them. Other changes, untracked
+/// files elsewhere and `.deployments/` never block.
+fn git_refusal(project: &Project, git: Option<&GitState>, opts: &Options) -> Vec<String> {
+    if opts.dry_run || opts.allow_dirty || git.is_none() {
+        return Vec::new();
+    }
+    let dirty = git::dirty_in(&project.settings.project_dir, &project.source.dir);
+    if dirty.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "uncommitted changes in the migrations folder {}: {} (commit them, or pass --allow-dirty to deploy the files as they are)",
+        display(&project.settings.project_dir, &project.source.dir),
+        crate::util::fold_list(&dirty, 5, 3)
+    )]
+}
+
+/// Log what PREFLIGHT found and end the phase.
+pub fn report(log: &mut Log, pf: &Preflight, started: Duration) {
+    match &pf.git {
+        Some(g) => log.info(
+            Phase::Preflight,
+            format!(
+                "git: {} at {}{}",
+                g.branch.as_deref().unwrap_or("(detached HEAD)"),
+                &g.commit[..g.commit.len().min(12)],
+                if g.clean {
+                    ""
+                } else {
+                    " with uncommitted changes"
+                }
+            ),
+            json!({"branch": g.branch, "commit": g.commit, "clean": g.clean}),
+        ),
+        None => log.line(
+            Phase::Preflight.as_str(),
+            crate::journal::Level::Debug,
+            "git: the project is not in a git repository",
+            json!({}),
+        ),
+    }
+    for d in &pf.dead {
+        log.warn(
+            Phase::Preflight,
+            format!("an earlier run was interrupted: {}", d.describe()),
+            json!({"interrupted": d}),
+        );
+    }
+    let errors = pf
+        .lint
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    log.info(
+        Phase::Preflight,
+        format!(
+            "PostgreSQL {}, {} pending migration(s), pg_dump from {}; static lint: {} finding(s), {errors} at error severity",
+            pf.server_version,
+            pf.pending.len(),
+            pf.tools.dir.display(),
+            pf.lint.findings.len()
+        ),
+        json!({"server_version": pf.server_version,
+               "pending": pf.pending.iter().map(|p| &p.name).collect::<Vec<_>>(),
+               "pg_dump": pf.tools.dir.display().to_string(), "tx_mode": pf.settings.tx_mode,
+               "findings": pf.lint.findings.len(), "errors": errors,
+               "elapsed_ms": started.as_millis() as u64}),
+    );
+}

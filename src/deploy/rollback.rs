@@ -1,0 +1,175 @@
+//! ROLLBACK: put the target back as it was before the deployment, and prove it.
+//!
+//! Code first (the app seam), then the database with the method the rehearsal proved (down
+//! scripts, or dropping what was created and restoring what changed from the backup's dumps).
+//! Before anything that would replace or drop rows, the data-loss guard looks for writes other
+//! sessions made since the backup to those tables; one found means no automatic restore
+//! (NEEDS_HUMAN, exit 4) unless `[policy] rows_lost = "allow"`. After the rollback the schema
+//! fingerprint must equal the pre-deploy one and the touched tables' contents the recorded ones
+//! (exit 3), else a person must act (exit 4). `pgship`'s own schema is never rolled back.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::app::App;
+use super::decide::{Phase, Report};
+use super::log::Log;
+use super::policy::filter;
+use super::state_file::RollbackState;
+use crate::compare::Action;
+use crate::db::tools::BinDir;
+use crate::db::{Conn, DbUrl};
+use crate::error::Result;
+use crate::journal::Level;
+use crate::project::Project;
+use crate::rollback::{self, Proof, RolledBack, guard};
+use crate::source::Migration;
+
+/// What ROLLBACK did and found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Undone {
+    /// Writes by other sessions since the backup, per table.
+    pub writes: Vec<guard::Written>,
+    pub rolled_back: Option<RolledBack>,
+    pub proof: Option<Proof>,
+    pub error: Option<String>,
+}
+
+/// What the rollback works on.
+pub struct Inputs<'a> {
+    pub project: &'a Project,
+    pub url: &'a DbUrl,
+    pub tools: &'a BinDir,
+    pub state: &'a RollbackState,
+    /// Whether anything committed on the target (nothing to restore when not).
+    pub changed: bool,
+    pub allow_loss: bool,
+    /// A private folder for the rollback's scripts.
+    pub work_dir: &'a std::path::Path,
+}
+
+/// The migrations the state recorded as pending, from the project's source.
+fn pending<'a>(project: &'a Project, names: &[String]) -> Vec<&'a Migration> {
+    names
+        .iter()
+        .filter_map(|n| project.source.migrations.iter().find(|m| &m.name == n))
+        .collect()
+}
+
+/// Roll back and prove. Logs under ROLLBACK; returns the report for the decision.
+pub async fn run(
+    log: &mut Log,
+    i: &Inputs<'_>,
+    conn: &Conn,
+    app: &App,
+) -> Result<(Report, Undone)> {
+    log.start(
+        Phase::Rollback,
+        format!(
+            "rolling back {} ({})",
+            i.url.redacted(),
+            i.state.rollback_method
+        ),
+        json!({"method": i.state.rollback_method}),
+    );
+    let mut undone = Undone::default();
+    if let Err(e) = app.roll_back(log).await {
+        log.error(
+            Phase::Rollback,
+            format!("the app's rollback failed: {e}"),
+            json!({}),
+        );
+        undone.error = Some(e);
+    }
+    if i.changed {
+        undone.writes = writes(log, i, conn).await?;
+    }
+    let writes_found = !undone.writes.is_empty();
+    if writes_found && !i.allow_loss {
+        let msg = format!(
+            "not restoring: rows were written since the backup to tables the rollback would replace or drop ({}); nothing was restored",
+            guard::describe(&undone.writes)
+        );
+        log.end(
+            Phase::Rollback,
+            Level::Error,
+            "needs-human",
+            msg,
+            json!({"writes": undone.writes}),
+        );
+        let report = Report::Rollback {
+            writes_found,
+            allow_loss: false,
+            proven: false,
+        };
+        return Ok((report, undone));
+    }
+    let migrations = pending(i.project, &i.state.migrations);
+    let filter = filter(i.project);
+    let inputs = rollback::Inputs {
+        url: i.url,
+        tools: i.tools,
+        pending: &migrations,
+        state: &i.project.state,
+        filter: &filter,
+        work_dir: i.work_dir,
+    };
+    if i.changed {
+        match rollback::roll_back(&inputs, &i.state.prepared).await {
+            Ok(done) => undone.rolled_back = Some(done),
+            Err(e) => undone.error = Some(e.to_string()),
+        }
+    }
+    match rollback::prove(&inputs, &i.state.prepared).await {
+        Ok(p) => undone.proof = Some(p),
+        Err(e) => undone.error = Some(e.to_string()),
+    }
+    let proven = undone.error.is_none() && undone.proof.as_ref().is_some_and(|p| p.proven);
+    let summary = match (&undone.error, &undone.proof) {
+        (Some(e), _) => format!("the rollback failed: {e}"),
+        (None, Some(p)) => p.summary(),
+        (None, None) => "the rollback could not be proven".into(),
+    };
+    log.end(
+        Phase::Rollback,
+        if proven { Level::Info } else { Level::Error },
+        if proven { "rolled-back" } else { "needs-human" },
+        if i.changed {
+            format!("rolled back: {summary}")
+        } else {
+            format!("nothing had committed on the target; {summary}")
+        },
+        json!({"rolled_back": undone.rolled_back, "proof": undone.proof, "writes": undone.writes,
+               "loss_allowed": writes_found}),
+    );
+    let report = Report::Rollback {
+        writes_found,
+        allow_loss: i.allow_loss,
+        proven,
+    };
+    Ok((report, undone))
+}
+
+/// Writes by other sessions since the backup to the tables the rollback would replace or drop.
+async fn writes(log: &mut Log, i: &Inputs<'_>, conn: &Conn) -> Result<Vec<guard::Written>> {
+    let (found, waited) = super::guard::at_rollback(&conn.client, &i.state.guard).await?;
+    log.info(
+        Phase::Rollback,
+        format!(
+            "data-loss guard: {} (statistics settled for {} ms)",
+            if found.is_empty() {
+                "no writes by others since the backup".to_string()
+            } else {
+                guard::describe(&found)
+            },
+            waited.as_millis()
+        ),
+        json!({"writes": found, "watched": i.state.guard.watched}),
+    );
+    Ok(found)
+}
+
+/// `[policy] rows_lost` allows the loss.
+pub fn allow_loss(p: &crate::rehearse::Policy) -> bool {
+    p.rows_lost == Action::Allow
+}
