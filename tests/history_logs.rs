@@ -521,3 +521,66 @@ fn follow_on_the_table_ends_on_a_final_line_and_ctrl_c_ends_it_with_130() {
     assert_eq!(status.code(), Some(130));
     assert!(output_of(child).contains("first"));
 }
+
+#[test]
+fn a_schema_from_an_older_pgship_is_read_as_is_and_upgraded_by_the_next_run() {
+    let Some(db) = TestDb::new() else { return };
+    // pgship's schema before the seed's columns: no duration, stack_trace, migrations, ...
+    db.query(
+        "CREATE SCHEMA pgship;
+         CREATE TABLE pgship.deployments (id text PRIMARY KEY, kind text NOT NULL,
+           environment text NOT NULL, target text NOT NULL, status text NOT NULL,
+           started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
+           applied_by text NOT NULL DEFAULT current_user,
+           migrations_applied integer NOT NULL DEFAULT 0, error text);
+         CREATE TABLE pgship.applied_migrations (id bigserial PRIMARY KEY,
+           source_kind text NOT NULL, version text NOT NULL, name text NOT NULL,
+           checksum text NOT NULL, status text NOT NULL DEFAULT 'applied',
+           statements_done integer NOT NULL, statement_count integer NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now(), duration_ms bigint NOT NULL,
+           deployment_id text, applied_by text NOT NULL DEFAULT current_user,
+           UNIQUE (source_kind, version));
+         CREATE TABLE pgship.deployment_logs (id bigserial PRIMARY KEY,
+           deployment_id text NOT NULL, \"timestamp\" timestamptz NOT NULL, phase text NOT NULL,
+           level text NOT NULL, message text NOT NULL, metadata jsonb NOT NULL DEFAULT '{}');
+         INSERT INTO pgship.deployments (id, kind, environment, target, status, started_at, finished_at)
+           VALUES ('migrate-dev-1700000000000', 'migrate', 'dev', 'postgres://x', 'succeeded',
+                   '2023-11-14 22:13:20+00', '2023-11-14 22:13:22+00');
+         INSERT INTO pgship.deployment_logs (deployment_id, \"timestamp\", phase, level, message)
+           VALUES ('migrate-dev-1700000000000', '2023-11-14 22:13:20+00', 'SUCCESS', 'info', 'old line');",
+    );
+    let project = sql_project(&[("001_a.sql", "CREATE TABLE a (id int);")]);
+    env_file(project.path(), &format!("DEV_POSTGRES_URL={}\n", db.url));
+    let out = run(pgship(project.path()).args(["history", "dev", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v[0]["id"], "migrate-dev-1700000000000");
+    assert_eq!(v[0]["duration_ms"], 2000, "from started and finished");
+    let out = run(pgship(project.path()).args([
+        "logs",
+        "migrate-dev-1700000000000",
+        "--level",
+        "info",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        lines[0]["level"], "INFO",
+        "an older lower-case level reads upper case"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_attribute WHERE attrelid = 'pgship.deployment_logs'::regclass AND attname = 'stack_trace'"),
+        Some("0".into()),
+        "reading changed nothing"
+    );
+    let out = run(pgship(project.path()).args(["migrate", "dev"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pgship.deployment_logs WHERE duration IS NOT NULL AND level = 'SUCCESS'"),
+        Some("1".into()),
+        "the upgraded table takes the new columns"
+    );
+}

@@ -31,9 +31,10 @@ Exit codes: 0 success or nothing to do; 1 refused or failed before the target ch
 migration is rolled back), `plan` decided a deploy would abort, `compare --exit-code` found
 differences, `status --exit-code` found edited, skipped, missing or partial migrations,
 interrupted runs or a state problem, or `lint` found something at or above --fail-on; 2 usage,
-configuration or connection error; 3 `deploy` failed and the target was rolled back; 4 `deploy`
-failed and the target is not back to its state before (a person must act); 130/143 `migrate` interrupted by SIGINT/SIGTERM (what was
-committed is recorded and said).";
+configuration or connection error (also `logs` for an unknown or malformed id); 3 `deploy`
+failed and the target was rolled back; 4 `deploy` failed and the target is not back to its state
+before (a person must act); 130/143 `migrate` interrupted by SIGINT/SIGTERM (what was committed
+is recorded and said), or `logs --follow` ended by one.";
 
 /// Deploy PostgreSQL schema migrations safely.
 #[derive(Debug, Parser)]

@@ -76,12 +76,12 @@ pub fn log_path(project_dir: &Path, id: &RunId) -> PathBuf {
     run_dir(project_dir, id).join("deployment.log")
 }
 
-/// Whether a line ends a run: its phase is a final one (SUCCESS, FAILED, ROLLED_BACK,
-/// NEEDS_HUMAN), or it is a plan's decision (a plan changes nothing and has no row).
+/// Whether a line ends a run: its phase is a final one (SUCCESS, FAILED, ABORTED,
+/// ROLLED_BACK, NEEDS_HUMAN), or it is a plan's decision (a plan changes nothing and has no row).
 pub fn is_terminal(e: &Entry) -> bool {
     matches!(
         e.phase.as_str(),
-        phase::SUCCESS | phase::FAILED | phase::ROLLED_BACK | phase::NEEDS_HUMAN
+        phase::SUCCESS | phase::FAILED | phase::ABORTED | phase::ROLLED_BACK | phase::NEEDS_HUMAN
     ) || (e.deployment_id.starts_with("plan-")
         && e.metadata.get("phase_event").and_then(|v| v.as_str()) == Some("end")
         && e.metadata.get("decision").is_some()
@@ -97,6 +97,7 @@ pub fn status_of(last: &Entry) -> Option<String> {
     Some(match last.phase.as_str() {
         phase::SUCCESS => "succeeded".to_string(),
         phase::FAILED => "failed".to_string(),
+        phase::ABORTED => "aborted".to_string(),
         phase::ROLLED_BACK => "rolled_back".to_string(),
         phase::NEEDS_HUMAN => "needs_human".to_string(),
         _ => match last.metadata["decision"].as_str() {
@@ -294,6 +295,10 @@ mod tests {
         assert_eq!(
             status_of(&entry("NEEDS_HUMAN", "deploy-dev-1", j.clone())).as_deref(),
             Some("needs_human")
+        );
+        assert_eq!(
+            status_of(&entry("ABORTED", "deploy-dev-1", j.clone())).as_deref(),
+            Some("aborted")
         );
         assert_eq!(status_of(&entry("DEPLOY", "deploy-dev-1", j.clone())), None);
         let decided = serde_json::json!({"phase_event": "end", "decision": "proceed"});

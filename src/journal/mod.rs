@@ -33,6 +33,7 @@ pub mod phase {
     pub const NEEDS_HUMAN: &str = "NEEDS_HUMAN";
     pub const SUCCESS: &str = "SUCCESS";
     pub const FAILED: &str = "FAILED";
+    pub const ABORTED: &str = "ABORTED";
 }
 
 /// Log levels, upper case as the seed's logger wrote them. `SUCCESS` ranks as `INFO` when
