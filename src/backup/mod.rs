@@ -172,7 +172,7 @@ impl BackupError {
     /// Advice for a person, printed on its own line.
     pub fn hint(&self) -> Option<String> {
         match self {
-            BackupError::Dump { message, .. } if message.contains("lock") => Some(
+            BackupError::Dump { message, .. } if message.contains("LOCK TABLE") => Some(
                 "another session holds a lock on that table; retry when it is done, or raise [backup] lock_wait_timeout".into(),
             ),
             BackupError::Mismatch { .. } => Some(
