@@ -21,7 +21,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = DbUrl::parse(url)?;
     let dir = PathBuf::from(dir);
     let (schema, name) = table.split_once('.').ok_or("SCHEMA.TABLE")?;
-    let major = connect(&url, &ConnectOptions::default()).await?.version.major();
+    let major = connect(&url, &ConnectOptions::default())
+        .await?
+        .version
+        .major();
     let tools = find_dump_tools(major)?;
     let wait = Duration::from_secs(5);
 
