@@ -5,10 +5,12 @@
 //! choose(requested, neon_target, neon_key, restore_needs_full) -> (Strategy, why)
 //! dump::full(url, tools, dir, lock_wait)            dir/backup.dump
 //! dump::touched(url, tools, dir, tables, lock_wait) dir/backup-schema.dump (+ backup-data.dump)
+//! dump::remove_leftovers(dir)                     *.partial and passfiles of a killed run
 //! verify::seal(url, tools, files, dir, strategy)    pg_restore --list, sha256, manifest.json
 //! verify::check(dir)                                re-hash against manifest.json
 //! trial::trial_restore(manifest, dir, tools)        restore into a throwaway cluster, count rows
 //! neon::branch(env, target, id)                     a Neon branch at the current point in time
+//! neon::restore(env, backup)                        the target's branch back to the backup's state
 //! ```
 //!
 //! Every file this module writes is new (created exclusively, never through a symlink), mode
@@ -172,7 +174,7 @@ impl BackupError {
     /// Advice for a person, printed on its own line.
     pub fn hint(&self) -> Option<String> {
         match self {
-            BackupError::Dump { message, .. } if message.contains("lock") => Some(
+            BackupError::Dump { message, .. } if message.contains("LOCK TABLE") => Some(
                 "another session holds a lock on that table; retry when it is done, or raise [backup] lock_wait_timeout".into(),
             ),
             BackupError::Mismatch { .. } => Some(

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{BackupError, Strategy, dump, verify::Manifest};
 use crate::cluster::{ClusterOptions, LocalCluster};
 use crate::db::tools::BinDir;
-use crate::db::{ConnectOptions, DbUrl, connect, quote_ident};
+use crate::db::{ConnectOptions, DbUrl, connect, describe, quote_ident};
 use crate::rollback::tools::Tools;
 
 /// What a trial restore found.
@@ -90,7 +90,9 @@ async fn restore_and_count(
         .client
         .batch_execute("CREATE DATABASE trial")
         .await
-        .map_err(|e| BackupError::Trial(format!("creating the trial database: {e}")))?;
+        .map_err(|e| {
+            BackupError::Trial(format!("creating the trial database: {}", describe(&e)))
+        })?;
     let url = cluster.url("trial");
     let t = Tools {
         bin: tools,
@@ -136,11 +138,10 @@ async fn count(url: &DbUrl, manifest: &Manifest) -> Result<(String, Vec<TrialTab
             quote_ident(&t.schema),
             quote_ident(&t.table)
         );
-        let row = conn
-            .client
-            .query_one(&sql, &[])
-            .await
-            .map_err(|e| BackupError::Trial(format!("counting {}: {e}", t.name())))?;
+        let row =
+            conn.client.query_one(&sql, &[]).await.map_err(|e| {
+                BackupError::Trial(format!("counting {}: {}", t.name(), describe(&e)))
+            })?;
         out.push(TrialTable {
             table: t.name(),
             expected: t.rows,

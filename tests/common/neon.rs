@@ -12,6 +12,9 @@
 //! - `DELETE /projects/{id}/branches/{branch}` answers `branch` and `operations`;
 //! - `GET /projects/{id}/branches?search=&cursor=` answers `branches` and `pagination.next`;
 //! - `GET /projects/{id}/endpoints` and `…/branches/{branch}/endpoints` answer `endpoints`.
+//! - `POST /projects/{id}/branches/{branch}/restore` with `source_branch_id` (required) and
+//!   `preserve_under_name` (required when the branch has children) answers `branch` and
+//!   `operations`; the branch's previous state becomes a new branch of that name.
 //!
 //! What a branch holds is up to the test: [`FakeNeon::on_create`] runs when Neon would make the
 //! branch's copy and may return the answer's `connection_uris`; [`FakeNeon::on_delete`] runs
@@ -89,6 +92,8 @@ pub struct State {
     pub on_delete: Option<DeleteHook>,
     /// Every branch created, `(id, name)`, oldest first (deleted ones included).
     pub made: Vec<(String, String)>,
+    /// Every restore carried out, `(branch id, source branch id, preserved as)`, oldest first.
+    pub restores: Vec<(String, String, String)>,
     /// What the last routed request created or deleted, for the hooks.
     created: Option<(String, String)>,
     deleted: Option<String>,
@@ -420,6 +425,7 @@ fn route(st: &mut State, req: &Request) -> Answer {
     match (req.method.as_str(), segs.as_slice()) {
         (_, ["api", "v2", "projects", p, ..]) if *p != PROJECT => err(404, "project not found"),
         ("POST", [.., "branches"]) => create_branch(st, &req.json()),
+        ("POST", [.., "branches", id, "restore"]) => restore_branch(st, id, &req.json()),
         ("GET", [.., "branches"]) => list_branches(st, &query),
         ("DELETE", [.., "branches", id]) => delete_branch(st, id),
         ("GET", [.., "branches", id, "endpoints"]) => {
@@ -534,6 +540,43 @@ fn create_branch(st: &mut State, body: &Value) -> Answer {
         json!({"branch": branch, "endpoints": [endpoint], "operations": ops,
                "roles": [], "databases": []}),
     )
+}
+
+fn restore_branch(st: &mut State, id: &str, body: &Value) -> Answer {
+    let Some(target) = st.branches.iter().find(|b| b["id"] == id).cloned() else {
+        return err(404, &format!("branch {id} not found"));
+    };
+    let Some(source) = body["source_branch_id"].as_str().map(str::to_string) else {
+        return err(400, "source_branch_id is required");
+    };
+    if !st.branches.iter().any(|b| b["id"] == source.as_str()) {
+        return err(404, &format!("branch {source} not found"));
+    }
+    let preserve = body["preserve_under_name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let has_children = st.branches.iter().any(|b| b["parent_id"] == id);
+    if has_children && preserve.is_empty() {
+        return err(
+            400,
+            "preserve_under_name is required when the branch has children",
+        );
+    }
+    if !preserve.is_empty() {
+        st.counter += 1;
+        let kept = format!("br-preserved-{}", st.counter);
+        let now = jiff::Timestamp::now().to_string();
+        st.branches.push(json!({
+            "id": kept, "project_id": PROJECT, "parent_id": id, "name": preserve,
+            "current_state": "ready", "default": false, "protected": false,
+            "created_at": now, "updated_at": now,
+        }));
+        st.made.push((kept, preserve.clone()));
+    }
+    st.restores.push((id.to_string(), source, preserve));
+    let ops = vec![new_op(st, "restore_branch", id, None)];
+    ok(200, json!({"branch": target, "operations": ops}))
 }
 
 fn delete_branch(st: &mut State, id: &str) -> Answer {
