@@ -137,6 +137,14 @@ fn a_small_lock_table_refuses_what_it_cannot_hold() {
         "{}",
         out.stderr
     );
+    // The rehearsal refuses it the same way, before it makes a sandbox.
+    let planned = run(pgship(project.path()).args(["plan", &db.url]));
+    assert_eq!(planned.code, 1, "{}\n{}", planned.stdout, planned.stderr);
+    assert!(
+        planned.stderr.contains("room for 600") && !planned.stderr.contains("making a sandbox"),
+        "{}",
+        planned.stderr
+    );
     let out = run(pgship(project.path()).args(["migrate", &db.url, "--tx-mode", "per-migration"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(tables(&db.url), n as i64);

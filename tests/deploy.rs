@@ -31,6 +31,20 @@ fn deploy(project: &Path, url: &str, tmp: &Path, extra: &[&str]) -> Out {
     run(&mut cmd(project, url, tmp, &args))
 }
 
+/// Files under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
 /// The deployments folders of `project`, oldest first.
 fn runs(project: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(project.join(".deployments"))
@@ -338,7 +352,7 @@ fn write_after_apply(url: String) -> std::thread::JoinHandle<bool> {
 
 fn guarded_project(db: &TestDb) -> tempfile::TempDir {
     let p = applied_project(
-        &db,
+        db,
         &[(
             "002_flag.sql",
             "ALTER TABLE customers ADD COLUMN flag boolean NOT NULL DEFAULT false;\nUPDATE customers SET flag = true WHERE id < 10;",
@@ -634,6 +648,12 @@ fn killed_at(phase: &str) {
         Some("0"),
         "after a kill at {phase}"
     );
+    // No passfile or partial dump of the killed run is left behind.
+    let left: Vec<String> = files_under(&p.path().join(".deployments"))
+        .into_iter()
+        .filter(|f| f.contains("pgpass-") || f.ends_with(".partial"))
+        .collect();
+    assert!(left.is_empty(), "after a kill at {phase}: {left:?}");
     // The sandbox of a run killed during the rehearsal is removed by gc.
     let gc = run(&mut cmd(p.path(), &db.url, tmp.path(), &["sandbox", "gc"]));
     assert_eq!(gc.code, 0, "{}", gc.stderr);

@@ -5,6 +5,7 @@
 //! control, a dirty migrations folder, a live deployment) is collected; the pending SQL is
 //! linted with the target's catalog.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
@@ -13,7 +14,7 @@ use super::Options;
 use super::decide::Phase;
 use super::log::Log;
 use super::policy::{display, lint_pending};
-use super::refusals::{refusals, state_refusals};
+use super::refusals::{lock_table_refusal, refusals, state_refusals};
 use super::settings::Settings;
 use crate::db::plan::{self as dbplan, Plan};
 use crate::db::state::{self, DeadRun};
@@ -118,6 +119,14 @@ pub async fn run(
     let mut refused = refusals(project, &plan, None);
     refused.extend(state_refusals(client, project, st.records.len(), &plan).await?);
     refused.extend(git_refusal(project, git.as_ref(), opts));
+    // A batch whose transaction would not fit in the server's lock table fails there as it
+    // would on the target: refused before a sandbox is made, with the way out.
+    if refused.is_empty()
+        && let Some((message, hint)) =
+            lock_table_refusal(&conn, &plan, &project.source, &settings).await?
+    {
+        refused.push(format!("{message} ({hint})"));
+    }
     let pending = pending(project, &plan);
     let lint = if pending.is_empty() || !refused.is_empty() {
         Outcome::default()
@@ -176,6 +185,29 @@ fn git_refusal(project: &Project, git: Option<&GitState>, opts: &Options) -> Vec
     )]
 }
 
+/// A killed run's passfiles and partial dumps, in its local folder (if this machine ran it):
+/// a passfile holds the password, and is never left behind once the run is known dead.
+fn remove_leftovers(log: &mut Log, id: &str) {
+    if crate::journal::artifacts::parse_run_id(id).is_err() {
+        return;
+    }
+    let Some(root) = log.journal.dir.parent().map(Path::to_path_buf) else {
+        return;
+    };
+    for sub in ["backup", "rollback"] {
+        let dir = root.join(id).join(sub);
+        match crate::backup::dump::remove_leftovers(&dir) {
+            Ok(removed) if !removed.is_empty() => log.info(
+                Phase::Preflight,
+                format!("removed {} leftover file(s) of {id}", removed.len()),
+                json!({"removed": removed}),
+            ),
+            Ok(_) => {}
+            Err(e) => log.warn(Phase::Preflight, e.to_string(), json!({})),
+        }
+    }
+}
+
 /// Log what PREFLIGHT found and end the phase.
 pub fn report(log: &mut Log, pf: &Preflight, started: Duration) {
     match &pf.git {
@@ -201,6 +233,7 @@ pub fn report(log: &mut Log, pf: &Preflight, started: Duration) {
         ),
     }
     for d in &pf.dead {
+        remove_leftovers(log, &d.id);
         log.warn(
             Phase::Preflight,
             format!("an earlier run was interrupted: {}", d.describe()),
