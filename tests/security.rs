@@ -94,10 +94,20 @@ fn canary_password_never_leaks() {
             "echo \"$DATABASE_URL $DEV_POSTGRES_URL\"; exit 1",
         ],
         vec!["plan", "dev", "--sandbox", "local", "--format", "json"],
+        vec!["deploy", "dev", "--sandbox", "local", "--backup", "full"],
     ] {
         let out = run(pgship(good_project.path()).args(&args));
         outputs.push((args.join(" "), out));
     }
+    // The deployment just made, rolled back by hand (the guard, the restore, the proof).
+    let deployed = std::fs::read_dir(good_project.path().join(".deployments"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .find(|n| n.starts_with("deploy-"))
+        .expect("the deploy made its folder");
+    let out = run(pgship(good_project.path()).args(["rollback", &deployed]));
+    outputs.push((format!("rollback {deployed}"), out));
     stop.store(true, Ordering::Relaxed);
     let (scans, hits) = watcher.join().unwrap();
     let (_, hits_wrong) = watcher_wrong.join().unwrap();
@@ -146,27 +156,31 @@ fn canary_password_never_leaks() {
         "the test command's output keeps the sandbox URL redacted: {}",
         outputs[6].1.stdout
     );
-    let mut logs = 0;
-    let mut reports = 0;
-    let runs = [project.path(), good_project.path()].map(|p| p.join(".deployments"));
-    for e in runs
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
-    {
-        // Every artifact: the log, and the plans' report.md, report.json, schema-comparison.json.
-        for f in std::fs::read_dir(e.path()).unwrap().flatten() {
-            let text = std::fs::read_to_string(f.path()).unwrap();
-            assert!(
-                !text.contains(&canary) && !text.contains(&wrong),
-                "{} holds a password",
-                f.path().display()
-            );
-            reports += usize::from(f.file_name() == "report.json");
-        }
-        logs += 1;
+    assert_eq!(outputs[8].1.code, 0, "deploy: {}", outputs[8].1.stderr);
+    assert_eq!(outputs[9].1.code, 0, "rollback: {}", outputs[9].1.stderr);
+    let mut files = Vec::new();
+    for d in [project.path(), good_project.path()].map(|p| p.join(".deployments")) {
+        files.extend(all_files(&d));
     }
-    assert!(logs >= 2);
-    assert_eq!(reports, 2, "both plans wrote report.json");
+    // Every artifact, the dumps and manifests included.
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for secret in [&canary, &wrong] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds a password",
+                f.display()
+            );
+        }
+    }
+    let named = |n: &str| files.iter().filter(|f| f.ends_with(n)).count();
+    assert_eq!(
+        named("report.json"),
+        3,
+        "both plans and the deploy wrote report.json"
+    );
+    assert_eq!(named("rollback-state.json"), 1);
+    assert!(named("manifest.json") >= 1 && named("backup.dump") == 1);
     let table = query(
         &good.expose(),
         "SELECT string_agg(message || metadata::text, ' ') FROM pgship.deployment_logs",
@@ -176,9 +190,23 @@ fn canary_password_never_leaks() {
     assert!(!table.contains(&canary));
     let deployments = query(
         &good.expose(),
-        "SELECT string_agg(target || coalesce(error, ''), ' ') FROM pgship.deployments",
+        "SELECT string_agg(target || coalesce(error, '') || coalesce(rollback_state::text, ''), ' ') FROM pgship.deployments",
     );
     assert!(!deployments[0][0].clone().unwrap().contains(&canary));
+}
+
+/// Every file under `dir`, recursively.
+fn all_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 fn tls_files(
