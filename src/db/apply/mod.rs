@@ -388,20 +388,14 @@ impl Run<'_> {
                     on_event(Event::RolledBack);
                     self.durations = saved;
                     let blocked_by = self.blocked_by(&e).await;
-                    if e.is_lock_timeout() && attempt < self.opts.lock_retries {
-                        attempt += 1;
-                        let delay = backoff(self.opts.backoff, attempt);
-                        if let OpError::Statement { work, stmt, .. } = &e {
-                            on_event(Event::LockTimeout {
-                                migration: &self.work[*work].migration.name,
-                                index: stmt + 1,
-                                attempt,
-                                retries: self.opts.lock_retries,
-                                backoff: delay,
-                                blocked_by: &blocked_by,
-                            });
-                        }
-                        tokio::time::sleep(delay).await;
+                    let at = match &e {
+                        OpError::Statement { work, stmt, .. } => Some((*work, *stmt)),
+                        OpError::State { .. } => None,
+                    };
+                    if self
+                        .retry_after_lock_timeout(&e, &mut attempt, at, &blocked_by, on_event)
+                        .await
+                    {
                         continue;
                     }
                     let attempts_exhausted = e.is_lock_timeout();
@@ -709,18 +703,16 @@ impl Run<'_> {
                     let left = self.new_invalid_indexes(&before).await;
                     let dropped = self.drop_indexes(&left, on_event).await;
                     let blocked_by = self.blocked_by(&e).await;
-                    if e.is_lock_timeout() && attempt < self.opts.lock_retries {
-                        attempt += 1;
-                        let delay = backoff(self.opts.backoff, attempt);
-                        on_event(Event::LockTimeout {
-                            migration: &self.work[work].migration.name,
-                            index: stmt + 1,
-                            attempt,
-                            retries: self.opts.lock_retries,
-                            backoff: delay,
-                            blocked_by: &blocked_by,
-                        });
-                        tokio::time::sleep(delay).await;
+                    if self
+                        .retry_after_lock_timeout(
+                            &e,
+                            &mut attempt,
+                            Some((work, stmt)),
+                            &blocked_by,
+                            on_event,
+                        )
+                        .await
+                    {
                         continue;
                     }
                     let exhausted = e.is_lock_timeout();
@@ -847,6 +839,36 @@ impl Run<'_> {
             }
         }
         dropped
+    }
+
+    /// After a lock timeout with retries left: say so (naming statement `at` and who blocked
+    /// it), wait the jittered backoff, and return `true` to retry. `false` for any other error
+    /// or when the retries are spent.
+    async fn retry_after_lock_timeout(
+        &self,
+        e: &OpError,
+        attempt: &mut u32,
+        at: Option<(usize, usize)>,
+        blocked_by: &[Blocker],
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> bool {
+        if !e.is_lock_timeout() || *attempt >= self.opts.lock_retries {
+            return false;
+        }
+        *attempt += 1;
+        let delay = backoff(self.opts.backoff, *attempt);
+        if let Some((work, stmt)) = at {
+            on_event(Event::LockTimeout {
+                migration: &self.work[work].migration.name,
+                index: stmt + 1,
+                attempt: *attempt,
+                retries: self.opts.lock_retries,
+                backoff: delay,
+                blocked_by,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        true
     }
 
     /// Who holds the lock `e` gave up waiting for; nobody unless it is a lock timeout. Run
