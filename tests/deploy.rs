@@ -2,6 +2,8 @@
 //! it (the binary, a project folder, `DEV_POSTGRES_URL`), each on a fresh database.
 
 mod common;
+#[path = "common/neon.rs"]
+mod fake;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -681,4 +683,84 @@ fn deployment_ids_started_in_the_same_millisecond_stay_unique() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "{ids:?}");
+}
+
+#[test]
+fn rollback_from_the_targets_copy_when_the_local_folder_is_gone_with_down_scripts() {
+    let Some(db) = TestDb::new() else { return };
+    let p = applied_project(
+        &db,
+        &[
+            (
+                "002_audit.sql",
+                "CREATE TABLE audit (id serial PRIMARY KEY, what text);\nALTER TABLE notes ADD COLUMN n int;",
+            ),
+            (
+                "002_audit.down.sql",
+                "ALTER TABLE notes DROP COLUMN n;\nDROP TABLE audit;",
+            ),
+        ],
+    );
+    let before = fingerprint_and_counts(&db.url, &["customers", "notes"]);
+    let tmp = private_tmp();
+    let out = deploy(p.path(), &db.url, tmp.path(), &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let dir = runs(p.path(), "deploy-").pop().unwrap();
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("rollback-state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["rollbackMethod"], "down");
+    // A CI runner: the artifacts are gone, the target's copy is what is left.
+    std::fs::remove_dir_all(p.path().join(".deployments")).unwrap();
+    let rb = run(&mut cmd(p.path(), &db.url, tmp.path(), &["rollback", &id]));
+    assert_eq!(rb.code, 0, "{}\n{}", rb.stdout, rb.stderr);
+    assert_eq!(
+        fingerprint_and_counts(&db.url, &["customers", "notes"]),
+        before
+    );
+    assert_eq!(sql_state(&db), ["001_init"]);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT status FROM pgship.deployments WHERE id = '{id}'"
+        ))
+        .as_deref(),
+        Some("rolled-back")
+    );
+}
+
+#[test]
+fn a_neon_backup_is_a_branch_of_the_targets_branch() {
+    let Some(db) = TestDb::new() else { return };
+    let fake = fake::FakeNeon::serving("127.0.0.1");
+    fake.script("create_branch", &["finished"]);
+    fake.script("start_compute", &["finished"]);
+    let p = applied_project(
+        &db,
+        &[("002_col.sql", "ALTER TABLE notes ADD COLUMN n int;")],
+    );
+    let tmp = private_tmp();
+    let mut c = cmd(
+        p.path(),
+        &db.url,
+        tmp.path(),
+        &["deploy", "dev", "--sandbox", "local", "--backup", "neon"],
+    );
+    c.envs(fake.vars());
+    let out = run(&mut c);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let dir = runs(p.path(), "deploy-").pop().unwrap();
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    let branch = fake
+        .made_branch(&format!("pgship-backup-{id}"))
+        .expect("the backup branch was made");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("rollback-state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["databaseBackup"], format!("neon:{branch}"));
+    assert_eq!(state["backup"]["strategy"], "neon");
+    assert_eq!(sql_state(&db), ["001_init", "002_col"]);
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(fake::KEY), "the API key leaked");
+    }
 }

@@ -91,21 +91,40 @@ async fn load(
     }
 }
 
-/// Every file the rollback restores from must hash as recorded.
-fn verify_files(s: &RollbackState) -> Result<()> {
-    for f in s.backup.files.iter().chain(&s.rollback_dumps) {
-        let (_, sha256) = crate::util::sha256_file(&f.path).map_err(|e| {
-            Error::refused(format!(
-                "{}: the backup file is missing or unreadable: {e}",
-                f.path.display()
-            ))
-        })?;
+/// Every file the rollback restores from must be there and hash as recorded; a backup file
+/// that is there must hash as recorded (one that is gone, with the folder, is said and skipped:
+/// the down scripts do not need it).
+fn verify_files(console: crate::journal::Console, s: &RollbackState) -> Result<()> {
+    let check = |f: &crate::backup::BackupFile, needed: bool| -> Result<()> {
+        let (_, sha256) = match crate::util::sha256_file(&f.path) {
+            Ok(h) => h,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !needed => {
+                console.warn(&format!(
+                    "{}: the backup file is gone (the rollback does not need it)",
+                    f.path.display()
+                ));
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(Error::refused(format!(
+                    "{}: the rollback restores from this file, and it is missing or unreadable: {e}",
+                    f.path.display()
+                )));
+            }
+        };
         if sha256 != f.sha256 {
             return Err(Error::refused(format!(
                 "{}: its sha256 differs from the one recorded at backup time: refusing to restore from a changed backup",
                 f.path.display()
             )));
         }
+        Ok(())
+    };
+    for f in &s.rollback_dumps {
+        check(f, true)?;
+    }
+    for f in &s.backup.files {
+        check(f, false)?;
     }
     Ok(())
 }
@@ -119,7 +138,7 @@ pub async fn run(ui: &Ui, project: &Project, id: &str, opts: &Options) -> Result
     let dir: PathBuf = root.join(".deployments").join(id);
     let conn = connect(&url, &ConnectOptions::default()).await?;
     let st = load(&conn.client, &dir, id, env).await?;
-    verify_files(&st)?;
+    verify_files(ui.console, &st)?;
     let later = state::later_deployments(&conn.client, id).await?;
     if !later.is_empty() {
         return Err(Error::refused(format!(
