@@ -3,8 +3,13 @@
 //! The pipeline (see `DESIGN.md`): PREFLIGHT reads configuration and the migration source and
 //! computes what is pending; SANDBOX_VALIDATION rehearses it on a clone; BACKUP dumps the
 //! target; DEPLOY applies under an advisory lock; POST_DEPLOY_VALIDATION proves the result;
-//! ROLLBACK undoes a failure. This crate builds the core that every phase stands on:
+//! ROLLBACK undoes a failure. [`deploy`] drives it; the modules below are what it stands on:
 //!
+//! - [`deploy`]: the orchestrator (`pipeline`), one file per phase (`preflight`,
+//!   `sandbox_validation`, `backup`, `apply`, `post_deploy`, `rollback`), the pure decision core
+//!   (`decide`), `rollback <id>` (`manual`), the data-loss guard's schedule (`guard`),
+//!   `rollback-state.json` (`state_file`), reports; and `migrate`, the engine's direct face.
+//! - [`project`]: the project folder resolved: settings, migrations folder and kind, state table.
 //! - [`config`]: `pgship.toml`, `.env.local`/`.env` and the process environment, resolved into
 //!   typed settings and targets.
 //! - [`source`]: migration folders (Drizzle, Drizzle v1, plain SQL) read into one `Migration`
@@ -22,12 +27,14 @@
 //! - [`rollback`]: how a deployment is undone, and the proof that it works.
 //! - [`backup`]: the BACKUP phase's dumps (full, touched), their verification and sealed
 //!   manifest, the trial restore, and Neon backup branches.
-//! - [`journal`]: the JSON-lines deployment log and console output.
+//! - [`journal`]: the JSON-lines deployment log in the seed's format, console output, and
+//!   reading runs back (`history`, `logs`).
 //! - [`signals`]: SIGINT/SIGTERM for long commands.
-//! - [`cli`]: the command line; one file per command.
+//! - [`cli`]: the command line; one file per command, each parsing its arguments, calling one
+//!   function and printing.
 //!
-//! Dependencies run one way: `cli -> {rehearse, sandbox, rollback, backup, compare, cluster, journal}
-//! -> db -> {source, lint, config}`.
+//! Dependencies run one way: `cli -> deploy -> {rehearse, sandbox, rollback, backup, compare,
+//! cluster, journal} -> db -> {source, lint, config}`; `project` sits beside `config`.
 
 pub mod backup;
 pub mod cli;
