@@ -95,31 +95,10 @@ pub async fn run(
     let conn = connect(t.url, &ConnectOptions::default()).await?;
     let s0 = super::guard::before_backup(&conn.client).await?;
     drop(conn);
-    let pending = pending(project, pf);
-    let filter = filter(project);
-    let inputs = rollback::Inputs {
-        url: t.url,
-        tools: &pf.tools,
-        pending: &pending,
-        state: &project.state,
-        filter: &filter,
-        work_dir: &dir,
+    let prepared = match prepare_on_target(t, pf, &dir, rehearsed_before).await {
+        Ok(p) => p,
+        Err(reason) => return Ok(Err(reason)),
     };
-    let prepared = rollback::prepare(&inputs).await.map_err(|e| {
-        let hint = e.hint();
-        let err = Error::usage(format!("preparing the rollback on the target: {e}"));
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
-    })?;
-    if prepared.fingerprint != rehearsed_before {
-        return Ok(Err(format!(
-            "the target's schema changed since the sandbox was cloned (fingerprint {} now, {} rehearsed): someone changed it meanwhile; run the deploy again to rehearse what is there now",
-            short(&prepared.fingerprint),
-            short(rehearsed_before)
-        )));
-    }
     let (chosen, why) = backup::choose(
         requested,
         t.url.host().ends_with(".neon.tech"),
@@ -171,6 +150,38 @@ pub async fn run(
         state,
         s0,
     }))
+}
+
+/// `rollback::prepare` on the target, which must still be what the sandbox was cloned from.
+/// `Err(reason)` stops the deploy with the target untouched.
+async fn prepare_on_target(
+    t: &Ctx<'_>,
+    pf: &Preflight,
+    dir: &Path,
+    rehearsed_before: &str,
+) -> std::result::Result<Prepared, String> {
+    let pending = pending(t.project, pf);
+    let filter = filter(t.project);
+    let inputs = rollback::Inputs {
+        url: t.url,
+        tools: &pf.tools,
+        pending: &pending,
+        state: &t.project.state,
+        filter: &filter,
+        work_dir: dir,
+    };
+    let prepared = rollback::prepare(&inputs).await.map_err(|e| {
+        let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+        format!("preparing the rollback on the target failed: {e}{hint}")
+    })?;
+    if prepared.fingerprint != rehearsed_before {
+        return Err(format!(
+            "the target's schema changed since the sandbox was cloned (fingerprint {} now, {} rehearsed): someone changed it meanwhile; run the deploy again to rehearse what is there now",
+            short(&prepared.fingerprint),
+            short(rehearsed_before)
+        ));
+    }
+    Ok(prepared)
 }
 
 /// Take and seal the backup.

@@ -50,26 +50,7 @@ pub async fn run(
     opts: &Options,
     mut settings: Settings,
 ) -> Result<Preflight> {
-    if let Some(host) = url.pooler_host() {
-        return Err(Error::usage(format!(
-            "{} is a connection pooler host ({host}): pgship needs a direct connection",
-            url.redacted()
-        ))
-        .with_hint("use the endpoint host without `-pooler`"));
-    }
-    let mut session = vec![(
-        "default_transaction_read_only".to_string(),
-        "on".to_string(),
-    )];
-    session.extend(settings.session());
-    let conn = connect(
-        url,
-        &ConnectOptions {
-            connect_timeout: settings.connect_timeout,
-            settings: session,
-        },
-    )
-    .await?;
+    let conn = connect_read_only(url, &settings).await?;
     let client = &conn.client;
     let major = conn.version.major();
     let project_dir = project.settings.project_dir.clone();
@@ -82,25 +63,7 @@ pub async fn run(
         dead_runs(client),
     );
     let st = st?;
-    let server_set = {
-        let t = timeout?;
-        let set = t.configured.is_some();
-        settings.honour(t);
-        set
-    };
-    if let Some(line) = settings.statement_timeout_line() {
-        let level = if server_set {
-            crate::journal::Level::Info
-        } else {
-            crate::journal::Level::Debug
-        };
-        log.line(
-            Phase::Preflight.as_str(),
-            level,
-            line,
-            json!({"statement_timeout": settings.statement_timeout_from}),
-        );
-    }
+    honour_statement_timeout(log, &mut settings, timeout?);
     let git = git_task.await.ok().flatten();
     let tools = tools_task
         .await
@@ -145,6 +108,55 @@ pub async fn run(
         dead: dead.unwrap_or_default(),
         refusals: refused,
     })
+}
+
+/// A read-only session on the target (never a transaction-mode pooler), with the engine's
+/// timeouts.
+async fn connect_read_only(url: &DbUrl, settings: &Settings) -> Result<crate::db::Conn> {
+    if let Some(host) = url.pooler_host() {
+        return Err(Error::usage(format!(
+            "{} is a connection pooler host ({host}): pgship needs a direct connection",
+            url.redacted()
+        ))
+        .with_hint("use the endpoint host without `-pooler`"));
+    }
+    let mut session = vec![(
+        "default_transaction_read_only".to_string(),
+        "on".to_string(),
+    )];
+    session.extend(settings.session());
+    Ok(connect(
+        url,
+        &ConnectOptions {
+            connect_timeout: settings.connect_timeout,
+            settings: session,
+        },
+    )
+    .await?)
+}
+
+/// The rehearsal and the apply use the lower of pgship's and the server's statement_timeout;
+/// say which (at INFO when the server's applies).
+fn honour_statement_timeout(
+    log: &mut Log,
+    settings: &mut Settings,
+    t: crate::db::timeouts::StatementTimeout,
+) {
+    let server_set = t.configured.is_some();
+    settings.honour(t);
+    if let Some(line) = settings.statement_timeout_line() {
+        let level = if server_set {
+            crate::journal::Level::Info
+        } else {
+            crate::journal::Level::Debug
+        };
+        log.line(
+            Phase::Preflight.as_str(),
+            level,
+            line,
+            json!({"statement_timeout": settings.statement_timeout_from}),
+        );
+    }
 }
 
 /// Runs left `running` whose session is gone (none when pgship's schema does not exist).

@@ -152,8 +152,7 @@ pub async fn run(
     pf: &Preflight,
     policy: &Policy,
 ) -> Result<Validated> {
-    let (project, url) = (t.project, t.url);
-    let sb = make_sandbox(log, project, url, opts).await?;
+    let sb = make_sandbox(log, t.project, t.url, opts).await?;
     let mut info = SandboxInfo {
         id: sb.id.clone(),
         strategy: sb.strategy.as_str().to_string(),
@@ -165,40 +164,13 @@ pub async fn run(
         kept: false,
         url: None,
     };
-    let work_dir = crate::sandbox::clone::private::PrivateDir::create()
-        .map_err(|e| Error::usage(format!("cannot make a private folder: {e}")))?;
-    let work: Vec<Work<'_>> = pf.plan.work(&project.source.migrations);
-    let ro = rehearse_options(t, opts, pf, policy, &work, work_dir.path().to_path_buf())?;
-    let sb_url = sb.url.clone();
-    let outcome = {
-        let mut sv_log = |level: Level, msg: String, meta: serde_json::Value| {
-            log.line(Phase::SandboxValidation.as_str(), level, msg, meta)
-        };
-        tokio::select! {
-            r = rehearse::rehearse(&sb_url, &ro, &mut sv_log) => Some(r),
-            _ = crate::sandbox::interrupted() => None,
-        }
-    };
-    drop(work_dir);
-    let rehearsal = match outcome {
-        None => {
+    let work: Vec<Work<'_>> = pf.plan.work(&t.project.source.migrations);
+    let rehearsal = match rehearse_on(log, t, opts, pf, policy, &work, &sb.url).await {
+        Ok(r) => r,
+        Err(e) => {
             let _ = sb.destroy().await;
-            log.error(
-                Phase::SandboxValidation,
-                "interrupted; the sandbox was removed",
-                json!({}),
-            );
-            return Err(Error::refused(
-                "interrupted: the sandbox was removed and the target was not changed",
-            ));
+            return Err(e);
         }
-        Some(Err(e)) => {
-            let _ = sb.destroy().await;
-            return Err(Error::usage(format!(
-                "the rehearsal failed on the sandbox: {e}"
-            )));
-        }
-        Some(Ok(r)) => r,
     };
     if opts.keep_sandbox {
         info.url = Some(sb.url.redacted());
@@ -209,48 +181,92 @@ pub async fn run(
             "could not remove the sandbox: {e} (`pgship sandbox gc` will)"
         ));
     }
-    let files: BTreeMap<String, String> = work
-        .iter()
-        .map(|w| {
-            (
-                w.migration.name.clone(),
-                display(&project.settings.project_dir, &w.migration.path),
-            )
-        })
-        .collect();
-    let lint = rehearse::sharpen(&pf.lint.findings, Some(&rehearsal), &files, policy);
-    let facts = rehearse::facts(Some(&rehearsal), &lint, None);
-    let decision = decide::decide(&facts, policy);
-    let abort = decision.verdict == Verdict::Abort;
-    log.end(
-        Phase::SandboxValidation,
-        if abort { Level::Error } else { Level::Info },
-        decision.verdict.as_str(),
-        format!(
-            "decision: {}{}",
-            decision.verdict.as_str(),
-            if decision.reasons.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " ({})",
-                    decision
-                        .reasons
-                        .iter()
-                        .map(|r| r.code.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        ),
-        json!({"reasons": decision.reasons, "fingerprint_before": rehearsal.fingerprint_before,
-               "fingerprint_after": rehearsal.fingerprint_after,
-               "rollback": rehearsal.rollback.as_ref().map(|r| &r.method)}),
-    );
+    let (lint, decision) = decide_by_policy(log, t, pf, policy, &work, &rehearsal);
     Ok(Validated {
         sandbox: info,
         rehearsal,
         lint,
         decision,
     })
+}
+
+/// The rehearsal itself, interrupted by SIGINT/SIGTERM (the caller removes the sandbox).
+#[allow(clippy::too_many_arguments)]
+async fn rehearse_on(
+    log: &mut Log,
+    t: &Ctx<'_>,
+    opts: &Options,
+    pf: &Preflight,
+    policy: &Policy,
+    work: &[Work<'_>],
+    sandbox: &DbUrl,
+) -> Result<Rehearsal> {
+    let work_dir = crate::sandbox::clone::private::PrivateDir::create()
+        .map_err(|e| Error::usage(format!("cannot make a private folder: {e}")))?;
+    let ro = rehearse_options(t, opts, pf, policy, work, work_dir.path().to_path_buf())?;
+    let outcome = {
+        let mut sv_log = |level: Level, msg: String, meta: serde_json::Value| {
+            log.line(Phase::SandboxValidation.as_str(), level, msg, meta)
+        };
+        tokio::select! {
+            r = rehearse::rehearse(sandbox, &ro, &mut sv_log) => Some(r),
+            _ = crate::sandbox::interrupted() => None,
+        }
+    };
+    match outcome {
+        None => {
+            log.error(
+                Phase::SandboxValidation,
+                "interrupted; the sandbox was removed",
+                json!({}),
+            );
+            Err(Error::refused(
+                "interrupted: the sandbox was removed and the target was not changed",
+            ))
+        }
+        Some(Err(e)) => Err(Error::usage(format!(
+            "the rehearsal failed on the sandbox: {e}"
+        ))),
+        Some(Ok(r)) => Ok(r),
+    }
+}
+
+/// Sharpen the lint with what the rehearsal measured, decide by `[policy]`, and end the phase.
+fn decide_by_policy(
+    log: &mut Log,
+    t: &Ctx<'_>,
+    pf: &Preflight,
+    policy: &Policy,
+    work: &[Work<'_>],
+    rehearsal: &Rehearsal,
+) -> (Vec<Sharpened>, Decision) {
+    let files: BTreeMap<String, String> = work
+        .iter()
+        .map(|w| {
+            (
+                w.migration.name.clone(),
+                display(&t.project.settings.project_dir, &w.migration.path),
+            )
+        })
+        .collect();
+    let lint = rehearse::sharpen(&pf.lint.findings, Some(rehearsal), &files, policy);
+    let facts = rehearse::facts(Some(rehearsal), &lint, None);
+    let decision = decide::decide(&facts, policy);
+    let abort = decision.verdict == Verdict::Abort;
+    let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
+    let why = if codes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", codes.join(", "))
+    };
+    log.end(
+        Phase::SandboxValidation,
+        if abort { Level::Error } else { Level::Info },
+        decision.verdict.as_str(),
+        format!("decision: {}{why}", decision.verdict.as_str()),
+        json!({"reasons": decision.reasons, "fingerprint_before": rehearsal.fingerprint_before,
+               "fingerprint_after": rehearsal.fingerprint_after,
+               "rollback": rehearsal.rollback.as_ref().map(|r| &r.method)}),
+    );
+    (lint, decision)
 }
