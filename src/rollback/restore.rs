@@ -23,6 +23,10 @@ use crate::compare::introspect::introspect;
 use crate::compare::model::Model;
 use crate::db::{Conn, describe};
 
+/// How long `prepare`'s dumps wait for a table's lock before they give up (and the deploy
+/// stops, the target untouched).
+const PREPARE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Touched tables beyond this many are dumped by dumping every table's rows.
 const MAX_NAMED_TABLES: usize = 200;
 
@@ -60,7 +64,8 @@ pub(crate) async fn dump(i: &Inputs<'_>, p: &Prepared) -> Result<Dumps, Rollback
     let parts = Parts {
         schema: &schema,
         data: data.as_deref().zip(rows),
-        lock_wait: None,
+        // On a live target the dumps must never queue behind the app's locks.
+        lock_wait: Some(PREPARE_LOCK_WAIT),
         when: "before the migrations",
     };
     dump_parts(&tools(i), &parts).await?;
