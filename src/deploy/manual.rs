@@ -91,15 +91,23 @@ async fn load(
     }
 }
 
-/// Every file the rollback restores from must hash as recorded.
+/// Every file the rollback restores from (`prepare`'s dumps) must be there and hash as
+/// recorded; the backup's own files, which the rollback does not restore from, must hash as
+/// recorded where they are still there (a CI runner's folder may be gone).
 fn verify_files(s: &RollbackState) -> Result<()> {
-    for f in s.backup.files.iter().chain(&s.rollback_dumps) {
-        let (_, sha256) = crate::util::sha256_file(&f.path).map_err(|e| {
-            Error::refused(format!(
-                "{}: the backup file is missing or unreadable: {e}",
-                f.path.display()
-            ))
-        })?;
+    let needed = s.rollback_dumps.iter().map(|f| (f, true));
+    let kept = s.backup.files.iter().map(|f| (f, false));
+    for (f, required) in kept.chain(needed) {
+        let (_, sha256) = match crate::util::sha256_file(&f.path) {
+            Ok(h) => h,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(Error::refused(format!(
+                    "{}: the backup file is missing or unreadable: {e}",
+                    f.path.display()
+                )));
+            }
+        };
         if sha256 != f.sha256 {
             return Err(Error::refused(format!(
                 "{}: its sha256 differs from the one recorded at backup time: refusing to restore from a changed backup",
