@@ -106,7 +106,10 @@ fn rollback_from_the_targets_copy_with_down_scripts_needs_no_local_backup() {
     let p = applied_project(
         &db,
         &[
-            ("002_phone.sql", "ALTER TABLE customers ADD COLUMN phone text;"),
+            (
+                "002_phone.sql",
+                "ALTER TABLE customers ADD COLUMN phone text;",
+            ),
             (
                 "002_phone.down.sql",
                 "ALTER TABLE customers DROP COLUMN phone;",
@@ -148,7 +151,10 @@ fn kill_during_apply(p: &Path, url: &str, tmp: &Path) -> PathBuf {
                 seen = Some(dir);
             }
         }
-        assert!(child.try_wait().unwrap().is_none(), "deploy ended by itself");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "deploy ended by itself"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let dir = seen.expect("deploy never reached DEPLOY");
@@ -159,8 +165,7 @@ fn kill_during_apply(p: &Path, url: &str, tmp: &Path) -> PathBuf {
     dir
 }
 
-const SLOW_UPDATE: &str =
-    "UPDATE customers SET email = email || '';\nSELECT pg_sleep(4);\nALTER TABLE notes ADD COLUMN n int;";
+const SLOW_UPDATE: &str = "UPDATE customers SET email = email || '';\nSELECT pg_sleep(4);\nALTER TABLE notes ADD COLUMN n int;";
 
 /// A deploy killed during its apply: its local rollback-state.json and the target's copy must
 /// agree, so that `rollback <id>` is not refused as "tampered".
@@ -199,7 +204,10 @@ fn the_guard_still_watches_when_the_deploy_was_killed_during_the_apply() {
         .as_deref()
         != Some("0")
     {
-        assert!(started.elapsed() < Duration::from_secs(30), "lock never freed");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "lock never freed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     db.query("INSERT INTO customers (email) VALUES ('after-the-kill@x.test')");
