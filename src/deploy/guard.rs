@@ -78,9 +78,22 @@ pub async fn after_apply(
 /// S3 and the verdict: other sessions' writes since the backup to the watched and created
 /// tables, and how long the statistics took to settle.
 pub async fn at_rollback(client: &Client, g: &Guard) -> Result<(Vec<Written>, Duration), DbError> {
-    let (Some(s0), Some(s1)) = (&g.before_backup, &g.before_apply) else {
+    let Some(s0) = &g.before_backup else {
         return Ok((Vec::new(), Duration::ZERO));
     };
+    // A run killed during its apply recorded no S1: every write to the watched tables since
+    // S0 counts (the deploy's own included), so the guard errs towards a person, never
+    // towards a silent restore.
+    let s1 = g.before_apply.clone().unwrap_or_else(|| Snapshot {
+        taken_at: s0.taken_at,
+        tables: s0
+            .tables
+            .iter()
+            .filter(|c| g.watched.contains(&c.oid))
+            .cloned()
+            .collect(),
+    });
+    let s1 = &s1;
     let s2 = g.after_apply.clone().unwrap_or_else(|| s1.clone());
     let waited = guard::settle(client).await;
     let names: Vec<String> = s2.tables.iter().map(|c| c.table.clone()).collect();

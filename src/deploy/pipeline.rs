@@ -305,6 +305,14 @@ async fn roll_back(
 /// The deployment's row: started, with what a later `rollback <id>` needs.
 async fn record_start(log: &mut Log, t: &Ctx<'_>, b: &BackedUp, locked: &Locked) -> Result<()> {
     let client = &locked.conn.client;
+    // The file first, then its copy on the target: the two must stay equal even when the run
+    // is killed during the apply (`rollback <id>` refuses a file that differs from the copy).
+    b.state.rewrite(&log.journal.dir).map_err(|e| {
+        crate::error::Error::usage(format!(
+            "rewriting {}: {e}",
+            log.journal.dir.join(super::state_file::FILE).display()
+        ))
+    })?;
     state::start_deployment(client, &t.id, "deploy", &t.target.name, &t.url.redacted()).await?;
     let doc = serde_json::to_value(&b.state).unwrap_or_default();
     state::record_deployment_details(
