@@ -124,11 +124,11 @@ fn the_drizzle_fixture_from_0001_deploys_with_every_artifact_and_phase() {
         "report.md",
         "report.json",
         "schema-comparison.json",
-        "backup/manifest.json",
+        "manifest.json",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
     }
-    pgship::backup::check(&dir.join("backup")).expect("the backup verifies");
+    pgship::backup::check(&dir).expect("the backup verifies");
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("rollback-state.json")).unwrap())
             .unwrap();
@@ -435,7 +435,7 @@ fn rollback_of_a_finished_deployment_and_its_refusals() {
     let out = deploy(p.path(), &db.url, tmp.path(), &["--backup", "full"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let dir = runs(p.path(), "deploy-").pop().unwrap();
-    assert!(dir.join("backup/backup.dump").is_file());
+    assert!(dir.join("backup.dump").is_file());
     let id = dir.file_name().unwrap().to_string_lossy().to_string();
     // A second deployment on top.
     std::fs::write(
@@ -478,7 +478,7 @@ fn rollback_of_a_finished_deployment_and_its_refusals() {
     assert_eq!(tampered.code, 1, "{}", tampered.stderr);
     assert!(tampered.stderr.contains("tampered"), "{}", tampered.stderr);
     std::fs::write(&state_path, &original).unwrap();
-    let dump = dir.join("backup/backup.dump");
+    let dump = dir.join("backup.dump");
     let mut bytes = std::fs::read(&dump).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;

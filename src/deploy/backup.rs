@@ -40,9 +40,10 @@ pub struct BackedUp {
     pub s0: Snapshot,
 }
 
-/// `.deployments/<id>/backup`, private.
+/// Where the backup goes: the deployment's own folder (private), so that the full dump is
+/// `.deployments/<id>/backup.dump` as in the seed, beside its `manifest.json`.
 pub fn backup_dir(log: &Log) -> PathBuf {
-    log.journal.dir.join("backup")
+    log.journal.dir.clone()
 }
 
 fn strategy(project: &Project, opts: &Options) -> Result<Strategy> {

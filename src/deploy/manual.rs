@@ -129,6 +129,26 @@ fn verify_files(console: crate::journal::Console, s: &RollbackState) -> Result<(
     Ok(())
 }
 
+/// A deployment already undone, or with later ones on top, is not rolled back.
+async fn refuse_undone_or_covered(client: &tokio_postgres::Client, id: &str) -> Result<()> {
+    if let Some(row) = crate::db::history::deployment(client, id).await?
+        && matches!(row.status.as_str(), "rolled-back" | "aborted")
+    {
+        return Err(Error::refused(format!(
+            "{id} is {}: there is nothing of it to roll back",
+            row.status
+        )));
+    }
+    let later = state::later_deployments(client, id).await?;
+    if !later.is_empty() {
+        return Err(Error::refused(format!(
+            "{id} has later deployments on top of it: {}; roll those back first, newest first",
+            later.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 pub async fn run(ui: &Ui, project: &Project, id: &str, opts: &Options) -> Result<ExitCode> {
     let env = environment_of(id)?;
     let target = project.settings.target(env)?;
@@ -139,13 +159,7 @@ pub async fn run(ui: &Ui, project: &Project, id: &str, opts: &Options) -> Result
     let conn = connect(&url, &ConnectOptions::default()).await?;
     let st = load(&conn.client, &dir, id, env).await?;
     verify_files(ui.console, &st)?;
-    let later = state::later_deployments(&conn.client, id).await?;
-    if !later.is_empty() {
-        return Err(Error::refused(format!(
-            "{id} has later deployments on top of it: {}; roll those back first, newest first",
-            later.join(", ")
-        )));
-    }
+    refuse_undone_or_covered(&conn.client, id).await?;
     let app = App::from_project(project)?;
     let console = ui.console;
     let what = format!(
@@ -188,6 +202,11 @@ async fn execute(
     lock::acquire(&conn.client, lock::MIGRATE_LOCK_KEY, wait, |_| {})
         .await
         .map_err(|e| Error::refused(e.to_string()))?;
+    // Again under the lock: a deployment that started meanwhile is on top now.
+    if let Err(e) = refuse_undone_or_covered(&conn.client, id).await {
+        let _ = lock::release(&conn.client, lock::MIGRATE_LOCK_KEY).await;
+        return Err(e);
+    }
     state::start_deployment(&conn.client, &rid, "rollback", env, &url.redacted()).await?;
     let major = conn.version.major();
     let bin = tools::find_dump_tools(major).map_err(Error::usage)?;

@@ -80,7 +80,18 @@ pub async fn run(log: &mut Log, t: &Ctx<'_>, opts: &Options) -> Result<ExitCode>
     if let Next::Stop(outcome) = next {
         return finish(log, t, &mut run, outcome, opts).await;
     }
-    let v = sandbox_validation::run(log, t, opts, &pf, &policy).await?;
+    let v = match sandbox_validation::run(log, t, opts, &pf, &policy).await {
+        Ok(v) => v,
+        Err(e) => {
+            log.line(
+                Outcome::Aborted.phase(),
+                Level::Error,
+                format!("deployment aborted: {}", e.message),
+                json!({"status": Outcome::Aborted.status()}),
+            );
+            return Err(e);
+        }
+    };
     let abort = v.decision.verdict == crate::rehearse::Verdict::Abort;
     run.plan = Some(plan_report(t, &pf, Some(&v), &policy, &run));
     if abort {
@@ -364,7 +375,7 @@ async fn finish(
 ) -> Result<ExitCode> {
     let seconds = run.started.elapsed().as_secs_f64();
     let level = match outcome {
-        Outcome::Succeeded | Outcome::UpToDate | Outcome::WouldProceed => Level::Info,
+        Outcome::Succeeded | Outcome::UpToDate | Outcome::WouldProceed => Level::Success,
         _ => Level::Error,
     };
     log.line(

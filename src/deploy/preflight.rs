@@ -206,7 +206,7 @@ fn remove_leftovers(log: &mut Log, id: &str) {
     let Some(root) = log.journal.dir.parent().map(Path::to_path_buf) else {
         return;
     };
-    for sub in ["backup", "rollback"] {
+    for sub in ["", "rollback"] {
         let dir = root.join(id).join(sub);
         match crate::backup::dump::remove_leftovers(&dir) {
             Ok(removed) if !removed.is_empty() => log.info(

@@ -135,7 +135,7 @@ async fn make_sandbox(
                 .map(|r| format!(": {}", r.summary()))
                 .unwrap_or_default()
         ),
-        json!({"sandbox": sb.id, "strategy": sb.strategy, "seconds": sb.seconds,
+        json!({"sandbox": sb.id, "strategy": sb.strategy, "duration_ms": (sb.seconds * 1000.0) as u64,
                "clone": sb.clone_report.as_ref().map(|r| json!({"tables": r.tables, "bytes": r.bytes}))}),
     );
     for w in sb.clone_report.iter().flat_map(|r| &r.warnings) {
@@ -220,9 +220,12 @@ async fn rehearse_on(
                 "interrupted; the sandbox was removed",
                 json!({}),
             );
-            Err(Error::refused(
-                "interrupted: the sandbox was removed and the target was not changed",
-            ))
+            Err(Error {
+                code: crate::error::ExitCode::Interrupted,
+                message: "interrupted: the sandbox was removed and the target was not changed"
+                    .into(),
+                hint: None,
+            })
         }
         Some(Err(e)) => Err(Error::usage(format!(
             "the rehearsal failed on the sandbox: {e}"
