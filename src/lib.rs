@@ -35,6 +35,7 @@ pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod deploy;
 pub mod error;
 pub mod journal;
@@ -45,6 +46,7 @@ pub mod rollback;
 pub mod sandbox;
 pub mod signals;
 pub mod source;
+pub mod status;
 pub mod util;
 
 pub use error::{Error, ExitCode};
