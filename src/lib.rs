@@ -42,6 +42,7 @@ pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod deploy;
 pub mod error;
 pub mod journal;
@@ -52,6 +53,7 @@ pub mod rollback;
 pub mod sandbox;
 pub mod signals;
 pub mod source;
+pub mod status;
 pub mod util;
 
 pub use error::{Error, ExitCode};

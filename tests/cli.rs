@@ -5,42 +5,132 @@ mod common;
 
 use common::*;
 
+/// The text of the demo's step `n` on stdout (from its heading to the next one).
+fn demo_step(stdout: &str, n: u8) -> &str {
+    let start = stdout
+        .find(&format!("\n=== {n}. "))
+        .unwrap_or_else(|| panic!("no step {n}: {stdout}"));
+    let rest = &stdout[start + 1..];
+    let end = rest.find("\n=== ").map_or(rest.len(), |e| e + 1);
+    &rest[..end]
+}
+
 #[test]
-fn demo_applies_the_example_and_cleans_up() {
+fn demo_tells_the_deploy_story_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(pgship(dir.path()).arg("demo"));
     if out.code != 0 && !in_ci() && out.stderr.contains("no PostgreSQL server binaries") {
         return eprintln!("SKIPPED: {}", out.stderr);
     }
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    // The plan of 0002 and 0003: rehearsed, rollback proven, proceed.
-    let plans: Vec<&str> = out.stdout.split("\nplan plan-dev-").collect();
-    assert_eq!(plans.len(), 2, "two plans: {}", out.stdout);
-    let good = plans[0];
+    let o = &out.stdout;
+    // 2. The newer migrations deployed: rehearsed, rollback proven, applied, SUCCESS.
+    let good = demo_step(o, 2);
     assert!(good.contains("pending migrations (2):"), "{good}");
     assert!(good.contains("table-added public.reviews"), "{good}");
-    assert!(good.contains("rollback rehearsal (restore"), "{good}");
     assert!(
         good.contains("proven: schema and touched data restored"),
         "{good}"
     );
     assert!(good.contains("decision: PROCEED"), "{good}");
-    // The broken 0004: caught, named, aborted.
-    let bad = plans[1];
+    assert!(
+        good.contains("deployed 2 migration(s) to dev (deploy-dev-"),
+        "{good}"
+    );
+    let first = good
+        .split("to dev (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the first deployment's id")
+        .to_string();
+    assert!(
+        out.stderr.contains("deployment succeeded"),
+        "{}",
+        out.stderr
+    );
+    // 3. The broken 0004: caught by the rehearsal, named, aborted before dev changed.
+    let bad = demo_step(o, 3);
     assert!(
         bad.contains("FAILED: 0004_add_order_total statement 2"),
         "{bad}"
     );
     assert!(bad.contains("contains null values"), "{bad}");
     assert!(bad.contains("decision: ABORT"), "{bad}");
+    assert!(bad.contains("aborted before the target changed"), "{bad}");
+    // 4. The rehearsal passed, the app's row broke the constraint on dev: ROLLED_BACK.
+    let failed = demo_step(o, 4);
+    assert!(failed.contains("decision: PROCEED"), "{failed}");
+    assert!(failed.contains("tests `"), "{failed}");
     assert!(
-        out.stderr.contains("the plan aborted as it should"),
+        failed.contains("the deployment failed and dev was rolled back to its state before"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("check constraint \"products_price_positive\""),
+        "{failed}"
+    );
+    assert!(
+        out.stderr.contains("deployment rolled-back"),
         "{}",
         out.stderr
     );
-    // Plans only read: dev is still at 0001.
-    assert!(out.stdout.contains("applied: 2"), "{}", out.stdout);
-    assert!(out.stdout.contains("pending: 3"), "{}", out.stdout);
+    // 5. History, newest first: rolled back, aborted, succeeded, and the setup's migrate.
+    let hist: Vec<&str> = demo_step(o, 5)
+        .lines()
+        .skip(2)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(hist.len(), 4, "{hist:?}");
+    assert!(hist[0].contains(" rolled-back "), "{hist:?}");
+    assert!(hist[0].contains("0004_products_price_positive"), "{hist:?}");
+    assert!(hist[1].contains(" aborted (local only) "), "{hist:?}");
+    assert!(hist[2].starts_with(&first), "{hist:?}");
+    assert!(hist[2].contains(" succeeded "), "{hist:?}");
+    assert!(hist[3].starts_with("migrate-dev-"), "{hist:?}");
+    // 6. rollback <id> of the first: the guard finds the app's row and restores nothing.
+    let refused = demo_step(o, 6);
+    assert!(
+        refused.contains("refused: the rollback of deploy-dev-"),
+        "{refused}"
+    );
+    assert!(refused.contains("public.products: 1 inserted"), "{refused}");
+    assert!(
+        out.stderr
+            .contains("the data-loss guard kept the app's row"),
+        "{}",
+        out.stderr
+    );
+    // 7. With rows_lost = "allow": rolled back and proven.
+    assert!(
+        out.stderr
+            .contains(&format!("rolled back {first} (rollback-dev-")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("rolled back: proven: the schema fingerprint and the contents of"),
+        "{}",
+        out.stderr
+    );
+    // 8. dev is back at 0001 with the app's data as it was before the first deployment.
+    let end = demo_step(o, 8);
+    assert!(
+        end.contains("applied: 2\n  0000_create_catalog\n  0001_add_customer_phone"),
+        "{end}"
+    );
+    assert!(end.contains("pending: 3"), "{end}");
+    assert!(
+        end.contains("dev's data: 2000 customers, 60 products, reviews table absent"),
+        "{end}"
+    );
+    // The cluster's password is never shown: every URL with one is redacted.
+    for text in [o, &out.stderr] {
+        for (at, _) in text.match_indices("postgres://postgres:") {
+            let rest = &text[at + "postgres://postgres:".len()..];
+            assert!(rest.starts_with("***@"), "a password shown: {rest:.40}");
+        }
+    }
     let cluster_dir = out
         .stderr
         .lines()

@@ -85,9 +85,11 @@ pub enum Command {
     Status(status::Args),
     /// Run pgship on a throwaway local PostgreSQL cluster with an example shop project.
     ///
-    /// Starts a cluster from the local PostgreSQL binaries (initdb, pg_ctl) on a free port,
-    /// applies the example's Drizzle migrations, prints the status, and removes the cluster,
-    /// also on Ctrl-C.
+    /// Starts a cluster from the local PostgreSQL binaries (initdb, pg_ctl) on a free port and
+    /// tells the deploy story on a "dev" database there: a successful deploy, a broken migration
+    /// the rehearsal catches, a deploy that fails on dev after its rehearsal passed and rolls
+    /// itself back, history, and `rollback <id>` of the first deployment (the data-loss guard
+    /// first refusing, then allowed). Removes the cluster at the end, also on Ctrl-C.
     Demo(demo::Args),
     /// Compare the schemas (and with --data, the data) of two databases.
     ///
