@@ -53,8 +53,6 @@ pub struct DeployFile {
     /// Folder of smoke queries run on the target after the apply, each must return no rows
     /// (default `pgship/smoke`).
     pub smoke_dir: Option<String>,
-    /// How long a new deploy waits for a live one on the same target (default `60s`).
-    pub wait: Option<String>,
 }
 
 /// `[app]`: the application half of a deploy.
