@@ -6,7 +6,8 @@
 //!    aborts, untouched), the touched tables' contents, the rollback method the rehearsal
 //!    proved, and for the restore method the schema and touched rows it restores from.
 //! 3. The backup of `[backup] strategy` (`crate::backup`): sealed with a manifest and
-//!    verified (pg_restore --list, sha256), optionally trial-restored.
+//!    verified (pg_restore --list, sha256), optionally trial-restored. A `touched` backup
+//!    under the restore method is step 2's dumps (the same pg_dump runs), not a second copy.
 //! 4. `rollback-state.json` and the deployment's row in `pgship.deployments`.
 //!
 //! Nothing here changes the target's schema or rows; a failure stops the deploy before DEPLOY.
@@ -198,14 +199,17 @@ async fn take(
         Strategy::Full | Strategy::Auto => {
             vec![backup::dump::full(t.url, tools, dir, lock_wait).await?]
         }
-        Strategy::Touched => {
-            let tables: Vec<(String, String)> = prepared
-                .tables
-                .iter()
-                .map(|s| (s.spec.schema.clone(), s.spec.table.clone()))
-                .collect();
-            backup::dump::touched(t.url, tools, dir, &tables, lock_wait).await?
-        }
+        Strategy::Touched => match adopt(dir, prepared) {
+            Some(files) => files,
+            None => {
+                let tables: Vec<(String, String)> = prepared
+                    .tables
+                    .iter()
+                    .map(|s| (s.spec.schema.clone(), s.spec.table.clone()))
+                    .collect();
+                backup::dump::touched(t.url, tools, dir, &tables, lock_wait).await?
+            }
+        },
         Strategy::Neon => {
             let branch = backup::neon::branch(&t.project.settings.env, t.url, &t.id).await?;
             return Ok(Backup {
@@ -225,6 +229,46 @@ async fn take(
         seconds: 0.0,
         neon_branch: None,
     })
+}
+
+/// The restore method's `prepare` has just dumped the target's schema and the touched
+/// tables' rows into `dir` with the same `pg_dump` runs a `touched` backup makes
+/// (`rollback::restore::dump_parts`): those files become the backup under its names, as hard
+/// links, instead of dumping the target twice. `None` (dump as usual) when there are no such
+/// dumps (the down method), they are elsewhere, or a name cannot be linked; a name already
+/// taken (a symlink planted there) is then refused by the dump itself.
+fn adopt(dir: &Path, prepared: &Prepared) -> Option<Vec<BackupFile>> {
+    let dumps = prepared.dumps.as_ref()?;
+    let rows_wanted = !prepared.tables.is_empty();
+    if dumps.schema.parent() != Some(dir) || dumps.data.is_some() != rows_wanted {
+        return None;
+    }
+    let mut pairs = vec![(dumps.schema.clone(), dir.join(backup::dump::SCHEMA))];
+    pairs.extend(
+        dumps
+            .data
+            .iter()
+            .map(|d| (d.clone(), dir.join(backup::dump::DATA))),
+    );
+    let mut files: Vec<BackupFile> = Vec::new();
+    for (from, to) in pairs {
+        let linked = std::fs::symlink_metadata(&from)
+            .ok()
+            .filter(|m| m.is_file() && m.len() > 0)
+            .and_then(|m| std::fs::hard_link(&from, &to).ok().map(|()| m.len()));
+        let Some(bytes) = linked else {
+            for f in &files {
+                let _ = std::fs::remove_file(&f.path);
+            }
+            return None;
+        };
+        files.push(BackupFile {
+            path: to,
+            bytes,
+            sha256: String::new(),
+        });
+    }
+    Some(files)
 }
 
 async fn trial(
