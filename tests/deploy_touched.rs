@@ -48,7 +48,12 @@ fn last_deploy(project: &Path) -> PathBuf {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("deploy-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("deploy-")
+        })
         .collect();
     out.sort();
     out.pop().expect("a deployment folder")
