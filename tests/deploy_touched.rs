@@ -82,7 +82,7 @@ fn a_touched_backup_is_the_restore_dumps_sealed_and_rollback_restores_from_it() 
     let out = cmd(p.path(), &db.url, tmp.path(), &args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let dir = last_deploy(p.path());
-    let backup = dir.join("backup");
+    let backup = dir.clone();
     let schema = backup.join(pgship::backup::dump::SCHEMA);
     let data = backup.join(pgship::backup::dump::DATA);
     let schema_twin = twin(&schema).expect("backup-schema.dump is the restore method's dump");
@@ -122,7 +122,7 @@ fn with_down_scripts_the_touched_backup_dumps_by_itself() {
     let args = ["deploy", "dev", "--sandbox", "local", "--backup", "touched"];
     let out = cmd(p.path(), &db.url, tmp.path(), &args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let backup = last_deploy(p.path()).join("backup");
+    let backup = last_deploy(p.path());
     for name in [pgship::backup::dump::SCHEMA, pgship::backup::dump::DATA] {
         let f = backup.join(name);
         assert!(f.is_file(), "{name} missing");
