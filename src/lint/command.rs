@@ -216,15 +216,17 @@ fn selection(settings: &Settings, opts: &Options) -> Result<Selection> {
 
 /// `--fail-on`, else `[lint] fail_on`, else error.
 fn fail_on(settings: &Settings, opts: &Options) -> Result<Severity> {
-    Ok(match (opts.fail_on, settings.file.lint.fail_on.as_deref()) {
-        (Some(s), _) => s,
-        (None, None) => Severity::Error,
-        (None, Some(s)) => <Severity as clap::ValueEnum>::from_str(s, true).map_err(|_| {
-            Error::usage(format!(
-                "[lint] fail_on = \"{s}\": expected error, warning or info"
-            ))
-        })?,
-    })
+    Ok(
+        match (opts.fail_on, settings.file.lint.fail_on.as_deref()) {
+            (Some(s), _) => s,
+            (None, None) => Severity::Error,
+            (None, Some(s)) => <Severity as clap::ValueEnum>::from_str(s, true).map_err(|_| {
+                Error::usage(format!(
+                    "[lint] fail_on = \"{s}\": expected error, warning or info"
+                ))
+            })?,
+        },
+    )
 }
 
 /// RB08's findings: migrations ordered before the newest applied one (classified Skipped,

@@ -52,7 +52,8 @@ pub async fn create(
 ) -> Result<Created> {
     let target = settings.target(&opts.target)?;
     let url = DbUrl::parse(&target.url).map_err(DbError::from)?;
-    let mut req = Request::resolve(settings, opts.strategy, opts.data, None).map_err(Error::usage)?;
+    let mut req =
+        Request::resolve(settings, opts.strategy, opts.data, None).map_err(Error::usage)?;
     let resolved = super::resolve(req.strategy, &url, &settings.env, req.allow_template);
     if opts.keep_dump && !matches!(resolved, Strategy::Local | Strategy::Server) {
         return Err(Error::usage(format!(
