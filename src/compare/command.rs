@@ -79,16 +79,7 @@ struct Sides {
 /// Compare `opts.source` against `opts.target`. See the module docs.
 pub async fn run(console: &Console, opts: &Options) -> Result<Compared> {
     let settings = Settings::load(&opts.project_dir, opts.config.as_deref())?;
-    let policy = BreakingPolicy::from_config(&settings.file.policy.breaking).map_err(|e| {
-        Error::usage(format!(
-            "{}: {e}",
-            settings
-                .config_path
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "pgship.toml".into())
-        ))
-    })?;
+    let policy = breaking_policy(&settings)?;
     let sides = Sides {
         source: resolve(&settings, &opts.source)?,
         target: resolve(&settings, &opts.target)?,
@@ -144,6 +135,20 @@ pub async fn run(console: &Console, opts: &Options) -> Result<Compared> {
         started.elapsed().as_secs_f64()
     ));
     Ok(compared)
+}
+
+/// `[policy.breaking]`; a bad value names the configuration file.
+fn breaking_policy(settings: &Settings) -> Result<BreakingPolicy> {
+    BreakingPolicy::from_config(&settings.file.policy.breaking).map_err(|e| {
+        Error::usage(format!(
+            "{}: {e}",
+            settings
+                .config_path
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "pgship.toml".into())
+        ))
+    })
 }
 
 /// What an engine found.
