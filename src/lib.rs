@@ -14,15 +14,18 @@
 //!   typed settings and targets.
 //! - [`source`]: migration folders (Drizzle, Drizzle v1, plain SQL) read into one `Migration`
 //!   type, top-level transaction control marked with its meaning. No IO beyond reading files.
-//! - [`lint`]: static rules over migration SQL, optionally sharpened by a target's catalog.
+//! - [`lint`]: static rules over migration SQL, optionally sharpened by a target's catalog;
+//!   `lint::command` is `pgship lint` (rule selection, what to lint, the pending ones on a
+//!   target, the verdict).
 //! - [`db`]: the only module that opens connections: URLs, TLS, the advisory lock, migration
 //!   state (records, intents, runs), preflight checks, the apply engine (`db::apply`: steps,
 //!   settling an interrupted statement), lock measurement, blockers, timeouts, and discovery of
 //!   `pg_dump`/`pg_restore`.
 //! - [`compare`]: catalog models of two databases, their differences (renames included),
-//!   fingerprints, and data comparison.
+//!   fingerprints, and data comparison; `compare::command` is `pgship compare`.
 //! - [`cluster`]: throwaway local PostgreSQL clusters (demo, tests, sandboxes).
-//! - [`sandbox`]: throwaway copies of a target (local cluster, server database, template, Neon).
+//! - [`sandbox`]: throwaway copies of a target (local cluster, server database, template, Neon);
+//!   `sandbox::command` is `pgship sandbox create` and `gc`.
 //! - [`rehearse`]: applying the pending migrations on a sandbox, measuring, deciding by policy.
 //! - [`rollback`]: how a deployment is undone, and the proof that it works.
 //! - [`backup`]: the BACKUP phase's dumps (full, touched), their verification and sealed
@@ -35,6 +38,8 @@
 //!
 //! Dependencies run one way: `cli -> deploy -> {rehearse, sandbox, rollback, backup, compare,
 //! cluster, journal} -> db -> {source, lint, config}`; `project` sits beside `config`.
+//! `lint::command` alone in `lint` reads the project and connects (through `db`): the rules
+//! do no IO.
 
 pub mod backup;
 pub mod cli;

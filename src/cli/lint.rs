@@ -1,22 +1,15 @@
 //! `pgship lint [PATH...]`: the migration linter. With paths, lints those files and folders;
 //! without, the project's migration source as pgship's engine would apply it; with
 //! `--pending <target>`, only what is pending there; with `--database <target>`, sharpened
-//! by that database's catalog.
+//! by that database's catalog. Parses, calls [`crate::lint::command::run`], prints.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::Globals;
-use crate::config::Settings;
-use crate::db::apply::TxMode;
-use crate::db::plan::{self, Status};
-use crate::db::{ConnectOptions, DbError, DbUrl, connect, state};
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{ExitCode, Result};
 use crate::journal::console::Format;
-use crate::lint::input::{self, Input};
-use crate::lint::{self, Context, Hit, Outcome, Selection, Severity, Wrap, catalog, report, rules};
-use crate::project::{Located, Project};
-use crate::source::{self, Listed, Migration};
+use crate::lint::command::{self, Options};
+use crate::lint::{Severity, report, rules};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,54 +45,25 @@ pub struct Args {
     pub list: bool,
 }
 
-fn selection(settings: &Settings, args: &Args) -> Result<Selection> {
-    let mut s = Selection::default();
-    // Command-line switches win over pgship.toml's.
-    let cli_enable: BTreeSet<String> = args.enable.iter().map(|x| x.trim().to_string()).collect();
-    let cli_disable: BTreeSet<String> = args.disable.iter().map(|x| x.trim().to_string()).collect();
-    for e in &settings.file.lint.enable {
-        if !cli_disable.contains(e) {
-            s.enable.insert(e.clone());
+impl Args {
+    fn options(self, globals: &Globals) -> Options {
+        Options {
+            project_dir: globals.project.clone(),
+            config: globals.config.clone(),
+            migrations: globals.migrations.clone(),
+            paths: self.paths,
+            pending: self.pending,
+            database: self.database,
+            pg_version: self.pg_version,
+            assume_in_transaction: self.assume_in_transaction,
+            enable: self.enable,
+            disable: self.disable,
+            fail_on: self.fail_on,
         }
     }
-    for d in &settings.file.lint.disable {
-        if !cli_enable.contains(d) {
-            s.disable.insert(d.clone());
-        }
-    }
-    s.enable.extend(cli_enable);
-    s.disable.extend(cli_disable);
-    s.validate().map_err(|e| {
-        Error::usage(e)
-            .with_hint("rules are named by ID (LK01) or name (create-index-not-concurrently)")
-    })?;
-    Ok(s)
 }
 
-/// RB08's findings: migrations ordered before the newest applied one (classified Skipped,
-/// which migrate refuses), reported with the pending ones.
-fn out_of_order(st: &state::State, ms: &[Migration], p: &plan::Plan) -> Vec<(String, Hit)> {
-    let newest = st
-        .records
-        .iter()
-        .map(|r| r.version.as_str())
-        .filter(|v| !v.is_empty())
-        .max_by(|a, b| crate::source::sql_dir::compare_versions(a, b));
-    let pending: Vec<(String, String)> = p
-        .statuses
-        .iter()
-        .zip(ms)
-        .filter(|(s, _)| {
-            matches!(
-                s,
-                Status::Pending | Status::Partial { .. } | Status::Skipped
-            )
-        })
-        .map(|(_, m)| (m.name.clone(), plan::version_of(m)))
-        .collect();
-    rules::non_linear_history::out_of_order(&pending, newest)
-}
-
+/// The rules, as `--list` shows them.
 fn list(globals: &Globals) {
     if globals.console.format == Format::Json {
         let rules: Vec<serde_json::Value> = rules::ALL
@@ -128,144 +92,20 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         list(globals);
         return Ok(ExitCode::Ok);
     }
-    let console = &globals.console;
-    let settings = Settings::load(&globals.project, globals.config.as_deref())?;
-    let sel = selection(&settings, &args)?;
-    let fail_on = match (args.fail_on, settings.file.lint.fail_on.as_deref()) {
-        (Some(s), _) => s,
-        (None, None) => Severity::Error,
-        (None, Some(s)) => <Severity as clap::ValueEnum>::from_str(s, true).map_err(|_| {
-            Error::usage(format!(
-                "[lint] fail_on = \"{s}\": expected error, warning or info"
-            ))
-        })?,
-    };
-    let opts = ConnectOptions::default();
-    let url_of = |arg: &str| -> Result<DbUrl> {
-        let t = settings.target(arg)?;
-        Ok(DbUrl::parse(&t.url).map_err(DbError::from)?)
-    };
-
-    // The catalog, when asked for.
-    let mut server_major = None;
-    let mut cat = None;
-    if let Some(db) = &args.database {
-        let url = url_of(db)?;
-        console.step(&format!("reading the catalog of {}", url.redacted()));
-        let conn = connect(&url, &opts).await?;
-        server_major = Some(conn.version.major());
-        cat = Some(catalog::load(&conn.client).await?);
-    }
-
-    let explicit_wrap = args.assume_in_transaction.then_some(Wrap::File);
-    let per_migration = matches!(
-        settings
-            .file
-            .apply
-            .tx_mode
-            .as_deref()
-            .map(str::parse::<TxMode>),
-        Some(Ok(TxMode::PerMigration))
-    );
-    // Without a target, each migration is linted as if the earlier ones were applied already
-    // (a table created by an earlier migration is an existing table); with --pending, the
-    // pending ones run together as the engine will run them.
-    let engine_wrap = explicit_wrap.unwrap_or(Wrap::Engine {
-        per_migration: per_migration || args.pending.is_none(),
-    });
-    let mut extra: Vec<(String, Hit)> = Vec::new();
-    let inputs = if !args.paths.is_empty() {
-        input::read_paths(
-            &globals.project,
-            &args.paths,
-            explicit_wrap.unwrap_or(Wrap::None),
-            engine_wrap,
-        )?
-    } else if let Some(target) = &args.pending {
-        // What is pending is told from the whole source (checksums, partial states); the
-        // files are read again one at a time to lint them.
-        let project = Project::load(
-            &globals.project,
-            globals.config.as_deref(),
-            globals.migrations.as_deref(),
-        )?;
-        let url = url_of(target)?;
-        console.step(&format!("reading what is pending on {}", url.redacted()));
-        let conn = connect(&url, &opts).await?;
-        server_major.get_or_insert(conn.version.major());
-        let st = state::read(&conn.client, &project.state).await?;
-        let ms = &project.source.migrations;
-        let p = plan::classify(ms, &st.records, &st.partials, project.state.matching());
-        let chosen: Vec<Listed> = p
-            .statuses
-            .iter()
-            .zip(ms)
-            .filter(|(s, _)| matches!(s, Status::Pending | Status::Partial { .. }))
-            .map(|(_, m)| Listed {
-                name: m.name.clone(),
-                path: m.path.clone(),
-            })
-            .collect();
-        extra = out_of_order(&st, ms, &p);
-        input::from_migrations(&globals.project, project.source.kind, &chosen, engine_wrap)
-    } else {
-        let located = Located::new(
-            &globals.project,
-            globals.config.as_deref(),
-            globals.migrations.as_deref(),
-        )?;
-        let listed = source::list_as(&located.dir, located.kind)?;
-        input::from_migrations(&globals.project, located.kind, &listed, engine_wrap)
-    };
-
-    let pg_version = args
-        .pg_version
-        .or(server_major)
-        .or(settings.file.lint.pg_version)
-        .unwrap_or(17);
-    let mut ctx = Context::new(pg_version, cat);
-    let mut outcome = Outcome::default();
-    // One file at a time, parsed ahead on every core (see lint::run).
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    lint::run::lint_files(
-        inputs.iter().map(Input::read),
-        &mut ctx,
-        &sel,
-        &mut outcome,
-        threads,
-    )?;
-    if let Some(rb08) = rules::find("RB08").filter(|r| sel.runs(r)) {
-        for (name, hit) in extra {
-            outcome.findings.push(lint::Finding {
-                rule: rb08.id,
-                name: rb08.name,
-                severity: hit.severity.unwrap_or(rb08.severity),
-                file: inputs
-                    .iter()
-                    .find(|i| i.name.contains(&name))
-                    .map(|i| i.name.clone())
-                    .unwrap_or(name),
-                line: 1,
-                column: 1,
-                statement: String::new(),
-                message: hit.message,
-                help: hit.help.unwrap_or_else(|| rb08.help.to_string()),
-            });
-        }
-    }
-
+    let linted = command::run(&globals.console, &args.options(globals)).await?;
+    let (console, outcome) = (&globals.console, &linted.outcome);
     match console.format {
-        Format::Json => console.json(&report::json(&outcome)),
-        Format::Sarif => console.json(&report::sarif(&outcome)),
+        Format::Json => console.json(&report::json(outcome)),
+        Format::Sarif => console.json(&report::sarif(outcome)),
         Format::Github => {
-            let text = report::github(&outcome);
+            let text = report::github(outcome);
             if !text.is_empty() {
                 console.result(&text);
             }
         }
-        Format::Text | Format::Markdown => console.result(&report::text(&outcome)),
+        Format::Text | Format::Markdown => console.result(&report::text(outcome)),
     }
-    Ok(if outcome.findings.iter().any(|f| f.severity >= fail_on) {
+    Ok(if linted.failed {
         ExitCode::Refused
     } else {
         ExitCode::Ok

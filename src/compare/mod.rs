@@ -10,7 +10,10 @@
 //! - [`types`]: which column type changes are compatible.
 //! - [`data`]: row counts, content hashes and orphaned foreign-key rows.
 //! - [`report`]: text, markdown and JSON rendering; [`names`]: names quoted for the text forms.
+//! - [`command`]: `pgship compare` as one call: targets resolved from the project's settings,
+//!   both databases read, the chosen engine run, the report returned.
 
+pub mod command;
 pub mod data;
 pub mod diff;
 pub mod fdw;

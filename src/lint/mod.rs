@@ -16,11 +16,15 @@
 //! - [`input`]: the files and folders to lint, read as the engine reads migrations.
 //! - [`pieces`]: a file cut into statements, each parsed on its own.
 //! - [`run`]: the rules over files, one statement at a time, in bounded memory.
+//! - [`command`]: `pgship lint` as one call: settings, rule selection, what to lint (paths,
+//!   the project's migrations, or what is pending on a target), the run, the verdict.
 //!
-//! No IO here but [`catalog::load`] and [`input`].
+//! No IO here but [`catalog::load`], [`input`] and [`command`] (which alone reads settings
+//! and connects, read-only).
 
 pub mod ast;
 pub mod catalog;
+pub mod command;
 pub mod context;
 pub mod copies;
 pub mod input;

@@ -13,8 +13,11 @@
 //! cluster lives in pgship's temp root), and a record in pgship's sandbox registry (and, for
 //! databases, a comment on the database) holds its id, the owning pid and host, and whether it
 //! was kept on purpose. [`gc`] removes what dead runs left behind.
+//!
+//! [`command`] holds `pgship sandbox create` and `gc` as one call each.
 
 pub mod clone;
+pub mod command;
 pub mod neon;
 pub mod registry;
 
