@@ -33,11 +33,14 @@
 //! - [`journal`]: the JSON-lines deployment log in the seed's format, console output, and
 //!   reading runs back (`history`, `logs`).
 //! - [`signals`]: SIGINT/SIGTERM for long commands.
+//! - [`status`]: a target's migration state, read and rendered (`pgship status`).
+//! - [`demo`]: the whole story on a throwaway local cluster (`pgship demo`).
 //! - [`cli`]: the command line; one file per command, each parsing its arguments, calling one
 //!   function and printing.
 //!
 //! Dependencies run one way: `cli -> deploy -> {rehearse, sandbox, rollback, backup, compare,
-//! cluster, journal} -> db -> {source, lint, config}`; `project` sits beside `config`.
+//! cluster, journal} -> db -> {source, lint, config}`; `project` sits beside `config`;
+//! `status` and `demo` use `deploy` (its refusals, its pipeline) and sit beside it.
 //! `lint::command` alone in `lint` reads the project and connects (through `db`): the rules
 //! do no IO.
 
