@@ -7,63 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::deploy::*;
 use common::*;
-
-/// A private TMPDIR for pgship's clusters (readable by the unprivileged user they run as).
-fn private_tmp() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let t = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    t
-}
-
-fn cmd(project: &Path, url: &str, tmp: &Path, args: &[&str]) -> std::process::Command {
-    let mut c = pgship(project);
-    c.env("TMPDIR", tmp).env("DEV_POSTGRES_URL", url).args(args);
-    c
-}
-
-fn deploy(project: &Path, url: &str, tmp: &Path, extra: &[&str]) -> Out {
-    let mut args = vec!["deploy", "dev", "--sandbox", "local"];
-    args.extend(extra);
-    run(&mut cmd(project, url, tmp, &args))
-}
-
-fn runs(project: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(project.join(".deployments"))
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    out.retain(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix));
-    out.sort();
-    out
-}
-
-fn id_of(dir: &Path) -> String {
-    dir.file_name().unwrap().to_string_lossy().to_string()
-}
-
-fn sql_state(db: &TestDb) -> Vec<String> {
-    db.query("SELECT name FROM pgship.applied_migrations ORDER BY version")
-        .into_iter()
-        .map(|r| r[0].clone().unwrap())
-        .collect()
-}
-
-const INIT: &str = "CREATE TABLE customers (id serial PRIMARY KEY, email text NOT NULL);
-INSERT INTO customers (email) SELECT 'c' || i || '@x.test' FROM generate_series(1, 50) i;
-CREATE TABLE notes (id serial PRIMARY KEY, body text);
-INSERT INTO notes (body) VALUES ('a'), ('b');
-";
-
-fn applied_project(db: &TestDb, pending: &[(&str, &str)]) -> tempfile::TempDir {
-    let p = sql_project(&[("001_init.sql", INIT)]);
-    let m = run(pgship(p.path()).args(["migrate", &db.url]));
-    assert_eq!(m.code, 0, "{}", m.stderr);
-    for (name, text) in pending {
-        std::fs::write(p.path().join("migrations").join(name), text).unwrap();
-    }
-    p
-}
 
 /// A smoke folder that cannot be read (here `[deploy] smoke_dir` names a file) is found only
 /// after the migrations committed: the deploy must still roll back (exit 3), not exit 2 with
@@ -95,43 +40,6 @@ fn an_unreadable_smoke_folder_after_the_commit_is_rolled_back_not_left_applied()
             .as_deref(),
         Some("0")
     );
-}
-
-/// `rollback <id>` when `.deployments/<id>/` is gone (a CI runner) works from the target's
-/// copy; with down scripts nothing of the local backup is needed, so its absence must not
-/// refuse the rollback.
-#[test]
-fn rollback_from_the_targets_copy_with_down_scripts_needs_no_local_backup() {
-    let Some(db) = TestDb::new() else { return };
-    let p = applied_project(
-        &db,
-        &[
-            (
-                "002_phone.sql",
-                "ALTER TABLE customers ADD COLUMN phone text;",
-            ),
-            (
-                "002_phone.down.sql",
-                "ALTER TABLE customers DROP COLUMN phone;",
-            ),
-        ],
-    );
-    let before = fingerprint_and_counts(&db.url, &["customers", "notes"]);
-    let tmp = private_tmp();
-    let out = deploy(p.path(), &db.url, tmp.path(), &[]);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let dir = runs(p.path(), "deploy-").pop().unwrap();
-    let id = id_of(&dir);
-    let state = std::fs::read_to_string(dir.join("rollback-state.json")).unwrap();
-    assert!(state.contains("\"rollbackMethod\": \"down\""), "{state}");
-    std::fs::remove_dir_all(&dir).unwrap();
-    let rb = run(&mut cmd(p.path(), &db.url, tmp.path(), &["rollback", &id]));
-    assert_eq!(rb.code, 0, "{}\n{}", rb.stdout, rb.stderr);
-    assert_eq!(
-        fingerprint_and_counts(&db.url, &["customers", "notes"]),
-        before
-    );
-    assert_eq!(sql_state(&db), ["001_init"]);
 }
 
 /// Start `deploy`, and SIGKILL it once its log shows the DEPLOY phase's start (the apply is

@@ -7,39 +7,14 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use common::deploy::*;
 use common::*;
 
-const INIT: &str = "CREATE TABLE customers (id serial PRIMARY KEY, email text NOT NULL);
-INSERT INTO customers (email) SELECT 'c' || i || '@x.test' FROM generate_series(1, 50) i;
-CREATE TABLE notes (id serial PRIMARY KEY, body text);
-INSERT INTO notes (body) VALUES ('a'), ('b');
-";
 const TAG: &str = "ALTER TABLE notes ADD COLUMN tag text;\nUPDATE notes SET tag = 'x';\n";
 
-/// A private TMPDIR for pgship's clusters (readable by the unprivileged user they run as).
-fn private_tmp() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let t = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    t
-}
-
-/// `pgship <args>` on `project` with `dev` pointing at `url`, sandboxes in `tmp`.
-fn cmd(project: &Path, url: &str, tmp: &Path, args: &[&str]) -> Out {
-    let mut c = pgship(project);
-    c.env("TMPDIR", tmp).env("DEV_POSTGRES_URL", url).args(args);
-    run(&mut c)
-}
-
-/// A project whose 001 is applied with `migrate`, and `pending` on top.
-fn applied_project(db: &TestDb, pending: &[(&str, &str)]) -> tempfile::TempDir {
-    let p = sql_project(&[("001_init.sql", INIT)]);
-    let m = run(pgship(p.path()).args(["migrate", &db.url]));
-    assert_eq!(m.code, 0, "{}", m.stderr);
-    for (name, text) in pending {
-        std::fs::write(p.path().join("migrations").join(name), text).unwrap();
-    }
-    p
+/// `pgship <args>` on `project` with `dev` pointing at `url`, run to its end.
+fn pg(project: &Path, url: &str, tmp: &Path, args: &[&str]) -> Out {
+    run(&mut cmd(project, url, tmp, args))
 }
 
 /// The newest deployment folder of `project`.
@@ -79,7 +54,7 @@ fn a_touched_backup_is_the_restore_dumps_sealed_and_rollback_restores_from_it() 
     let notes_before = db.query("SELECT id, body FROM notes ORDER BY id");
 
     let args = ["deploy", "dev", "--sandbox", "local", "--backup", "touched"];
-    let out = cmd(p.path(), &db.url, tmp.path(), &args);
+    let out = pg(p.path(), &db.url, tmp.path(), &args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let dir = last_deploy(p.path());
     let backup = dir.clone();
@@ -100,7 +75,7 @@ fn a_touched_backup_is_the_restore_dumps_sealed_and_rollback_restores_from_it() 
     );
 
     let id = dir.file_name().unwrap().to_string_lossy().to_string();
-    let rb = cmd(p.path(), &db.url, tmp.path(), &["rollback", &id]);
+    let rb = pg(p.path(), &db.url, tmp.path(), &["rollback", &id]);
     assert_eq!(rb.code, 0, "{}\n{}", rb.stdout, rb.stderr);
     assert_eq!(
         fingerprint_and_counts(&db.url, &["customers", "notes"]),
@@ -120,7 +95,7 @@ fn with_down_scripts_the_touched_backup_dumps_by_itself() {
     let tmp = private_tmp();
 
     let args = ["deploy", "dev", "--sandbox", "local", "--backup", "touched"];
-    let out = cmd(p.path(), &db.url, tmp.path(), &args);
+    let out = pg(p.path(), &db.url, tmp.path(), &args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let backup = last_deploy(p.path());
     for name in [pgship::backup::dump::SCHEMA, pgship::backup::dump::DATA] {

@@ -4,17 +4,9 @@ mod common;
 
 use std::path::Path;
 
+use common::deploy::private_tmp;
 use common::{TestDb, pgship, project_with, run, sql_project};
 use serde_json::Value;
-
-/// A private TMPDIR for pgship's clusters and sandbox registry (readable by the unprivileged
-/// user local clusters run as).
-fn private_tmp() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let t = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    t
-}
 
 /// Files left under `dir`, ignoring empty folders.
 fn files_under(dir: &Path) -> Vec<String> {

@@ -2,6 +2,8 @@
 //! the pgship binary, and small query helpers. With CI=true a missing server fails the test.
 #![allow(dead_code)]
 
+pub mod deploy;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
