@@ -1,6 +1,6 @@
 //! The project's git state, as PREFLIGHT records it: branch, HEAD commit, and whether the
-//! working tree has uncommitted changes. A plan only reports it; the deploy, which merges and
-//! pushes code, refuses a dirty tree.
+//! working tree has uncommitted changes. A plan only reports it; the deploy refuses
+//! uncommitted changes inside the migrations folder ([`dirty_in`]) unless `--allow-dirty`.
 
 use std::path::Path;
 use std::process::Command;

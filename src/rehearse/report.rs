@@ -188,12 +188,17 @@ pub fn text(r: &PlanReport) -> String {
             if g.clean {
                 ""
             } else {
-                " (uncommitted changes: a deploy refuses a dirty tree)"
+                " (uncommitted changes: a deploy refuses those in the migrations folder)"
             }
         );
     }
     let _ = writeln!(o, "\npending migrations ({}):", r.pending.len());
-    for p in &r.pending {
+    for item in crate::util::fold_items(&r.pending, 5, 3) {
+        let Ok(p) = item else {
+            let n = item.err().unwrap_or_default();
+            let _ = writeln!(o, "  ... {n} more (report.json lists them all) ...");
+            continue;
+        };
         let resume = if p.resume_at > 0 {
             format!(", resuming at statement {}", p.resume_at + 1)
         } else {
@@ -217,7 +222,15 @@ pub fn text(r: &PlanReport) -> String {
     }
     if let Some(h) = &r.rehearsal {
         let _ = writeln!(o, "\nrehearsal ({} in all):", ms(h.apply_ms));
-        for s in &h.statements {
+        for item in crate::util::fold_items(&h.statements, 20, 10) {
+            let Ok(s) = item else {
+                let n = item.err().unwrap_or_default();
+                let _ = writeln!(
+                    o,
+                    "  ... {n} more statement(s) (report.md and report.json list them all) ..."
+                );
+                continue;
+            };
             let _ = writeln!(
                 o,
                 "  {} #{} (line {}) {}{}{}",
@@ -449,8 +462,15 @@ pub fn markdown(r: &PlanReport) -> String {
         );
     }
     let _ = writeln!(o, "## Pending migrations\n");
-    for p in &r.pending {
-        let _ = writeln!(o, "- `{}` ({} statements)", p.name, p.statements);
+    for item in crate::util::fold_items(&r.pending, 5, 3) {
+        match item {
+            Ok(p) => {
+                let _ = writeln!(o, "- `{}` ({} statements)", p.name, p.statements);
+            }
+            Err(n) => {
+                let _ = writeln!(o, "- ... {n} more (report.json lists them all) ...");
+            }
+        }
     }
     if let Some(s) = &r.sandbox {
         let _ = writeln!(
@@ -616,5 +636,44 @@ pub fn sqlstate_note(f: &crate::db::apply::ApplyFailure) -> String {
     match &f.sqlstate {
         Some(s) if !f.error.contains(s.as_str()) => format!(" SQLSTATE {s}"),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    #[test]
+    fn a_long_pending_list_is_folded_in_text_and_markdown() {
+        let pending: Vec<Pending> = (0..2000)
+            .map(|i| Pending {
+                name: format!("{i:04}_m"),
+                file: format!("m/{i:04}_m.sql"),
+                statements: 1,
+                resume_at: 0,
+            })
+            .collect();
+        let r = PlanReport {
+            deployment_id: "plan-dev-1".into(),
+            environment: "dev".into(),
+            target: "postgres://u@h/db".into(),
+            server_version: "15.2".into(),
+            source: "sql".into(),
+            git: None,
+            pending,
+            sandbox: None,
+            rehearsal: None,
+            lint: Vec::new(),
+            decision: crate::rehearse::decide::decide(
+                &crate::rehearse::decide::Facts::default(),
+                &crate::rehearse::Policy::default(),
+            ),
+            seconds: 0.0,
+        };
+        for out in [text(&r), markdown(&r)] {
+            assert!(out.contains("0000_m") && out.contains("1999_m"), "{out}");
+            assert!(out.contains("... 1992 more"), "{out}");
+            assert!(!out.contains("0100_m"), "{out}");
+        }
     }
 }
