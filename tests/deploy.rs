@@ -701,3 +701,86 @@ fn a_neon_backup_is_a_branch_of_the_targets_branch() {
         assert!(!text.contains(fake::KEY), "the API key leaked");
     }
 }
+
+#[test]
+fn a_failed_deploy_with_a_neon_backup_restores_the_branch_and_keeps_pgships_history() {
+    let Some(db) = TestDb::new() else { return };
+    let fake = fake::FakeNeon::serving("127.0.0.1");
+    fake.script("create_branch", &["finished"]);
+    fake.script("start_compute", &["finished"]);
+    fake.script("restore_branch", &["finished"]);
+    // What Neon does to the data, on this server: a branch is a copy of the database at that
+    // moment, and a restore puts the copy back in the target's place.
+    let (admin, target) = (admin_url(), db.name.clone());
+    let copy_of = {
+        let target = target.clone();
+        move |branch: &str| format!("{target}_{}", branch.replace('-', "_"))
+    };
+    {
+        let (admin, target, copy_of) = (admin.clone(), target.clone(), copy_of.clone());
+        fake.on_create(move |id, _| {
+            query(
+                &admin,
+                &format!("CREATE DATABASE {} TEMPLATE {target}", copy_of(id)),
+            );
+            Vec::new()
+        });
+    }
+    {
+        let (admin, target, copy_of) = (admin.clone(), target.clone(), copy_of.clone());
+        fake.on_restore(move |_, source| {
+            query(&admin, &format!("DROP DATABASE {target} WITH (FORCE)"));
+            query(
+                &admin,
+                &format!("CREATE DATABASE {target} TEMPLATE {}", copy_of(source)),
+            );
+        });
+    }
+    let p = applied_project(
+        &db,
+        &[(
+            "002_more.sql",
+            "ALTER TABLE customers ADD COLUMN phone text;\nCREATE TABLE audit (id serial PRIMARY KEY);",
+        )],
+    );
+    std::fs::create_dir_all(p.path().join("pgship/smoke")).unwrap();
+    std::fs::write(
+        p.path().join("pgship/smoke/fails.sql"),
+        "SELECT id FROM customers LIMIT 1;",
+    )
+    .unwrap();
+    let before = fingerprint_and_counts(&db.url, &["customers", "notes"]);
+    let tmp = private_tmp();
+    let mut c = cmd(
+        p.path(),
+        &db.url,
+        tmp.path(),
+        &["deploy", "dev", "--sandbox", "local", "--backup", "neon"],
+    );
+    c.envs(fake.vars());
+    let out = run(&mut c);
+    for (id, _) in fake.state.lock().unwrap().made.clone() {
+        query(&admin, &format!("DROP DATABASE IF EXISTS {}", copy_of(&id)));
+    }
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(fake.state.lock().unwrap().restores.len(), 1);
+    assert_eq!(
+        fingerprint_and_counts(&db.url, &["customers", "notes"]),
+        before
+    );
+    assert_eq!(sql_state(&db), ["001_init"]);
+    // History survives the restore: the migrate run before and this deployment, with its log.
+    let id = id_of(&runs(p.path(), "deploy-").pop().unwrap());
+    let rows = db.query("SELECT kind, status FROM pgship.deployments ORDER BY started_at");
+    assert_eq!(
+        rows,
+        [
+            [Some("migrate".to_string()), Some("succeeded".to_string())],
+            [Some("deploy".to_string()), Some("rolled-back".to_string())]
+        ]
+    );
+    let lines = db.scalar(&format!(
+        "SELECT count(*) FROM pgship.deployment_logs WHERE deployment_id = '{id}' AND phase = 'ROLLBACK'"
+    ));
+    assert_ne!(lines.as_deref(), Some("0"));
+}

@@ -9,6 +9,7 @@ pub mod blockers;
 pub mod child;
 pub mod connect;
 pub mod history;
+pub mod kept;
 pub mod lock;
 pub mod measure;
 pub mod plan;

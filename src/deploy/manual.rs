@@ -120,8 +120,10 @@ fn verify_files(console: crate::journal::Console, s: &RollbackState) -> Result<(
         }
         Ok(())
     };
+    // A Neon backup restores the branch: the dumps are then only a person's fallback.
+    let dumps_needed = s.backup.neon_branch.is_none();
     for f in &s.rollback_dumps {
-        check(f, true)?;
+        check(f, dumps_needed)?;
     }
     for f in &s.backup.files {
         check(f, false)?;
@@ -227,6 +229,12 @@ async fn execute(
         json!({"deployment": id}),
     );
     let (report, undone) = rollback::run(&mut log, &inputs, &conn, app).await?;
+    // A Neon restore ended every session on the branch (the lock went with it).
+    let conn = if undone.neon_restored.is_some() {
+        connect(url, &ConnectOptions::default()).await?
+    } else {
+        conn
+    };
     let outcome = match report {
         Report::Rollback { proven: true, .. } => Outcome::RolledBack,
         _ => Outcome::NeedsHuman,

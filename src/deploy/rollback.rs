@@ -31,6 +31,8 @@ pub struct Undone {
     /// Writes by other sessions since the backup, per table.
     pub writes: Vec<guard::Written>,
     pub rolled_back: Option<RolledBack>,
+    /// The Neon backup branch the target's branch was restored from.
+    pub neon_restored: Option<String>,
     pub proof: Option<Proof>,
     pub error: Option<String>,
 }
@@ -115,9 +117,15 @@ pub async fn run(
         work_dir: i.work_dir,
     };
     if i.changed {
-        match rollback::roll_back(&inputs, &i.state.prepared).await {
-            Ok(done) => undone.rolled_back = Some(done),
-            Err(e) => undone.error = Some(e.to_string()),
+        match &i.state.backup.neon_branch {
+            Some(b) => match neon_restore(log, i, conn, b).await {
+                Ok(()) => undone.neon_restored = Some(b.name.clone()),
+                Err(e) => undone.error = Some(e),
+            },
+            None => match rollback::roll_back(&inputs, &i.state.prepared).await {
+                Ok(done) => undone.rolled_back = Some(done),
+                Err(e) => undone.error = Some(e.to_string()),
+            },
         }
     }
     match rollback::prove(&inputs, &i.state.prepared).await {
@@ -148,6 +156,58 @@ pub async fn run(
         proven,
     };
     Ok((report, undone))
+}
+
+/// With a Neon backup: restore the target's branch from the backup branch (seconds, whatever
+/// the size), keeping pgship's history across it (the `pgship` schema is never rolled back;
+/// the migration state goes back with the schema). The restore ends every session on the
+/// branch, so the history is written back over a new one.
+async fn neon_restore(
+    log: &mut Log,
+    i: &Inputs<'_>,
+    conn: &Conn,
+    b: &crate::backup::neon::NeonBackup,
+) -> std::result::Result<(), String> {
+    let since: jiff::Timestamp = i
+        .state
+        .timestamp
+        .parse()
+        .map_err(|e| format!("the state's timestamp {}: {e}", i.state.timestamp))?;
+    let kept = crate::db::kept::keep(&conn.client, since)
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::backup::neon::restore(&i.project.settings.env, b)
+        .await
+        .map_err(|e| format!("restoring the Neon branch from {}: {e}", b.name))?;
+    let fresh = reconnect(i.url).await?;
+    crate::db::kept::put_back(&fresh.client, &kept)
+        .await
+        .map_err(|e| e.to_string())?;
+    log.info(
+        Phase::Rollback,
+        format!(
+            "restored the target's Neon branch from {} (the state before it is kept as pgship-rolled-back-*); pgship's history written back",
+            b.name
+        ),
+        json!({"neon_branch": b.branch_id}),
+    );
+    Ok(())
+}
+
+/// A new session once the restored branch takes connections again (up to 60 s).
+async fn reconnect(url: &DbUrl) -> std::result::Result<Conn, String> {
+    let started = std::time::Instant::now();
+    loop {
+        match crate::db::connect(url, &crate::db::ConnectOptions::default()).await {
+            Ok(c) => return Ok(c),
+            Err(e) if started.elapsed() > std::time::Duration::from_secs(60) => {
+                return Err(format!(
+                    "the target did not come back after the restore: {e}"
+                ));
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
 }
 
 /// Writes by other sessions since the backup to the tables the rollback would replace or drop.

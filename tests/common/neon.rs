@@ -73,6 +73,8 @@ pub struct Op {
 pub type CreateHook = Arc<dyn Fn(&str, &str) -> Vec<Value> + Send + Sync>;
 /// Runs when a branch is deleted (branch id).
 pub type DeleteHook = Arc<dyn Fn(&str) + Send + Sync>;
+/// Runs when Neon would restore a branch (`branch id`, `source branch id`).
+pub type RestoreHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 #[derive(Default)]
 pub struct State {
@@ -90,6 +92,7 @@ pub struct State {
     pub page_size: usize,
     pub on_create: Option<CreateHook>,
     pub on_delete: Option<DeleteHook>,
+    pub on_restore: Option<RestoreHook>,
     /// Every branch created, `(id, name)`, oldest first (deleted ones included).
     pub made: Vec<(String, String)>,
     /// Every restore carried out, `(branch id, source branch id, preserved as)`, oldest first.
@@ -97,6 +100,7 @@ pub struct State {
     /// What the last routed request created or deleted, for the hooks.
     created: Option<(String, String)>,
     deleted: Option<String>,
+    restored: Option<(String, String)>,
 }
 
 pub struct FakeNeon {
@@ -157,6 +161,11 @@ impl FakeNeon {
 
     pub fn on_delete(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
         self.state.lock().unwrap().on_delete = Some(Arc::new(hook));
+    }
+
+    /// Do what Neon's restore of a branch from another does to the data (before answering).
+    pub fn on_restore(&self, hook: impl Fn(&str, &str) + Send + Sync + 'static) {
+        self.state.lock().unwrap().on_restore = Some(Arc::new(hook));
     }
 
     pub fn add_branch(&self, id: &str, name: &str, default: bool, protected: bool, created: &str) {
@@ -370,6 +379,13 @@ fn handle(state: &Mutex<State>, req: Request) -> Answer {
             st.on_delete.clone(),
         )
     };
+    let (restored, on_restore) = {
+        let mut st = state.lock().unwrap();
+        (st.restored.take(), st.on_restore.clone())
+    };
+    if let (Some((id, source)), Some(hook)) = (restored, on_restore) {
+        hook(&id, &source);
+    }
     if let (Some((id, name)), Some(hook)) = (created, on_create) {
         let uris = hook(&id, &name);
         // Only the create answer itself carries them (not a fault answered instead).
@@ -574,6 +590,7 @@ fn restore_branch(st: &mut State, id: &str, body: &Value) -> Answer {
         }));
         st.made.push((kept, preserve.clone()));
     }
+    st.restored = Some((id.to_string(), source.clone()));
     st.restores.push((id.to_string(), source, preserve));
     let ops = vec![new_op(st, "restore_branch", id, None)];
     ok(200, json!({"branch": target, "operations": ops}))
