@@ -23,7 +23,6 @@
 //! removed at the end, also on Ctrl-C and SIGTERM.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -473,11 +472,7 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
         fs_err::create_dir_all(parent).map_err(|e| Error::usage(e.to_string()))?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    let mut f = crate::db::child::create_private(path)
         .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
     f.write_all(text.as_bytes())
         .map_err(|e| Error::usage(format!("{}: {e}", path.display())))

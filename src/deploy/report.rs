@@ -3,7 +3,6 @@
 //! deploy adds what happened to the target.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -35,18 +34,12 @@ pub struct DeployReport {
     pub seconds: f64,
 }
 
+/// A new private file (0600, never through a symlink) in the deployment's folder.
 fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
     let path = dir.join(name);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| Error::usage(format!("writing {}: {e}", path.display())))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::usage(format!("writing {}: {e}", path.display())))
+    let err = |e: std::io::Error| Error::usage(format!("writing {}: {e}", path.display()));
+    let mut f = crate::db::child::create_private(&path).map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)
 }
 
 /// The dry run's artifacts and output (`plan`).

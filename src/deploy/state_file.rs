@@ -7,7 +7,6 @@
 //! Written 0600, created exclusively (never through a symlink); never holds a password.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -108,13 +107,13 @@ impl RollbackState {
 
     /// Create `dir/rollback-state.json`; an existing file or a symlink there is refused.
     pub fn write_new(&self, dir: &Path) -> std::io::Result<()> {
-        write(&dir.join(FILE), self, true)
+        write(&dir.join(FILE), self)
     }
 
     /// Replace the file (written beside it, then renamed over it).
     pub fn rewrite(&self, dir: &Path) -> std::io::Result<()> {
         let tmp = dir.join(format!(".{FILE}.{}", crate::util::random_hex(4)));
-        write(&tmp, self, true)?;
+        write(&tmp, self)?;
         std::fs::rename(&tmp, dir.join(FILE))
     }
 
@@ -144,15 +143,8 @@ fn dumps_of(p: &Prepared) -> Vec<BackupFile> {
         .collect()
 }
 
-fn write(path: &Path, s: &RollbackState, exclusive: bool) -> std::io::Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    if exclusive {
-        o.create_new(true);
-    } else {
-        o.create(true).truncate(true);
-    }
-    let mut f = o.open(path)?;
+fn write(path: &Path, s: &RollbackState) -> std::io::Result<()> {
+    let mut f = crate::db::child::create_private(path)?;
     let text = serde_json::to_string_pretty(s).map_err(std::io::Error::other)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()
