@@ -16,7 +16,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{BackupError, BackupFile, Strategy, io_error};
 use crate::db::tools::BinDir;
@@ -339,20 +338,7 @@ async fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
 
 /// Size and hex sha256, read in 1 MiB pieces.
 fn hash_sync(path: &Path) -> Result<(u64, String), BackupError> {
-    let mut f = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| io_error(path, &e))?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        h.update(&buf[..n]);
-    }
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((total, hex))
+    crate::util::sha256_file(path).map_err(|e| io_error(path, &e))
 }
 
 #[cfg(test)]
