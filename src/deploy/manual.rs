@@ -27,24 +27,18 @@ pub struct Options {
     pub lock_wait: Option<std::time::Duration>,
 }
 
-/// The environment named by a deployment id (`deploy-<env>-<unix-millis>`); anything else is
-/// refused before a file is looked at (no path can be smuggled in).
-pub fn environment_of(id: &str) -> Result<&str> {
-    let bad = || {
-        Error::usage(format!(
-            "`{id}` is not a deployment id: expected deploy-<env>-<unix-millis>"
-        ))
-    };
-    let rest = id.strip_prefix("deploy-").ok_or_else(bad)?;
-    let (env, millis) = rest.rsplit_once('-').ok_or_else(bad)?;
-    let env_ok = !env.is_empty()
-        && env
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !env_ok || millis.is_empty() || !millis.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
+/// The environment named by a deployment id (`deploy-<env>-<unix-millis>`, read by
+/// `journal::artifacts::parse_run_id`); anything else is refused before a file is looked at
+/// (no path can be smuggled in).
+pub fn environment_of(id: &str) -> Result<String> {
+    let run = crate::journal::artifacts::parse_run_id(id).map_err(Error::usage)?;
+    if run.kind != "deploy" {
+        return Err(Error::usage(format!(
+            "`{id}` is a {} run: only a deployment (deploy-<env>-<unix-millis>) is rolled back",
+            run.kind
+        )));
     }
-    Ok(env)
+    Ok(run.environment)
 }
 
 /// The deployment's state: the local file, checked against the target's copy, or the copy.
@@ -152,7 +146,7 @@ async fn refuse_undone_or_covered(client: &tokio_postgres::Client, id: &str) -> 
 }
 
 pub async fn run(ui: &Ui, project: &Project, id: &str, opts: &Options) -> Result<ExitCode> {
-    let env = environment_of(id)?;
+    let env = &environment_of(id)?;
     let target = project.settings.target(env)?;
     let url = DbUrl::parse(&target.url).map_err(crate::db::DbError::from)?;
     let root = std::path::absolute(&project.settings.project_dir)
@@ -290,15 +284,18 @@ mod tests {
     #[test]
     fn deployment_ids_name_their_environment_and_nothing_else() {
         assert_eq!(environment_of("deploy-dev-1728149445123").unwrap(), "dev");
-        assert_eq!(environment_of("deploy-eu-prod-17").unwrap(), "eu-prod");
+        assert_eq!(
+            environment_of("deploy-eu-prod-1728149445123").unwrap(),
+            "eu-prod"
+        );
         for bad in [
             "deploy-dev-",
-            "deploy--1",
-            "plan-dev-1",
-            "deploy-../x-1",
-            "deploy-dev-12a",
-            "../deploy-dev-1",
-            "deploy-dev/x-1",
+            "deploy--1728149445123",
+            "plan-dev-1728149445123",
+            "deploy-../x-1728149445123",
+            "deploy-dev-1728149445123a",
+            "../deploy-dev-1728149445123",
+            "deploy-dev/x-1728149445123",
         ] {
             assert!(environment_of(bad).is_err(), "{bad}");
         }

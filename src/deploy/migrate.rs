@@ -15,7 +15,7 @@ use crate::db::timeouts;
 use crate::db::{ConnectOptions, DbUrl, connect, lock, state};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::console::Format;
-use crate::journal::{Journal, Level, phase, run_id};
+use crate::journal::{Journal, Level, phase};
 use crate::project::Project;
 use crate::util::format_duration;
 
@@ -241,7 +241,7 @@ impl Run<'_> {
                 console.warn(&format!("interrupted earlier: {}", run.describe()));
             }
         }
-        let id = run_id("migrate", self.env_name);
+        let id = super::new_id(&self.project.settings.project_dir, "migrate", self.env_name)?;
         let mut journal =
             Journal::create(&self.project.settings.project_dir, &id).map_err(|e| {
                 Error::usage(format!(

@@ -231,11 +231,6 @@ pub struct Journal {
     flushed: usize,
 }
 
-/// `migrate-dev-1795484177772`.
-pub fn run_id(kind: &str, environment: &str) -> String {
-    format!("{kind}-{environment}-{}", crate::util::unix_millis())
-}
-
 impl Journal {
     /// Create `.deployments/<id>/deployment.log` under `project_dir` (folder 0700, file 0600).
     pub fn create(project_dir: &Path, id: &str) -> std::io::Result<Journal> {
