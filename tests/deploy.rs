@@ -13,18 +13,14 @@ use common::deploy::*;
 use common::*;
 use serde_json::Value;
 
-/// Files under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p.display().to_string());
-        }
-    }
-    out
+/// `deploy` whose `--test-cmd` (run on the sandbox, after the clone) is `shell`, with the
+/// target's URL in `$TARGET_FOR_TEST` so it can change the target behind the rehearsal's back.
+fn deploy_after_clone(project: &Path, url: &str, tmp: &Path, shell: &str, extra: &[&str]) -> Out {
+    let mut args = vec!["deploy", "dev", "--sandbox", "local", "--test-cmd", shell];
+    args.extend(extra);
+    let mut c = cmd(project, url, tmp, &args);
+    c.env("TARGET_FOR_TEST", url);
+    run(&mut c)
 }
 
 fn phases(lines: &[Value]) -> Vec<String> {
@@ -163,22 +159,8 @@ fn a_row_written_after_the_clone_breaks_the_new_constraint_and_the_deploy_rolls_
     // The app's tests run on the sandbox after the clone; this one also writes to the target a
     // row the new constraint rejects (the rehearsal never saw it).
     let test_cmd = "psql -X -q \"$TARGET_FOR_TEST\" -c \"INSERT INTO customers (email) VALUES ('no-at-sign')\"";
-    let mut c = cmd(
-        p.path(),
-        &db.url,
-        tmp.path(),
-        &[
-            "deploy",
-            "dev",
-            "--sandbox",
-            "local",
-            "--test-cmd",
-            test_cmd,
-        ],
-    );
-    c.env("TARGET_FOR_TEST", &db.url);
     let (fp_clone, _) = fingerprint_and_counts(&db.url, &["customers"]);
-    let out = run(&mut c);
+    let out = deploy_after_clone(p.path(), &db.url, tmp.path(), test_cmd, &[]);
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     let (fp, counts) = fingerprint_and_counts(&db.url, &["customers", "notes"]);
     assert_eq!(fp, fp_clone, "the schema is as before");
@@ -243,26 +225,9 @@ fn a_lock_held_on_the_target_fails_the_apply_and_nothing_is_left_changed() {
     let tmp = private_tmp();
     // After the clone, a session takes a lock on the table and keeps it for 20 s.
     let test_cmd = "(psql -X -q \"$TARGET_FOR_TEST\" -c 'BEGIN; LOCK notes IN ACCESS SHARE MODE; SELECT pg_sleep(20)' >/dev/null 2>&1 &)";
-    let mut c = cmd(
-        p.path(),
-        &db.url,
-        tmp.path(),
-        &[
-            "deploy",
-            "dev",
-            "--sandbox",
-            "local",
-            "--test-cmd",
-            test_cmd,
-            "--lock-timeout",
-            "100ms",
-            "--lock-retries",
-            "1",
-        ],
-    );
-    c.env("TARGET_FOR_TEST", &db.url);
     let before = fingerprint_and_counts(&db.url, &["notes"]);
-    let out = run(&mut c);
+    let extra = ["--lock-timeout", "100ms", "--lock-retries", "1"];
+    let out = deploy_after_clone(p.path(), &db.url, tmp.path(), test_cmd, &extra);
     db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()");
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("lock"), "{}", out.stdout);
@@ -590,6 +555,7 @@ fn killed_at(phase: &str) {
     // No passfile or partial dump of the killed run is left behind.
     let left: Vec<String> = files_under(&p.path().join(".deployments"))
         .into_iter()
+        .map(|f| f.display().to_string())
         .filter(|f| f.contains("pgpass-") || f.ends_with(".partial"))
         .collect();
     assert!(left.is_empty(), "after a kill at {phase}: {left:?}");

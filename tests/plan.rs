@@ -8,22 +8,6 @@ use common::deploy::private_tmp;
 use common::{TestDb, pgship, project_with, run, sql_project};
 use serde_json::Value;
 
-/// Files left under `dir`, ignoring empty folders.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
-}
-
 fn plan_json(project: &Path, target: &str, tmp: &Path, extra: &[&str]) -> (i32, Value, String) {
     let mut cmd = pgship(project);
     cmd.env("TMPDIR", tmp)
@@ -213,7 +197,10 @@ fn drizzle_fixture_at_0001_rehearses_0002_and_0003_proves_the_rollback_and_proce
         "{md}"
     );
     // No sandbox remains.
-    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
+    assert_eq!(
+        common::files_under(tmp.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 #[test]
@@ -257,7 +244,10 @@ fn drizzle_bad_at_0003_aborts_on_the_broken_statement_and_changes_nothing() {
         db.scalar("SELECT to_regclass('public.audit_log')::text"),
         None
     );
-    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
+    assert_eq!(
+        common::files_under(tmp.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
 
     // Text output names it too.
     let out = run(pgship(project.path()).env("TMPDIR", tmp.path()).args([
@@ -567,7 +557,10 @@ fn a_failing_check_and_failing_tests_each_abort_with_the_reason() {
     );
     assert_eq!(ok.0, 0, "{}", ok.2);
     assert_eq!(db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'vip'").as_deref(), Some("0"));
-    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
+    assert_eq!(
+        common::files_under(tmp.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 #[test]
@@ -738,7 +731,10 @@ fn a_postgres_18_target_is_rehearsed_with_postgres_18_tools() {
     assert_eq!(rb["proven"], true, "{rb:#}");
     assert_eq!(rb["reapplied_same_schema"], true, "{rb:#}");
     assert_eq!(out.code, 0, "{}\n{:?}", out.stderr, reason_codes(&v));
-    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
+    assert_eq!(
+        common::files_under(tmp.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 /// A Drizzle project whose folder holds `migrations` (tag, SQL), one journal entry each.
@@ -1086,5 +1082,8 @@ fn drizzle_renames_of_a_populated_table_proceed_with_warnings_and_its_rows_are_f
     let (code, v, stderr) = plan_json(project.path(), &db.url, tmp.path(), &[]);
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(reason_codes(&v), ["abort breaking:table-renamed"]);
-    assert_eq!(files_under(tmp.path()), Vec::<String>::new());
+    assert_eq!(
+        common::files_under(tmp.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
 }

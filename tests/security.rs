@@ -160,7 +160,7 @@ fn canary_password_never_leaks() {
     assert_eq!(outputs[9].1.code, 0, "rollback: {}", outputs[9].1.stderr);
     let mut files = Vec::new();
     for d in [project.path(), good_project.path()].map(|p| p.join(".deployments")) {
-        files.extend(all_files(&d));
+        files.extend(files_under(&d));
     }
     // Every artifact, the dumps and manifests included.
     for f in &files {
@@ -193,20 +193,6 @@ fn canary_password_never_leaks() {
         "SELECT string_agg(target || coalesce(error, '') || coalesce(rollback_state::text, ''), ' ') FROM pgship.deployments",
     );
     assert!(!deployments[0][0].clone().unwrap().contains(&canary));
-}
-
-/// Every file under `dir`, recursively.
-fn all_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(all_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn tls_files(

@@ -346,3 +346,17 @@ pub fn drizzle_state_rows(url: &str) -> Vec<(String, String)> {
     .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
     .collect()
 }
+
+/// Every file under `dir`, recursively (none when it is missing).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
