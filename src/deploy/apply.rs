@@ -19,7 +19,7 @@ use crate::compare::introspect::introspect;
 use crate::db::apply::{ApplyOptions, Work};
 use crate::db::plan as dbplan;
 use crate::db::{Conn, ConnectOptions, connect, lock, state};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::journal::Level;
 use crate::rollback::guard;
 
@@ -206,9 +206,4 @@ pub async fn run(
         before_apply,
         after_apply,
     })
-}
-
-/// An error for an abort in DEPLOY before anything changed.
-pub fn untouched(reason: String) -> Error {
-    Error::refused(reason)
 }

@@ -54,8 +54,7 @@ pub enum Report {
     /// The backup was taken and verified, and the target is still what the sandbox was cloned
     /// from.
     Backup {
-        verified: bool,
-        target_unchanged: bool,
+        ok: bool,
     },
     /// `changed`: something committed on the target (a migration, or part of one).
     Deploy {
@@ -142,11 +141,8 @@ pub fn next(report: Report, dry_run: bool) -> Next {
         Report::SandboxValidation { abort: true } => Stop(Outcome::Aborted),
         Report::SandboxValidation { .. } if dry_run => Stop(Outcome::WouldProceed),
         Report::SandboxValidation { .. } => Run(Phase::Backup),
-        Report::Backup {
-            verified: true,
-            target_unchanged: true,
-        } => Run(Phase::Deploy),
-        Report::Backup { .. } => Stop(Outcome::Aborted),
+        Report::Backup { ok: true } => Run(Phase::Deploy),
+        Report::Backup { ok: false } => Stop(Outcome::Aborted),
         Report::Deploy { ok: true, .. } => Run(Phase::PostDeployValidation),
         // Its transaction rolled back: nothing to undo (the rollback still proves it).
         Report::Deploy { ok: false, .. } => Run(Phase::Rollback),
@@ -220,30 +216,8 @@ mod tests {
                 false,
                 Run(Phase::Backup),
             ),
-            (
-                Report::Backup {
-                    verified: false,
-                    target_unchanged: true,
-                },
-                false,
-                Stop(Outcome::Aborted),
-            ),
-            (
-                Report::Backup {
-                    verified: true,
-                    target_unchanged: false,
-                },
-                false,
-                Stop(Outcome::Aborted),
-            ),
-            (
-                Report::Backup {
-                    verified: true,
-                    target_unchanged: true,
-                },
-                false,
-                Run(Phase::Deploy),
-            ),
+            (Report::Backup { ok: false }, false, Stop(Outcome::Aborted)),
+            (Report::Backup { ok: true }, false, Run(Phase::Deploy)),
             (
                 Report::Deploy {
                     ok: true,

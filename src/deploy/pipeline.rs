@@ -170,18 +170,15 @@ async fn on_target(
     policy: &Policy,
     run: &mut Run,
 ) -> Result<Outcome> {
-    let backed = match backup::run(log, t, opts, pf, &v.rehearsal.fingerprint_before).await? {
-        Ok(b) => b,
-        Err(reason) => return Ok(abort(log, Phase::Backup, run, reason)),
+    let backed = backup::run(log, t, opts, pf, &v.rehearsal.fingerprint_before).await?;
+    let backed = match (
+        decide::next(Report::Backup { ok: backed.is_ok() }, false),
+        backed,
+    ) {
+        (Next::Run(_), Ok(b)) => b,
+        (_, Err(reason)) => return Ok(abort(log, Phase::Backup, run, reason)),
+        (Next::Stop(o), Ok(_)) => return Ok(o),
     };
-    let next = decide::next(
-        Report::Backup {
-            verified: true,
-            target_unchanged: true,
-        },
-        false,
-    );
-    debug_assert_eq!(next, Next::Run(Phase::Deploy));
     log.start(
         Phase::Deploy,
         format!("applying to {}", t.url.redacted()),
@@ -196,6 +193,8 @@ async fn on_target(
     outcome
 }
 
+/// A stop before the apply started (BACKUP, or DEPLOY's checks under the lock): the target is
+/// untouched.
 fn abort(log: &mut Log, phase: Phase, run: &mut Run, reason: String) -> Outcome {
     log.end(phase, Level::Error, "abort", reason.clone(), json!({}));
     run.reasons.push(reason);
