@@ -32,6 +32,8 @@
 //!   manifest, the trial restore, and Neon backup branches.
 //! - [`journal`]: the JSON-lines deployment log in the seed's format, console output, and
 //!   reading runs back (`history`, `logs`).
+//! - [`http`]: one HTTP exchange for the APIs pgship calls (Neon, Vercel, alert channels),
+//!   the retry policy, base-URL rules and the scrubbing of answers into safe messages.
 //! - [`signals`]: SIGINT/SIGTERM for long commands.
 //! - [`status`]: a target's migration state, read and rendered (`pgship status`).
 //! - [`demo`]: the whole story on a throwaway local cluster (`pgship demo`).
@@ -53,6 +55,7 @@ pub mod db;
 pub mod demo;
 pub mod deploy;
 pub mod error;
+pub mod http;
 pub mod journal;
 pub mod lint;
 pub mod project;

@@ -1,12 +1,9 @@
-//! HTTP to the Neon API: one blocking ureq exchange per attempt (run on tokio's blocking
-//! pool), retries, and the scrubbing of everything a response can put into an error.
+//! HTTP to the Neon API: retries with Neon's semantics over [`crate::http`]'s exchange, and
+//! Neon's error bodies made into scrubbed errors.
 //!
-//! The API key goes only into the `Authorization` header. Redirects are not followed, so the
-//! header cannot be carried to another host. Which failures are retried follows Neon's
-//! "General Error" guidance, summed up in the parent module's documentation.
+//! The API key goes only into the `Authorization` header. Which failures are retried follows
+//! Neon's "General Error" guidance, summed up in the parent module's documentation.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -14,90 +11,8 @@ use serde_json::Value;
 
 use super::NeonError;
 use crate::db::url::Secret;
-
-/// Longest message taken from a response.
-const MESSAGE_CAP: usize = 300;
-/// Largest response body read (the endpoint list of a big project stays far below this).
-const BODY_LIMIT: u64 = 8 * 1024 * 1024;
-
-/// How requests are retried. Each request sleeps at most `budget` in total.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included.
-    pub max_attempts: u32,
-    /// First backoff; it doubles with each retry, with jitter, up to `max_delay`.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// Longest `Retry-After` honoured; a longer one ends the retries at once.
-    pub max_retry_after: Duration,
-    /// Total sleep allowed between the attempts of one request.
-    pub budget: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(30),
-            budget: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The sleep before retry number `retry` (1-based): exponential, equal jitter, capped.
-    pub(super) fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
-            .min(self.max_delay);
-        let half = exp / 2;
-        half + half.mul_f64(jitter())
-    }
-}
-
-/// A number in `[0, 1)`, different on every call (std's per-instance random hash keys).
-fn jitter() -> f64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Method {
-    Get,
-    Post,
-    Delete,
-}
-
-impl Method {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Delete => "DELETE",
-        }
-    }
-
-    /// May a failure with an unknown outcome be repeated? GET is idempotent; DELETE is in
-    /// effect, since deleting a deleted branch is a 404 that counts as done.
-    fn retry_unknown_outcome(self) -> bool {
-        self != Method::Post
-    }
-}
-
-/// One HTTP answer.
-pub(super) struct Raw {
-    pub(super) status: u16,
-    retry_after: Option<String>,
-    pub(super) body: String,
-}
+pub use crate::http::RetryPolicy;
+pub(super) use crate::http::{Method, Raw, sanitize};
 
 /// The way to one Neon API.
 #[derive(Clone)]
@@ -111,14 +26,15 @@ pub(super) struct Transport {
 impl Transport {
     /// `base_url` must be https, or http to a loopback address (tests).
     pub(super) fn new(base_url: &str, api_key: Secret) -> Result<Transport, NeonError> {
-        let base_url = check_base_url(base_url)?;
+        let base_url =
+            crate::http::check_base_url(base_url, "NEON_API_URL").map_err(NeonError::Config)?;
         if api_key.expose().is_empty() || api_key.expose().chars().any(char::is_control) {
             return Err(NeonError::Config(
                 "NEON_API_KEY is not a valid API key".into(),
             ));
         }
         Ok(Transport {
-            agent: make_agent(&base_url, Duration::from_secs(30)),
+            agent: crate::http::agent(&base_url, Duration::from_secs(30)),
             base_url,
             api_key,
             retry: RetryPolicy::default(),
@@ -127,7 +43,7 @@ impl Transport {
 
     /// Bound every HTTP exchange, connection and body included, by `timeout`.
     pub(super) fn set_timeout(&mut self, timeout: Duration) {
-        self.agent = make_agent(&self.base_url, timeout);
+        self.agent = crate::http::agent(&self.base_url, timeout);
     }
 
     pub(super) fn base_url(&self) -> &str {
@@ -158,10 +74,11 @@ impl Transport {
         loop {
             let agent = self.agent.clone();
             let url = format!("{}{path}", self.base_url);
-            let key = self.api_key.clone();
+            let auth = format!("Bearer {}", self.api_key.expose());
             let payload = body.cloned();
             let result = tokio::task::spawn_blocking(move || {
-                exchange(&agent, method, &url, &key, payload.as_ref())
+                let headers = [("Authorization", auth.as_str())];
+                crate::http::exchange(&agent, method, &url, &headers, payload.as_ref())
             })
             .await
             .unwrap_or_else(|_| Err("the HTTP worker thread panicked".into()));
@@ -175,7 +92,7 @@ impl Transport {
                         500..=599 => method.retry_unknown_outcome(),
                         _ => false,
                     };
-                    let after = raw.retry_after.as_deref().and_then(parse_retry_after);
+                    let after = raw.retry_after;
                     (
                         self.api_error(action, &request, &raw, attempt),
                         retry,
@@ -259,69 +176,6 @@ fn with_detail(mut e: NeonError, more: &str) -> NeonError {
     e
 }
 
-fn make_agent(base_url: &str, timeout: Duration) -> ureq::Agent {
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        // Redirects would carry the request elsewhere; the Neon API does not redirect.
-        .max_redirects(0)
-        .timeout_global(Some(timeout))
-        .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
-        .accept("application/json")
-        .user_agent(concat!("pgship/", env!("CARGO_PKG_VERSION")));
-    if url_host(base_url).is_some_and(is_loopback) {
-        config = config.proxy(None);
-    }
-    config.build().new_agent()
-}
-
-/// One HTTP exchange, on a blocking thread. The error is a message without the key.
-fn exchange(
-    agent: &ureq::Agent,
-    method: Method,
-    url: &str,
-    key: &Secret,
-    body: Option<&Value>,
-) -> Result<Raw, String> {
-    let auth = format!("Bearer {}", key.expose());
-    let response = match method {
-        Method::Get => agent.get(url).header("Authorization", &auth).call(),
-        Method::Delete => agent.delete(url).header("Authorization", &auth).call(),
-        Method::Post => agent
-            .post(url)
-            .header("Authorization", &auth)
-            .send_json(body.unwrap_or(&Value::Null)),
-    };
-    let response = response.map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response
-        .into_body()
-        .into_with_config()
-        .limit(BODY_LIMIT)
-        .read_to_string()
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    Ok(Raw {
-        status,
-        retry_after,
-        body,
-    })
-}
-
-/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = jiff::fmt::rfc2822::parse(value).ok()?;
-    let delta = when.timestamp().duration_since(jiff::Timestamp::now());
-    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
-}
-
 fn http_reason(status: u16) -> &'static str {
     match status {
         400 => "bad request",
@@ -335,127 +189,7 @@ fn http_reason(status: u16) -> &'static str {
     }
 }
 
-fn check_base_url(url: &str) -> Result<String, NeonError> {
-    let url = url.trim().trim_end_matches('/');
-    let bad = |why: &str| NeonError::Config(format!("NEON_API_URL {why}"));
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| bad("must start with https://"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(bad("must not contain credentials"));
-    }
-    if url.contains(['?', '#']) {
-        return Err(bad("must not have a query or fragment"));
-    }
-    let host = url_host(url).ok_or_else(|| bad("has no host"))?;
-    match scheme {
-        "https" => Ok(url.to_string()),
-        "http" if is_loopback(host) => Ok(url.to_string()),
-        "http" => Err(bad(
-            "must use https (plain http is allowed only to a loopback address)",
-        )),
-        _ => Err(bad("must start with https://")),
-    }
-}
-
-/// The host of an `http(s)://host[:port]/…` URL.
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    (!host.is_empty()).then_some(host)
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 pub(super) use crate::db::url::percent_encode as enc;
-
-/// A message from outside, safe to show: no API key, no bearer token, no URL password, no
-/// control characters, at most [`MESSAGE_CAP`] characters.
-pub(super) fn sanitize(message: &str, key: &str) -> String {
-    let mut s = message.to_string();
-    if !key.is_empty() {
-        s = s.replace(key, "***");
-    }
-    s = redact_after(&s, "Bearer ", |c: char| {
-        c.is_whitespace() || "\"',;".contains(c)
-    });
-    s = redact_url_passwords(&s);
-    let mut out = String::new();
-    let mut last_space = false;
-    for c in s.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if c == ' ' && last_space {
-            continue;
-        }
-        last_space = c == ' ';
-        out.push(c);
-    }
-    let out = out.trim();
-    if out.chars().count() > MESSAGE_CAP {
-        let cut: String = out.chars().take(MESSAGE_CAP).collect();
-        format!("{cut}…")
-    } else {
-        out.to_string()
-    }
-}
-
-/// Replace what follows each `marker` up to `end` with `***`.
-fn redact_after(s: &str, marker: &str, end: impl Fn(char) -> bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(marker) {
-        out.push_str(&rest[..i + marker.len()]);
-        let after = &rest[i + marker.len()..];
-        let stop = after.find(&end).unwrap_or(after.len());
-        if stop > 0 {
-            out.push_str("***");
-        }
-        rest = &after[stop..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `scheme://user:password@host` → `scheme://user:***@host`.
-fn redact_url_passwords(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        out.push_str(&rest[..i + 3]);
-        let after = &rest[i + 3..];
-        let end = after
-            .find(|c: char| c.is_whitespace() || "/?#\"'<>".contains(c))
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        match authority.rfind('@') {
-            Some(at) => {
-                let userinfo = &authority[..at];
-                match userinfo.split_once(':') {
-                    Some((user, _)) => {
-                        out.push_str(user);
-                        out.push_str(":***");
-                    }
-                    None => out.push_str(userinfo),
-                }
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
-}
 
 #[derive(Deserialize)]
 struct ApiErrorBody {
@@ -465,76 +199,4 @@ struct ApiErrorBody {
     message: Option<String>,
     #[serde(default)]
     request_id: Option<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120);
-        let header = jiff::fmt::rfc2822::DateTimePrinter::new()
-            .timestamp_to_rfc9110_string(&soon)
-            .unwrap();
-        let d = parse_retry_after(&header).unwrap();
-        assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_stays_capped() {
-        let p = RetryPolicy {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(1000),
-            ..RetryPolicy::default()
-        };
-        for retry in 1..=10 {
-            let exp = (100u64 << (retry - 1)).min(1000);
-            let d = p.backoff(retry).as_millis() as u64;
-            assert!(d >= exp / 2 && d <= exp, "retry {retry}: {d} ms");
-        }
-        let many: std::collections::HashSet<_> = (0..20).map(|_| p.backoff(4)).collect();
-        assert!(many.len() > 1, "no jitter");
-    }
-
-    #[test]
-    fn sanitize_scrubs_secrets_and_caps() {
-        let key = "napi_k3y";
-        let s = sanitize(
-            "bad key napi_k3y; header Bearer abc.def\nurl postgres://u:pw@h/db\x07 end",
-            key,
-        );
-        assert!(
-            !s.contains("napi_k3y") && !s.contains("abc.def") && !s.contains("pw@"),
-            "{s}"
-        );
-        assert!(s.contains("postgres://u:***@h/db"), "{s}");
-        assert!(!s.contains('\n') && !s.contains('\x07'), "{s}");
-        let long = sanitize(&"x".repeat(1000), key);
-        assert_eq!(long.chars().count(), MESSAGE_CAP + 1);
-    }
-
-    #[test]
-    fn base_url_rules() {
-        assert!(
-            check_base_url("https://console.neon.tech/api/v2/")
-                .unwrap()
-                .ends_with("/v2")
-        );
-        assert!(check_base_url("http://127.0.0.1:8080/api/v2").is_ok());
-        assert!(check_base_url("http://[::1]:8080").is_ok());
-        assert!(check_base_url("http://console.neon.tech/api/v2").is_err());
-        assert!(check_base_url("https://u:p@console.neon.tech").is_err());
-        assert!(check_base_url("ftp://x").is_err());
-        assert!(check_base_url("console.neon.tech").is_err());
-    }
 }
