@@ -9,6 +9,8 @@
 //!   `sandbox_validation`, `backup`, `apply`, `post_deploy`, `rollback`), the pure decision core
 //!   (`decide`), `rollback <id>` (`manual`), the data-loss guard's schedule (`guard`),
 //!   `rollback-state.json` (`state_file`), reports; and `migrate`, the engine's direct face.
+//! - [`app`]: the code half: git in temporary worktrees, Vercel's API and deploy hooks, the
+//!   app's health check (providers `none`, `vercel`, `hook`).
 //! - [`project`]: the project folder resolved: settings, migrations folder and kind, state table.
 //! - [`config`]: `pgship.toml`, `.env.local`/`.env` and the process environment, resolved into
 //!   typed settings and targets.
@@ -46,6 +48,7 @@
 //! `lint::command` alone in `lint` reads the project and connects (through `db`): the rules
 //! do no IO.
 
+pub mod app;
 pub mod backup;
 pub mod cli;
 pub mod cluster;
