@@ -7,3 +7,5 @@
 //! - [`health`]: the app's health endpoint, and which commit it says it runs.
 //!
 //! Nothing here knows the pipeline: `deploy` calls it.
+
+pub mod git;
