@@ -194,6 +194,18 @@ impl Fx {
         );
     }
 
+    /// The other clone's develop is pushed after the first merge pgship makes; the returned
+    /// file exists once it was.
+    fn push_once_after_merge(&self) -> PathBuf {
+        let mark = self.root.join("moved");
+        self.post_merge(&format!(
+            "[ -e '{m}' ] && exit 0\n: > '{m}'\ngit -C '{o}' push -q origin develop",
+            m = mark.display(),
+            o = self.other.display()
+        ));
+        mark
+    }
+
     fn deploy(&self, remote: &str) -> Result<pgship::app::git::Merged, MergeError> {
         merge_and_push(
             &self.repo,
@@ -203,6 +215,22 @@ impl Fx {
             FEATURE,
             "Deploy dep-1: merge feature/login into develop",
         )
+    }
+}
+
+/// The files of the conflict `result` must be.
+fn conflict<T: std::fmt::Debug>(result: Result<T, MergeError>) -> Vec<String> {
+    match result {
+        Err(MergeError::Conflict { files }) => files,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// The reason of the rejection `result` must be.
+fn rejected<T: std::fmt::Debug>(result: Result<T, MergeError>) -> String {
+    match result {
+        Err(MergeError::Rejected { reason }) => reason,
+        other => panic!("expected a rejection, got {other:?}"),
     }
 }
 
@@ -290,10 +318,7 @@ fn conflict_is_found_by_the_trial_and_nothing_is_pushed() {
             files: vec!["app.ts".into()]
         }
     );
-    match fx.deploy("origin") {
-        Err(MergeError::Conflict { files }) => assert_eq!(files, ["app.ts"]),
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    assert_eq!(conflict(fx.deploy("origin")), ["app.ts"]);
     assert_eq!(fx.remote("develop"), theirs, "nothing pushed");
     fx.assert_untouched(&before);
 }
@@ -335,12 +360,7 @@ fn remote_moved_during_the_deploy_is_merged_again_and_pushed() {
     let trial = trial_merge(&fx.repo, &fx.parent, "origin", "develop", FEATURE).unwrap();
     assert!(matches!(trial, Trial::Clean { .. }));
     // After the first merge (between its fetch and its push) the other clone pushes, once.
-    let mark = fx.root.join("moved");
-    fx.post_merge(&format!(
-        "[ -e '{m}' ] && exit 0\n: > '{m}'\ngit -C '{o}' push -q origin develop",
-        m = mark.display(),
-        o = fx.other.display()
-    ));
+    let mark = fx.push_once_after_merge();
     let m = fx.deploy("origin").unwrap();
     assert!(mark.exists(), "the hook pushed");
     assert!(m.retried);
@@ -362,16 +382,9 @@ fn remote_moved_with_a_conflicting_change_is_a_conflict_and_pushes_nothing() {
     let fx = Fx::new();
     let theirs = fx.other_commit("app.ts", &APP.replace("line 2", "line 2: hotfix"), "hotfix");
     let before = fx.snapshot();
-    let mark = fx.root.join("moved");
-    fx.post_merge(&format!(
-        "[ -e '{m}' ] && exit 0\n: > '{m}'\ngit -C '{o}' push -q origin develop",
-        m = mark.display(),
-        o = fx.other.display()
-    ));
-    match fx.deploy("origin") {
-        Err(MergeError::Conflict { files }) => assert_eq!(files, ["app.ts"]),
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    let mark = fx.push_once_after_merge();
+    assert_eq!(conflict(fx.deploy("origin")), ["app.ts"]);
+    assert!(mark.exists(), "the hook pushed");
     assert_eq!(
         fx.remote("develop"),
         theirs,
@@ -393,14 +406,10 @@ fn a_second_rejection_fails() {
             c = count.display()
         ),
     );
-    match fx.deploy("origin") {
-        Err(MergeError::Rejected { reason }) => {
-            assert!(reason.contains("origin develop"), "{reason}");
-            assert!(reason.contains("pre-receive hook declined"), "{reason}");
-            assert!(reason.contains("frozen by test, push 2"), "{reason}");
-        }
-        other => panic!("expected a rejection, got {other:?}"),
-    }
+    let reason = rejected(fx.deploy("origin"));
+    assert!(reason.contains("origin develop"), "{reason}");
+    assert!(reason.contains("pre-receive hook declined"), "{reason}");
+    assert!(reason.contains("frozen by test, push 2"), "{reason}");
     assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "2");
     assert_eq!(fx.remote("develop"), fx.develop, "nothing pushed");
     fx.assert_untouched(&before);
@@ -416,15 +425,11 @@ fn a_remote_that_keeps_moving_fails_after_one_retry() {
         "git -C '{o}' commit -q --allow-empty -m moved && git -C '{o}' push -q origin develop",
         o = fx.other.display()
     ));
-    match fx.deploy("origin") {
-        Err(MergeError::Rejected { reason }) => {
-            assert!(
-                reason.contains("fetch first") && reason.contains("moved"),
-                "{reason}"
-            );
-        }
-        other => panic!("expected a rejection, got {other:?}"),
-    }
+    let reason = rejected(fx.deploy("origin"));
+    assert!(
+        reason.contains("fetch first") && reason.contains("moved"),
+        "{reason}"
+    );
     let theirs = git(&fx.other, &["rev-parse", "HEAD"]);
     assert_eq!(
         fx.remote("develop"),
@@ -488,22 +493,16 @@ fn reset_mode_refuses_when_a_commit_was_pushed_meanwhile() {
     let m = fx.deploy("origin").unwrap();
     let hotfix = fx.other_commit("hotfix.ts", "fix\n", "hotfix: keep me");
     fx.other_push();
-    match reset_and_push(
+    let reason = rejected(reset_and_push(
         &fx.repo,
         &fx.parent,
         "origin",
         "develop",
         &m.before,
         &m.merge_commit,
-    ) {
-        Err(MergeError::Rejected { reason }) => {
-            assert!(
-                reason.contains(&hotfix[..7]) && reason.contains("hotfix: keep me"),
-                "{reason}"
-            );
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+    ));
+    assert!(reason.contains(&hotfix[..7]), "{reason}");
+    assert!(reason.contains("hotfix: keep me"), "{reason}");
     assert_eq!(fx.remote("develop"), hotfix, "the other commit is kept");
     fx.assert_untouched(&before);
 
