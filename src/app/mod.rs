@@ -7,3 +7,6 @@
 //! - [`health`]: the app's health endpoint, and which commit it says it runs.
 //!
 //! Nothing here knows the pipeline: `deploy` calls it.
+
+pub mod health;
+pub mod vercel_api;
