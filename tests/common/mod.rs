@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod deploy;
+pub mod loopback;
+pub mod vercel;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
