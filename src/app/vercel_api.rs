@@ -21,7 +21,10 @@
 //!   githubCommitRef, …}}], pagination: {next}}`, newest first; `until=<next>` is the next
 //!   page (<https://vercel.com/docs/rest-api/deployments/list-deployments>). Metadata is
 //!   filtered with `meta-<key>=<value>` (the CLI's `vercel list --meta`: `vercel ls -m
-//!   githubCommitSha=<sha>` is Vercel's documented way to find a commit's deployments).
+//!   githubCommitSha=<sha>` is Vercel's documented way to find a commit's deployments). The
+//!   commit and branch are read from GitHub's, GitLab's or Bitbucket's metadata keys; the
+//!   server-side filter uses GitHub's, and the newest pages are read by hand when it finds
+//!   nothing.
 //! - `GET /v13/deployments/{id}` answers `{id, url, readyState, target, createdAt, meta}`;
 //!   `readyState` is `QUEUED`, `INITIALIZING`, `BUILDING`, `READY`, `ERROR` or `CANCELED`.
 //! - Instant rollback: `POST /v9/projects/{projectId}/rollback/{deploymentId}` with `{}`, as
@@ -304,15 +307,13 @@ impl Vercel {
                 return Ok(Some(d));
             }
         }
-        let mut query = vec![
-            ("state", "READY".to_string()),
-            ("meta-githubCommitRef", branch.to_string()),
-        ];
+        let mut query = vec![("state", "READY".to_string())];
         if production {
             query.push(("target", "production".to_string()));
         }
         let action = format!("find the Vercel deployment serving branch {branch}");
-        self.find(&action, query, 1, |d| {
+        let filter = ("meta-githubCommitRef", branch.to_string());
+        self.find_by_meta(&action, query, filter, |d| {
             d.branch.as_deref() == Some(branch) && d.state == ReadyState::Ready
         })
         .await
@@ -329,14 +330,13 @@ impl Vercel {
         }
         let action = format!("find the Vercel deployment of commit {}", short(commit));
         let matches = |d: &Deployment| d.commit.as_deref().is_some_and(|c| same_commit(c, commit));
-        if commit.len() == 40 {
-            let query = vec![("meta-githubCommitSha", commit.to_ascii_lowercase())];
-            if let Some(d) = self.find(&action, query, 1, matches).await? {
-                return Ok(Some(d));
-            }
+        if commit.len() < 40 {
+            // The metadata filter wants the full sha: the newest pages, by hand.
+            return self.find(&action, Vec::new(), MAX_PAGES, matches).await;
         }
-        // A short sha, or another git provider's metadata key: the newest pages, by hand.
-        self.find(&action, Vec::new(), MAX_PAGES, matches).await
+        let filter = ("meta-githubCommitSha", commit.to_ascii_lowercase());
+        self.find_by_meta(&action, Vec::new(), filter, matches)
+            .await
     }
 
     /// One deployment by id (`GET /v13/deployments/{id}`).
@@ -437,6 +437,24 @@ impl Vercel {
             }),
             other => other,
         }
+    }
+
+    /// The newest deployment that `keep` accepts: first from a list filtered by `query` and
+    /// the GitHub metadata `filter`, then (another git provider's metadata keys are named
+    /// otherwise) from the newest [`MAX_PAGES`] pages filtered by `query` alone.
+    async fn find_by_meta(
+        &self,
+        action: &str,
+        query: Vec<(&str, String)>,
+        filter: (&str, String),
+        keep: impl Fn(&Deployment) -> bool,
+    ) -> Result<Option<Deployment>, VercelError> {
+        let mut filtered = query.clone();
+        filtered.push(filter);
+        if let Some(d) = self.find(action, filtered, 1, &keep).await? {
+            return Ok(Some(d));
+        }
+        self.find(action, query, MAX_PAGES, keep).await
     }
 
     /// The newest deployment of the project that `keep` accepts, from at most `pages` list
