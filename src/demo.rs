@@ -378,7 +378,7 @@ async fn roll_back_first(ui: &Ui, dir: &Path, first: &str) -> Result<()> {
 async fn final_state(ui: &Ui, dir: &Path, url: &DbUrl) -> Result<ExitCode> {
     heading(ui, 8, "pgship status dev: back at 0001");
     let (project, _, dev) = load_dev(dir, url)?;
-    let report = crate::status::collect(&project, &dev).await?;
+    let report = crate::status::collect(&project, &dev, Some("dev")).await?;
     ui.console
         .result(&crate::status::render(&report, ui.console.verbose > 0));
     let conn = connect(&dev, &ConnectOptions::default()).await?;

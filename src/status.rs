@@ -32,9 +32,14 @@ pub fn unclean(report: &Value) -> Vec<String> {
     .collect()
 }
 
-/// The status document (the `--format json` output).
-pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
+/// The status document (the `--format json` output). `environment`: the named environment the
+/// target is, for its app section (branch, last deployed commit, what serves it now).
+pub async fn collect(project: &Project, url: &DbUrl, environment: Option<&str>) -> Result<Value> {
     let conn = connect(url, &ConnectOptions::default()).await?;
+    let app = match environment {
+        Some(env) => Some(app_section(project, env, &conn.client).await?),
+        None => None,
+    };
     let st = state::read(&conn.client, &project.state).await?;
     let holder = lock::holder(&conn.client, lock::MIGRATE_LOCK_KEY).await?;
     let ms = &project.source.migrations;
@@ -102,8 +107,39 @@ pub async fn collect(project: &Project, url: &DbUrl) -> Result<Value> {
         "state_problems": problems,
         "interrupted_runs": interrupted,
     });
+    if let Some(app) = app {
+        doc["app"] = app;
+    }
     doc["clean"] = json!(unclean(&doc).is_empty());
     Ok(doc)
+}
+
+/// The environment's code: provider, branch and remote, the commit its last successful
+/// deployment left (the merge commit when pgship deployed the code), and the host's current
+/// deployment (a host that cannot be asked says why, without failing the status).
+async fn app_section(
+    project: &Project,
+    env: &str,
+    client: &tokio_postgres::Client,
+) -> Result<Value> {
+    let settings = crate::app::AppSettings::resolve(&project.settings, env)
+        .map_err(crate::error::Error::usage)?;
+    let last = crate::db::history::last_succeeded(client, env).await?;
+    let current = match crate::app::App::resolve(&project.settings, env) {
+        Ok(app) => match app.current().await {
+            Ok(c) => json!(c),
+            Err(e) => json!(format!("unknown: {e}")),
+        },
+        Err(e) => json!(format!("unknown: {e}")),
+    };
+    Ok(json!({
+        "provider": settings.provider.as_str(),
+        "branch": settings.branch,
+        "remote": settings.remote,
+        "last_deployment": last.as_ref().map(|d| &d.id),
+        "last_deployed_commit": last.as_ref().and_then(|d| d.git_commit.clone()),
+        "current_deployment": current,
+    }))
 }
 
 /// The status as text; long lists are folded (their first and last few and a count) unless
@@ -128,6 +164,26 @@ pub fn render(r: &Value, all: bool) -> String {
         s(&r["source"]["dir"]),
         s(&r["source"]["kind"])
     ));
+    if let Some(a) = r["app"].as_object() {
+        let commit = match (
+            a["last_deployed_commit"].as_str(),
+            a["last_deployment"].as_str(),
+        ) {
+            (Some(c), Some(d)) => format!("{} ({d})", &c[..c.len().min(12)]),
+            (None, Some(d)) => format!("none recorded ({d})"),
+            _ => "no deployment yet".into(),
+        };
+        out.push_str(&format!(
+            "app:      {} · branch {} on {} · last deployed {commit}{}\n",
+            a["provider"].as_str().unwrap_or("none"),
+            a["branch"].as_str().unwrap_or(""),
+            a["remote"].as_str().unwrap_or(""),
+            a["current_deployment"]
+                .as_str()
+                .map(|c| format!(" · serving {c}"))
+                .unwrap_or_default()
+        ));
+    }
     match r["lock"].as_object() {
         Some(h) => out.push_str(&format!(
             "lock:     held by pid {} ({}) since {}\n",

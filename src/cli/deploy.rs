@@ -59,9 +59,14 @@ pub struct Args {
     /// `auto`, `full`, `touched` or `neon` (default: [backup] strategy, else auto).
     #[arg(long, value_name = "STRATEGY")]
     pub backup: Option<String>,
-    /// Deploy although the migrations folder has uncommitted changes.
+    /// Deploy although there are uncommitted changes (in the migrations folder; with an app
+    /// provider, in any tracked file): the committed state is what the code half merges.
     #[arg(long)]
     pub allow_dirty: bool,
+    /// With an app provider: the ref merged into the environment's branch (default: the
+    /// current branch).
+    #[arg(long, value_name = "REF")]
+    pub from: Option<String>,
     /// How many times to retry after a lock timeout, with exponential backoff [default: 5].
     #[arg(long, value_name = "N")]
     pub lock_retries: Option<u32>,
@@ -78,6 +83,7 @@ pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
         dry_run: args.dry_run,
         backup: args.backup,
         allow_dirty: args.allow_dirty,
+        from: args.from,
         lock_retries: args.lock_retries,
         lock_wait: args.lock_wait,
         ..args.rehearsal.options()

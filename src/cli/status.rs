@@ -21,8 +21,10 @@ pub struct Args {
 }
 
 pub async fn run(globals: &Globals, args: Args) -> Result<ExitCode> {
-    let (project, _target, url) = globals.project_with_target(&args.target)?;
-    show(globals, &project, &url, args.exit_code).await
+    let (project, target, url) = globals.project_with_target(&args.target)?;
+    let env = matches!(target.origin, crate::config::TargetOrigin::Environment(_))
+        .then_some(target.name.as_str());
+    show(globals, &project, &url, env, args.exit_code).await
 }
 
 /// Collect and print the status of `project` on `url`; with `exit_code`, exit 1 unless it is
@@ -31,9 +33,10 @@ pub async fn show(
     globals: &Globals,
     project: &Project,
     url: &DbUrl,
+    environment: Option<&str>,
     exit_code: bool,
 ) -> Result<ExitCode> {
-    let report = collect(project, url).await?;
+    let report = collect(project, url, environment).await?;
     if globals.console.format == Format::Json {
         globals.console.json(&report);
     } else {

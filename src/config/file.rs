@@ -59,8 +59,23 @@ pub struct DeployFile {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppFile {
-    /// `none` (default: pgship deploys the database only).
+    /// `none` (default: pgship deploys the database only), `vercel` (the push makes Vercel
+    /// build) or `hook` (a POST to a deploy hook starts the build).
     pub provider: Option<String>,
+    /// The git remote the environment branches live on (`origin`).
+    pub remote: Option<String>,
+    /// Appended to `<ENV>_URL` for the health check (`/api/health`).
+    pub health_path: Option<String>,
+    /// The JSON field of the health answer naming the commit it runs (default: `commit`,
+    /// `sha` or `gitCommit`).
+    pub commit_field: Option<String>,
+    /// How long the app's new deployment may take to be ready (`10m`).
+    pub deploy_timeout: Option<String>,
+    /// How long the health check may take to answer 2xx from the new code (`60s`).
+    pub health_timeout: Option<String>,
+    /// How a code rollback undoes the merge: `revert` (default: a revert commit, history kept)
+    /// or `reset` (the branch reset to its commit before, pushed with a lease).
+    pub git_rollback: Option<String>,
 }
 
 /// `[sandbox]`: how sandboxes are made.
@@ -178,6 +193,9 @@ pub struct EnvironmentFile {
     pub url_env: Option<String>,
     pub app_url_env: Option<String>,
     pub protected: Option<bool>,
+    /// The app's production (Vercel's `production` target) is served from this environment
+    /// (default: true for `prod`).
+    pub production: Option<bool>,
 }
 
 pub(super) fn read(path: &Path) -> Result<ConfigFile, ConfigError> {

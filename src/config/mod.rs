@@ -39,6 +39,8 @@ pub struct Environment {
     pub app_url_var: String,
     /// Protected environments ask for confirmation on a terminal and need `--yes` otherwise.
     pub protected: bool,
+    /// The app's production is served from this environment (Vercel's `production` target).
+    pub production: bool,
 }
 
 /// Everything resolved from the project folder.
@@ -211,6 +213,7 @@ fn resolve_environments(file: &ConfigFile) -> BTreeMap<String, Environment> {
                 url_var: decl.url_env.clone().unwrap_or(base.url_var),
                 app_url_var: decl.app_url_env.clone().unwrap_or(base.app_url_var),
                 protected: decl.protected.unwrap_or(base.protected),
+                production: decl.production.unwrap_or(base.production),
             },
         );
     }
@@ -225,6 +228,7 @@ fn default_environment(name: &str, branch: &str, protected: bool) -> Environment
         url_var: format!("{prefix}_POSTGRES_URL"),
         app_url_var: format!("{prefix}_URL"),
         protected,
+        production: name == "prod",
     }
 }
 

@@ -129,6 +129,27 @@ pub async fn deployments(
     Ok(Some(rows.iter().map(deployment_row).collect()))
 }
 
+/// The environment's newest deployment that succeeded; `None` when there is none (or no pgship
+/// schema).
+pub async fn last_succeeded(
+    client: &Client,
+    environment: &str,
+) -> Result<Option<DeploymentRow>, DbError> {
+    if !has_history(client).await? {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT {DEPLOYMENT_COLUMNS} FROM pgship.deployments d \
+         WHERE d.environment = $1 AND d.kind = 'deploy' AND d.status = 'succeeded' \
+         ORDER BY d.started_at DESC, d.id DESC LIMIT 1"
+    );
+    let row = client
+        .query_opt(&sql, &[&environment])
+        .await
+        .map_err(|e| DbError::query("reading pgship.deployments", &e))?;
+    Ok(row.as_ref().map(deployment_row))
+}
+
 /// One run by id; `None` when it is not recorded (or there is no pgship schema).
 pub async fn deployment(client: &Client, id: &str) -> Result<Option<DeploymentRow>, DbError> {
     if !has_history(client).await? {

@@ -66,11 +66,13 @@ pub enum Report {
     },
     /// `writes_found`: the data-loss guard found writes the rollback would lose;
     /// `allow_loss`: `[policy] rows_lost = "allow"`; `proven`: rolled back and the fingerprint
-    /// and touched tables match the pre-deploy record.
+    /// and touched tables match the pre-deploy record; `code_ok`: the code half was rolled back
+    /// and the app answers from the old code (true when there is no code half).
     Rollback {
         writes_found: bool,
         allow_loss: bool,
         proven: bool,
+        code_ok: bool,
     },
 }
 
@@ -148,7 +150,11 @@ pub fn next(report: Report, dry_run: bool) -> Next {
         Report::Deploy { ok: false, .. } => Run(Phase::Rollback),
         Report::PostDeployValidation { ok: true } => Stop(Outcome::Succeeded),
         Report::PostDeployValidation { ok: false } => Run(Phase::Rollback),
-        Report::Rollback { proven: true, .. } => Stop(Outcome::RolledBack),
+        Report::Rollback {
+            proven: true,
+            code_ok: true,
+            ..
+        } => Stop(Outcome::RolledBack),
         Report::Rollback { .. } => Stop(Outcome::NeedsHuman),
     }
 }
@@ -170,6 +176,13 @@ mod tests {
             writes_found,
             allow_loss,
             proven,
+            code_ok: true,
+        };
+        let code_failed = Report::Rollback {
+            writes_found: false,
+            allow_loss: false,
+            proven: true,
+            code_ok: false,
         };
         let cases: &[(Report, bool, Next)] = &[
             (
@@ -256,6 +269,9 @@ mod tests {
             (rb(true, true, true), false, Stop(Outcome::RolledBack)),
             (rb(true, false, false), false, Stop(Outcome::NeedsHuman)),
             (rb(false, false, false), false, Stop(Outcome::NeedsHuman)),
+            // The database is back but the code is not (or the app does not answer from the
+            // old code): a person must act.
+            (code_failed, false, Stop(Outcome::NeedsHuman)),
         ];
         for (report, dry_run, want) in cases {
             assert_eq!(

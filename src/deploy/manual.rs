@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::app::App;
-use super::decide::{Outcome, Phase, Report};
+use super::decide::{Outcome, Phase};
 use super::log::Log;
 use super::rollback::{self, Inputs};
 use super::state_file::RollbackState;
 use super::{Ui, new_id};
+use crate::app::App;
 use crate::db::{ConnectOptions, DbUrl, connect, lock, state, tools};
 use crate::error::{Error, ExitCode, Result};
 use crate::journal::{Journal, Level};
@@ -156,7 +156,7 @@ pub async fn run(ui: &Ui, project: &Project, id: &str, opts: &Options) -> Result
     let st = load(&conn.client, &dir, id, env).await?;
     verify_files(ui.console, &st)?;
     refuse_undone_or_covered(&conn.client, id).await?;
-    let app = App::from_project(project)?;
+    let app = super::app::resolve(project, &target)?;
     let console = ui.console;
     let what = format!(
         "roll back {id} on `{env}` ({}): undo {} with the {} method{}",
@@ -216,28 +216,35 @@ async fn execute(
         changed: true,
         allow_loss: rollback::allow_loss(&super::policy::policy(project)?),
         work_dir: &work_dir,
+        project_dir: root.to_path_buf(),
     };
     log.info(
         Phase::Rollback,
         format!("rolling back {id}"),
         json!({"deployment": id}),
     );
-    let (report, undone) = rollback::run(&mut log, &inputs, &conn, app).await?;
+    let mut code = st.code.clone();
+    let (report, undone) = rollback::run(&mut log, &inputs, &conn, (app, code.as_mut())).await?;
     // A Neon restore ended every session on the branch (the lock went with it).
     let conn = if undone.neon_restored.is_some() {
         connect(url, &ConnectOptions::default()).await?
     } else {
         conn
     };
-    let outcome = match report {
-        Report::Rollback { proven: true, .. } => Outcome::RolledBack,
-        _ => Outcome::NeedsHuman,
+    let outcome = match super::decide::next(report, false) {
+        super::decide::Next::Stop(o) => o,
+        super::decide::Next::Run(_) => Outcome::NeedsHuman,
     };
     let status = outcome.status();
     let reasons: Vec<String> = undone
         .error
         .iter()
         .cloned()
+        .chain(undone.code_error.iter().cloned())
+        .chain(
+            (!undone.commands_left.is_empty())
+                .then(|| format!("left for a person: {}", undone.commands_left.join("; "))),
+        )
         .chain(
             (!undone.writes.is_empty()).then(|| crate::rollback::guard::describe(&undone.writes)),
         )

@@ -60,8 +60,12 @@ pub struct Options {
     pub lock_wait: Option<std::time::Duration>,
     /// `--backup`: overrides `[backup] strategy`.
     pub backup: Option<String>,
-    /// Deploy although the migrations folder has uncommitted changes.
+    /// Deploy although the migrations folder (or, with an app provider, any tracked file) has
+    /// uncommitted changes.
     pub allow_dirty: bool,
+    /// The ref whose code is merged into the environment's branch (default: the current
+    /// branch).
+    pub from: Option<String>,
 }
 
 /// One deployment's fixed inputs.

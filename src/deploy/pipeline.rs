@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::app::App;
+use super::app::PhaseEvents;
 use super::apply::{self, Locked};
 use super::backup::{self, BackedUp};
 use super::decide::{self, Next, Outcome, Phase, Report};
@@ -15,6 +15,7 @@ use super::rollback::{self, Undone};
 use super::sandbox_validation::{self, Validated};
 use super::settings::Settings;
 use super::{Ctx, Options, policy, post_deploy, preflight};
+use crate::app::App;
 use crate::db::state;
 use crate::error::{ExitCode, Result};
 use crate::journal::Level;
@@ -35,7 +36,7 @@ struct Run {
 
 pub async fn run(log: &mut Log, t: &Ctx<'_>, opts: &Options) -> Result<ExitCode> {
     let policy = policy::policy(t.project)?;
-    let app = App::from_project(t.project)?;
+    let app = super::app::resolve(t.project, t.target)?;
     let settings = Settings::resolve(t.project, &opts.engine, opts.lock_retries, opts.lock_wait)?;
     let mut run = Run {
         started: Instant::now(),
@@ -59,9 +60,9 @@ pub async fn run(log: &mut Log, t: &Ctx<'_>, opts: &Options) -> Result<ExitCode>
             t.target.name,
             t.url.redacted()
         ),
-        json!({"target": t.url.redacted(), "environment": t.target.name, "app": app.as_str()}),
+        json!({"target": t.url.redacted(), "environment": t.target.name, "app": run.app.as_str()}),
     );
-    let pf = preflight::run(log, t.project, t.url, opts, settings).await?;
+    let pf = preflight::run(log, t.project, t.url, opts, settings, &run.app).await?;
     preflight::report(log, &pf, run.started.elapsed());
     let refused = !pf.refusals.is_empty();
     let next = decide::next(
@@ -243,11 +244,11 @@ async fn under_lock(
             Report::Deploy { ok: false, changed }
         }
     };
-    if matches!(report, Report::Deploy { ok: true, .. }) {
-        if let Err(e) = run.app.deploy(log).await {
-            run.reasons.push(format!("the app's deploy failed: {e}"));
-            report = Report::Deploy { ok: false, changed };
-        }
+    if matches!(report, Report::Deploy { ok: true, .. })
+        && let Err(e) = deploy_code(log, t, run, &mut backed, locked).await
+    {
+        run.reasons.push(format!("the app's deploy failed: {e}"));
+        report = Report::Deploy { ok: false, changed };
     }
     if decide::next(report, false) == Next::Run(Phase::PostDeployValidation) {
         let failures = post_deploy::run(
@@ -255,7 +256,7 @@ async fn under_lock(
             t,
             &locked.conn,
             v.rehearsal.fingerprint_after.as_deref(),
-            &run.app,
+            (&run.app, backed.state.code.as_ref()),
         )
         .await?;
         run.reasons.extend(failures.iter().cloned());
@@ -265,7 +266,7 @@ async fn under_lock(
     }
     let outcome = match decide::next(report, false) {
         Next::Stop(o) => o,
-        _ => roll_back(log, t, pf, policy, run, &backed, changed, locked).await?,
+        _ => roll_back(log, t, pf, policy, run, &mut backed, changed, locked).await?,
     };
     run.backup = Some(backed);
     Ok(outcome)
@@ -278,10 +279,11 @@ async fn roll_back(
     pf: &preflight::Preflight,
     policy: &Policy,
     run: &mut Run,
-    backed: &BackedUp,
+    backed: &mut BackedUp,
     changed: bool,
     locked: &Locked,
 ) -> Result<Outcome> {
+    let mut code = backed.state.code.take();
     let work_dir = log.journal.dir.join("rollback");
     crate::backup::dump::private_folder(&work_dir)
         .map_err(|e| crate::error::Error::usage(e.to_string()))?;
@@ -293,8 +295,12 @@ async fn roll_back(
         changed,
         allow_loss: rollback::allow_loss(policy),
         work_dir: &work_dir,
+        project_dir: t.project_dir.clone(),
     };
-    let (report, undone) = rollback::run(log, &inputs, &locked.conn, &run.app).await?;
+    let (report, undone) =
+        rollback::run(log, &inputs, &locked.conn, (&run.app, code.as_mut())).await?;
+    backed.state.code = code;
+    record_state(log, t, backed, locked).await;
     if !undone.writes.is_empty() {
         run.reasons.push(format!(
             "data-loss guard: {}",
@@ -302,6 +308,13 @@ async fn roll_back(
         ));
     }
     run.reasons.extend(undone.error.iter().cloned());
+    run.reasons.extend(undone.code_error.iter().cloned());
+    if !undone.commands_left.is_empty() {
+        run.reasons.push(format!(
+            "left for a person: {}",
+            undone.commands_left.join("; ")
+        ));
+    }
     if let Some(p) = undone.proof.as_ref().filter(|p| !p.proven) {
         run.reasons.push(p.summary());
     }
@@ -310,6 +323,42 @@ async fn roll_back(
         Next::Stop(o) => o,
         Next::Run(_) => Outcome::NeedsHuman,
     })
+}
+
+/// DEPLOY (code), after the database: merge, push, the host's build. The merge commit goes into
+/// the state (file and target copy) and the deployment's row as soon as it is pushed.
+async fn deploy_code(
+    log: &mut Log,
+    t: &Ctx<'_>,
+    run: &Run,
+    backed: &mut BackedUp,
+    locked: &Locked,
+) -> std::result::Result<(), String> {
+    let Some(code) = backed.state.code.as_mut() else {
+        return Ok(());
+    };
+    let mut ev = PhaseEvents::new(log, Phase::Deploy);
+    let deployed = run.app.deploy(&t.project_dir, code, &t.id, &mut ev).await;
+    if let Some(merge) = code.merge_commit.clone() {
+        let branch = code.branch.clone();
+        record_state(log, t, backed, locked).await;
+        let recorded = state::record_deployment_details(
+            &locked.conn.client,
+            &t.id,
+            &backed.state.migrations,
+            Some(&merge),
+            Some(&branch),
+        )
+        .await;
+        if let Err(e) = recorded {
+            log.warn(
+                Phase::Deploy,
+                format!("could not record the merge commit on the target: {e}"),
+                json!({}),
+            );
+        }
+    }
+    deployed
 }
 
 /// The deployment's row: started, with what a later `rollback <id>` needs.

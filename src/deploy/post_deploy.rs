@@ -1,16 +1,17 @@
 //! POST_DEPLOY_VALIDATION (database): the target's schema fingerprint must equal the sandbox's
 //! after the migrations (proof that the target got exactly what was rehearsed), and every smoke
 //! query (`pgship/smoke/*.sql`, or `[deploy] smoke_dir`) must return no rows. Each query runs in
-//! a read-only transaction that is rolled back. Then the app's own check (the seam for the code
-//! side: nothing in database-only mode).
+//! a read-only transaction that is rolled back. Then the app's health check (`<ENV>_URL` + the
+//! health path answers 2xx, from the pushed commit when it names one).
 
 use serde_json::json;
 
 use super::Ctx;
-use super::app::App;
+use super::app::PhaseEvents;
 use super::decide::Phase;
 use super::log::Log;
 use super::policy::{display, filter};
+use crate::app::{App, CodeState};
 use crate::compare::introspect::introspect;
 use crate::db::Conn;
 use crate::error::{Error, Result};
@@ -32,7 +33,7 @@ pub async fn run(
     t: &Ctx<'_>,
     conn: &Conn,
     rehearsed_after: Option<&str>,
-    app: &App,
+    (app, code): (&App, Option<&CodeState>),
 ) -> Result<Vec<String>> {
     log.start(
         Phase::PostDeployValidation,
@@ -90,7 +91,14 @@ pub async fn run(
             );
         }
     }
-    if let Err(e) = app.check(log).await {
+    // The app after the database: the health check answering from the pushed commit.
+    let checked = app
+        .check(
+            code,
+            &mut PhaseEvents::new(log, Phase::PostDeployValidation),
+        )
+        .await;
+    if let Err(e) = checked {
         failures.push(e);
     }
     let ok = failures.is_empty();

@@ -16,6 +16,8 @@ use super::log::Log;
 use super::policy::{display, lint_pending};
 use super::refusals::{lock_table_refusal, refusals, state_refusals};
 use super::settings::Settings;
+use crate::app::code::CodeOptions;
+use crate::app::{App, ProviderKind};
 use crate::db::plan::{self as dbplan, Plan};
 use crate::db::state::{self, DeadRun};
 use crate::db::tools::{self, BinDir};
@@ -36,6 +38,8 @@ pub struct Preflight {
     pub pending: Vec<Pending>,
     pub lint: Outcome,
     pub git: Option<GitState>,
+    /// The code half's plan and findings (`[app] provider`).
+    pub code: crate::app::code::Preflighted,
     /// Deployments left `running` by a process that is gone.
     pub dead: Vec<DeadRun>,
     /// Why the run must stop; empty when it may go on.
@@ -49,6 +53,7 @@ pub async fn run(
     url: &DbUrl,
     opts: &Options,
     mut settings: Settings,
+    app: &App,
 ) -> Result<Preflight> {
     let conn = connect_read_only(url, &settings).await?;
     let client = &conn.client;
@@ -56,11 +61,17 @@ pub async fn run(
     let project_dir = project.settings.project_dir.clone();
     let git_task = tokio::task::spawn_blocking(move || git::state(&project_dir));
     let tools_task = tokio::task::spawn_blocking(move || tools::find_dump_tools(major));
-    let (st, timeout, cat, dead) = tokio::join!(
+    let code_opts = CodeOptions {
+        from: opts.from.clone(),
+        // A plan only reports uncommitted changes.
+        allow_dirty: opts.allow_dirty || opts.dry_run,
+    };
+    let (st, timeout, cat, dead, code) = tokio::join!(
         state::read(client, &project.state),
         crate::db::timeouts::resolve(client, settings.statement_timeout),
         catalog::load(client),
         dead_runs(client),
+        app.preflight(&project.settings.project_dir, &code_opts),
     );
     let st = st?;
     honour_statement_timeout(log, &mut settings, timeout?);
@@ -81,7 +92,11 @@ pub async fn run(
     );
     let mut refused = refusals(project, &plan, None);
     refused.extend(state_refusals(client, project, st.records.len(), &plan).await?);
-    refused.extend(git_refusal(project, git.as_ref(), opts));
+    // With an app provider every tracked file is checked (the code half's refusals).
+    if app.kind() == ProviderKind::None {
+        refused.extend(git_refusal(project, git.as_ref(), opts));
+    }
+    refused.extend(code.refusals.iter().cloned());
     // A batch whose transaction would not fit in the server's lock table fails there as it
     // would on the target: refused before a sandbox is made, with the way out.
     if refused.is_empty()
@@ -105,6 +120,7 @@ pub async fn run(
         pending,
         lint,
         git,
+        code,
         dead: dead.unwrap_or_default(),
         refusals: refused,
     })
@@ -243,6 +259,22 @@ pub fn report(log: &mut Log, pf: &Preflight, started: Duration) {
             "git: the project is not in a git repository",
             json!({}),
         ),
+    }
+    for note in &pf.code.notes {
+        log.info(Phase::Preflight, note.clone(), json!({}));
+    }
+    if let Some(c) = &pf.code.plan {
+        log.info(
+            Phase::Preflight,
+            format!(
+                "app: {} serves {} now",
+                c.provider,
+                c.previous_deployment
+                    .as_deref()
+                    .unwrap_or("no known deployment")
+            ),
+            json!({"code": c}),
+        );
     }
     for d in &pf.dead {
         remove_leftovers(log, &d.id);

@@ -1,6 +1,7 @@
 //! ROLLBACK: put the target back as it was before the deployment, and prove it.
 //!
-//! Code first (the app seam), then the database with the method the rehearsal proved (down
+//! Code first (instant rollback on the host, then the merge reverted and pushed), then the
+//! database with the method the rehearsal proved (down
 //! scripts, or dropping what was created and restoring what changed from the backup's dumps).
 //! Before anything that would replace or drop rows, the data-loss guard looks for writes other
 //! sessions made since the backup to those tables; one found means no automatic restore
@@ -11,11 +12,12 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::app::App;
+use super::app::PhaseEvents;
 use super::decide::{Phase, Report};
 use super::log::Log;
 use super::policy::filter;
 use super::state_file::RollbackState;
+use crate::app::{App, CodeState};
 use crate::compare::Action;
 use crate::db::tools::BinDir;
 use crate::db::{Conn, DbUrl};
@@ -35,6 +37,10 @@ pub struct Undone {
     pub neon_restored: Option<String>,
     pub proof: Option<Proof>,
     pub error: Option<String>,
+    /// The code half's failures (its rollback, or the health check after it).
+    pub code_error: Option<String>,
+    /// What a person must still run when a code step failed.
+    pub commands_left: Vec<String>,
 }
 
 /// What the rollback works on.
@@ -48,6 +54,8 @@ pub struct Inputs<'a> {
     pub allow_loss: bool,
     /// A private folder for the rollback's scripts.
     pub work_dir: &'a std::path::Path,
+    /// The project folder, absolute (the code half's git repository).
+    pub project_dir: std::path::PathBuf,
 }
 
 /// The migrations the state recorded as pending, from the project's source.
@@ -59,11 +67,15 @@ fn pending<'a>(project: &'a Project, names: &[String]) -> Vec<&'a Migration> {
 }
 
 /// Roll back and prove. Logs under ROLLBACK; returns the report for the decision.
+///
+/// The data-loss guard reads first: when it refuses, nothing is undone, code included (the new
+/// code still matches the schema it stays on). Otherwise the code goes back first, then the
+/// database, then the app's health is checked again.
 pub async fn run(
     log: &mut Log,
     i: &Inputs<'_>,
     conn: &Conn,
-    app: &App,
+    (app, mut code): (&App, Option<&mut CodeState>),
 ) -> Result<(Report, Undone)> {
     log.start(
         Phase::Rollback,
@@ -75,37 +87,98 @@ pub async fn run(
         json!({"method": i.state.rollback_method}),
     );
     let mut undone = Undone::default();
-    if let Err(e) = app.roll_back(log).await {
-        log.error(
-            Phase::Rollback,
-            format!("the app's rollback failed: {e}"),
-            json!({}),
-        );
-        undone.error = Some(e);
-    }
     if i.changed {
         undone.writes = writes(log, i, conn).await?;
     }
     let writes_found = !undone.writes.is_empty();
     if writes_found && !i.allow_loss {
-        let msg = format!(
-            "not restoring: rows were written since the backup to tables the rollback would replace or drop ({}); nothing was restored",
-            guard::describe(&undone.writes)
-        );
-        log.end(
-            Phase::Rollback,
-            Level::Error,
-            "needs-human",
-            msg,
-            json!({"writes": undone.writes}),
-        );
-        let report = Report::Rollback {
-            writes_found,
-            allow_loss: false,
-            proven: false,
-        };
-        return Ok((report, undone));
+        return Ok(refused(log, undone, app, code.as_deref()));
     }
+    if let Some(c) = code.as_deref_mut() {
+        let mut ev = PhaseEvents::new(log, Phase::Rollback);
+        let r = app
+            .roll_back(&i.project_dir, c, &i.state.deployment_id, &mut ev)
+            .await;
+        if let Err(e) = r {
+            code_failed(
+                log,
+                &mut undone,
+                app,
+                c,
+                format!("the app's rollback failed: {e}"),
+            );
+        }
+    }
+    restore_database(log, i, conn, &mut undone).await;
+    if let Some(c) = code {
+        let mut ev = PhaseEvents::new(log, Phase::Rollback);
+        if let Err(e) = app.check_after_rollback(Some(c), &mut ev).await {
+            code_failed(log, &mut undone, app, c, e);
+        }
+    }
+    let proven = undone.error.is_none() && undone.proof.as_ref().is_some_and(|p| p.proven);
+    let code_ok = undone.code_error.is_none();
+    end(log, i, &undone, proven && code_ok, writes_found);
+    let report = Report::Rollback {
+        writes_found,
+        allow_loss: i.allow_loss,
+        proven,
+        code_ok,
+    };
+    Ok((report, undone))
+}
+
+/// The guard found writes and the policy does not allow losing them: nothing is undone.
+fn refused(
+    log: &mut Log,
+    mut undone: Undone,
+    app: &App,
+    code: Option<&CodeState>,
+) -> (Report, Undone) {
+    let msg = format!(
+        "not restoring: rows were written since the backup to tables the rollback would replace or drop ({}); nothing was restored{}",
+        guard::describe(&undone.writes),
+        if code.is_some_and(CodeState::pushed) {
+            ", and the app keeps the new code (it matches the schema that stays)"
+        } else {
+            ""
+        }
+    );
+    if let Some(c) = code {
+        undone.commands_left = app.commands_left(c);
+    }
+    log.end(
+        Phase::Rollback,
+        Level::Error,
+        "needs-human",
+        msg,
+        json!({"writes": undone.writes, "commands_left": undone.commands_left}),
+    );
+    let report = Report::Rollback {
+        writes_found: true,
+        allow_loss: false,
+        proven: false,
+        code_ok: true,
+    };
+    (report, undone)
+}
+
+/// A code step failed: said at ERROR, with what a person must still run.
+fn code_failed(log: &mut Log, undone: &mut Undone, app: &App, c: &CodeState, e: String) {
+    undone.commands_left = app.commands_left(c);
+    log.error(
+        Phase::Rollback,
+        e.clone(),
+        json!({"commands_left": undone.commands_left}),
+    );
+    undone.code_error = Some(match undone.code_error.take() {
+        Some(first) => format!("{first}; {e}"),
+        None => e,
+    });
+}
+
+/// The database: the Neon branch restored, or the proven method; then the proof.
+async fn restore_database(log: &mut Log, i: &Inputs<'_>, conn: &Conn, undone: &mut Undone) {
     let migrations = pending(i.project, &i.state.migrations);
     let filter = filter(i.project);
     let inputs = rollback::Inputs {
@@ -132,30 +205,31 @@ pub async fn run(
         Ok(p) => undone.proof = Some(p),
         Err(e) => undone.error = Some(e.to_string()),
     }
-    let proven = undone.error.is_none() && undone.proof.as_ref().is_some_and(|p| p.proven);
+}
+
+/// The phase's last line.
+fn end(log: &mut Log, i: &Inputs<'_>, undone: &Undone, ok: bool, writes_found: bool) {
     let summary = match (&undone.error, &undone.proof) {
         (Some(e), _) => format!("the rollback failed: {e}"),
         (None, Some(p)) => p.summary(),
         (None, None) => "the rollback could not be proven".into(),
     };
+    let code = match &undone.code_error {
+        Some(e) => format!("; the app's rollback needs a person: {e}"),
+        None => String::new(),
+    };
     log.end(
         Phase::Rollback,
-        if proven { Level::Info } else { Level::Error },
-        if proven { "rolled-back" } else { "needs-human" },
+        if ok { Level::Info } else { Level::Error },
+        if ok { "rolled-back" } else { "needs-human" },
         if i.changed {
-            format!("rolled back: {summary}")
+            format!("rolled back: {summary}{code}")
         } else {
-            format!("nothing had committed on the target; {summary}")
+            format!("nothing had committed on the target; {summary}{code}")
         },
         json!({"rolled_back": undone.rolled_back, "proof": undone.proof, "writes": undone.writes,
-               "loss_allowed": writes_found}),
+               "loss_allowed": writes_found, "commands_left": undone.commands_left}),
     );
-    let report = Report::Rollback {
-        writes_found,
-        allow_loss: i.allow_loss,
-        proven,
-    };
-    Ok((report, undone))
 }
 
 /// With a Neon backup: restore the target's branch from the backup branch (seconds, whatever

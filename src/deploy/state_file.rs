@@ -2,7 +2,7 @@
 //! databaseBackup, gitCommit, gitBranch, canRollback) and beside them what a rollback needs
 //! later, from this run or from `pgship rollback <id>`: the backup's files and sha256, the
 //! pre-deploy and rehearsed post-deploy fingerprints, the rollback method and what `prepare`
-//! recorded, and the data-loss guard's counters. A copy goes into `pgship.deployments` so a
+//! recorded, the data-loss guard's counters, and the code half's commits and deployments. A copy goes into `pgship.deployments` so a
 //! rollback works when the local folder is gone, and so a tampered file is noticed.
 //! Written 0600, created exclusively (never through a symlink); never holds a password.
 
@@ -44,6 +44,10 @@ pub struct RollbackState {
     pub prepared: Prepared,
     /// The guard's counters: before the backup, before and after the apply.
     pub guard: Guard,
+    /// The code half (`[app] provider` other than none): branch, commits, the host's
+    /// deployments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::app::CodeState>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,8 +86,16 @@ impl RollbackState {
             timestamp: crate::util::iso_millis(jiff::Timestamp::now()),
             environment: t.target.name.clone(),
             database_backup,
-            git_commit: pf.git.as_ref().map(|g| g.commit.clone()),
-            git_branch: pf.git.as_ref().and_then(|g| g.branch.clone()),
+            // The environment branch's state before the deploy when the code is deployed; the
+            // project's checkout otherwise.
+            git_commit: match &pf.code.plan {
+                Some(c) => Some(c.before.clone()),
+                None => pf.git.as_ref().map(|g| g.commit.clone()),
+            },
+            git_branch: match &pf.code.plan {
+                Some(c) => Some(c.branch.clone()),
+                None => pf.git.as_ref().and_then(|g| g.branch.clone()),
+            },
             can_rollback: true,
             target: t.url.redacted(),
             migrations: prepared.migrations.clone(),
@@ -102,6 +114,7 @@ impl RollbackState {
                 before_backup: Some(s0),
                 ..Guard::default()
             },
+            code: pf.code.plan.clone(),
         }
     }
 

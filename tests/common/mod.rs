@@ -2,6 +2,7 @@
 //! the pgship binary, and small query helpers. With CI=true a missing server fails the test.
 #![allow(dead_code)]
 
+pub mod code;
 pub mod deploy;
 pub mod loopback;
 pub mod vercel;

@@ -44,7 +44,8 @@ pub const HOOK_ID: &str = "HOOKcanary93kd";
 pub struct Script {
     /// List calls that do not show it yet.
     pub appear_after_lists: u32,
-    /// Polls (`GET /v13/deployments/{id}`) before it reaches `end`.
+    /// Polls (`GET /v13/deployments/{id}`) before it reaches `end` (0 with `READY`: ready at
+    /// once).
     pub polls: u32,
     /// `READY`, `ERROR`, `CANCELED`, or `NEVER` (building forever).
     pub end: &'static str,
@@ -155,6 +156,16 @@ impl FakeVercel {
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self.state.lock().unwrap())
+    }
+
+    /// Pushes to `branch` make production deployments (an environment served as production).
+    pub fn with_production_branch(&self, branch: &str) {
+        self.with(|st| st.production_branch = branch.to_string());
+    }
+
+    /// The deploy hook builds `branch`.
+    pub fn with_hook_branch(&self, branch: &str) {
+        self.with(|st| st.hook_branch = branch.to_string());
     }
 
     /// Deployments made from now on follow `script`.
@@ -335,6 +346,13 @@ fn new_deployment(st: &mut State, commit: &str, branch: &str) -> String {
         lists_seen: 0,
         polls: 0,
     });
+    // A script of no polls builds at once (as a deployment nobody polls still does).
+    if st.script.polls == 0 && st.script.end == "READY" {
+        st.deployments.last_mut().unwrap().state = "READY".into();
+        if production {
+            st.production = Some(id.clone());
+        }
+    }
     id
 }
 
