@@ -484,3 +484,39 @@ fn a_build_that_fails_on_vercel_rolls_back_the_database_and_reverts() {
     let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
     assert_eq!(tree(&tip), tree(&s.before));
 }
+
+#[test]
+fn ctrl_c_while_vercel_builds_rolls_back_what_was_pushed() {
+    let Some(s) = setup("vercel", "") else { return };
+    s.vercel.script(Script {
+        appear_after_lists: 0,
+        polls: 0,
+        end: "NEVER",
+    });
+    let mut child = s
+        .cmd(&["deploy", "dev", "--sandbox", "local"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the merge is pushed and the build is awaited.
+    let start = std::time::Instant::now();
+    loop {
+        let tip = s.repo.remote_tip("develop");
+        if tip != s.before && s.vercel.deployment_of(&tip).is_some() {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 120, "no build started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(!s.has_orders());
+    let tip = s.repo.remote_tip("develop");
+    let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
+    assert_eq!(tree(&tip), tree(&s.before), "the pushed merge was reverted");
+}

@@ -145,11 +145,29 @@ impl App {
             ),
             json!({"merge_commit": merged.merge_commit, "before": merged.before, "retried": merged.retried}),
         );
-        state.new_deployment = self
-            .host
-            .deploy(&self.settings, &merged.merge_commit, ev)
-            .await?;
+        state.new_deployment = self.await_host(&merged.merge_commit, ev).await?;
         Ok(())
+    }
+
+    /// The host's build of `commit`, awaited (minutes): SIGINT or SIGTERM ends the wait as a
+    /// failed deploy, so the rollback that follows undoes what was pushed. The push itself is
+    /// never interrupted (what was pushed must be known to be undone).
+    async fn await_host(
+        &self,
+        commit: &str,
+        ev: &mut dyn Events,
+    ) -> Result<Option<String>, String> {
+        let Ok(mut signals) = crate::signals::Signals::install() else {
+            return self.host.deploy(&self.settings, commit, ev).await;
+        };
+        tokio::select! {
+            r = self.host.deploy(&self.settings, commit, ev) => r,
+            s = signals.recv() => Err(format!(
+                "interrupted by {} while waiting for the app's deployment of {}",
+                s.name(),
+                short(commit)
+            )),
+        }
     }
 
     /// POST_DEPLOY_VALIDATION (app): `<ENV>_URL` + health path answers 2xx from the pushed

@@ -448,6 +448,7 @@ async fn finish(
         exit_code: outcome.exit_code() as i32,
         reasons: run.reasons.clone(),
         app: run.app.as_str(),
+        code: run.backup.as_ref().and_then(|b| b.state.code.clone()),
         plan,
         backup: run.backup.as_ref().map(|b| b.backup.clone()),
         rollback_method: run.backup.as_ref().map(|b| b.state.rollback_method.clone()),

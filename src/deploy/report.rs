@@ -25,6 +25,8 @@ pub struct DeployReport {
     /// Why it stopped, when it did not succeed.
     pub reasons: Vec<String>,
     pub app: &'static str,
+    /// The code half: branch, commits, the host's deployments, what its rollback did.
+    pub code: Option<crate::app::CodeState>,
     pub plan: PlanReport,
     pub backup: Option<Backup>,
     pub rollback_method: Option<String>,
@@ -128,7 +130,37 @@ pub fn text(r: &DeployReport) -> String {
             b.files.len()
         ));
     }
+    if let Some(c) = &r.code {
+        o.push_str(&format!("\n  code: {}", code_line(c)));
+    }
     o
+}
+
+/// The code half in one line.
+fn code_line(c: &crate::app::CodeState) -> String {
+    let short = |s: &str| s[..s.len().min(12)].to_string();
+    let mut parts = vec![format!("{} into {}/{}", c.feature, c.remote, c.branch)];
+    match (&c.merge_commit, c.already_merged) {
+        (_, true) => parts.push("already merged: no code step".into()),
+        (Some(m), _) => parts.push(format!("merge {} pushed", short(m))),
+        (None, _) => parts.push("nothing pushed".into()),
+    }
+    if let Some(d) = &c.new_deployment {
+        parts.push(format!("deployment {d}"));
+    }
+    if c.instant_rollback {
+        parts.push(format!(
+            "instant rollback to {}",
+            c.previous_deployment.as_deref().unwrap_or("?")
+        ));
+    }
+    if let Some(r) = &c.revert_commit {
+        parts.push(format!("reverted as {}", short(r)));
+    }
+    if c.reset {
+        parts.push(format!("reset to {}", short(&c.before)));
+    }
+    parts.join(", ")
 }
 
 /// `report.md`.
@@ -147,6 +179,9 @@ pub fn markdown(r: &DeployReport) -> String {
     }
     if let Some(m) = &r.rollback_method {
         o.push_str(&format!("- rollback method: `{m}`\n"));
+    }
+    if let Some(c) = &r.code {
+        o.push_str(&format!("- code: {}\n", code_line(c)));
     }
     if !r.applied.is_empty() {
         o.push_str(&format!("- applied: {}\n", r.applied.join(", ")));
