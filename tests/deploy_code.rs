@@ -493,7 +493,7 @@ fn ctrl_c_while_vercel_builds_rolls_back_what_was_pushed() {
         polls: 0,
         end: "NEVER",
     });
-    let mut child = s
+    let child = s
         .cmd(&["deploy", "dev", "--sandbox", "local"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
