@@ -520,3 +520,41 @@ fn ctrl_c_while_vercel_builds_rolls_back_what_was_pushed() {
     let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
     assert_eq!(tree(&tip), tree(&s.before), "the pushed merge was reverted");
 }
+
+#[test]
+fn a_feature_already_merged_deploys_the_database_without_a_code_step() {
+    let Some(s) = setup("vercel", "") else { return };
+    // `released` is develop's commit: nothing of it is new to develop.
+    git(&s.repo.work, &["branch", "released", &s.before]);
+    let out = s.deploy(&["--from", "released"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(s.has_orders());
+    assert_eq!(s.repo.remote_tip("develop"), s.before, "nothing pushed");
+    assert!(
+        out.stderr
+            .contains("released is already merged into develop: no code step"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("already merged: no code step"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_token_that_cannot_read_the_project_aborts_in_preflight() {
+    let Some(s) = setup("vercel", "") else { return };
+    s.vercel.reject_token(403);
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("VERCEL_TOKEN cannot read project"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.has_orders());
+    assert_eq!(s.repo.remote_tip("develop"), s.before);
+    assert!(!out.stderr.contains(TOKEN) && !out.stdout.contains(TOKEN));
+}
