@@ -43,8 +43,11 @@
 //!   function and printing.
 //!
 //! Dependencies run one way: `cli -> deploy -> {rehearse, sandbox, rollback, backup, compare,
-//! cluster, journal} -> db -> {source, lint, config}`; `project` sits beside `config`;
-//! `status` and `demo` use `deploy` (its refusals, its pipeline) and sit beside it.
+//! cluster, journal, app} -> db -> {source, lint, config}`; `app` (git, Vercel, health) uses
+//! `http`, `config`, `signals`, `db::url` (`Secret`, percent-encoding) and
+//! `cluster::process_alive`, and never a connection; `http` and `signals` are
+//! leaves; `project` sits beside `config`; `status` and `demo` use `deploy` (its refusals, its
+//! pipeline) and sit beside it.
 //! `lint::command` alone in `lint` reads the project and connects (through `db`): the rules
 //! do no IO.
 
