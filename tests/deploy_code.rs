@@ -558,3 +558,41 @@ fn a_token_that_cannot_read_the_project_aborts_in_preflight() {
     assert_eq!(s.repo.remote_tip("develop"), s.before);
     assert!(!out.stderr.contains(TOKEN) && !out.stdout.contains(TOKEN));
 }
+
+#[test]
+fn code_without_a_migration_is_deployed_alone_and_rolled_back_alone() {
+    let Some(s) = setup("vercel", "") else { return };
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // A change of the app alone.
+    s.repo.commit(&[("app.txt", "v3\n")], "copy change");
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("no migration was pending"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(s.repo.remote_file("develop", "app.txt").unwrap(), "v3\n");
+    let id = id_of(&s.last_run());
+    let row = s.db.query(&format!(
+        "SELECT status, git_commit FROM pgship.deployments WHERE id = '{id}'"
+    ));
+    assert_eq!(row[0][0].as_deref(), Some("succeeded"));
+    assert_eq!(
+        row[0][1].as_deref(),
+        Some(s.repo.remote_tip("develop").as_str())
+    );
+    // The next one is never answered by its new code: the code alone goes back.
+    s.repo.commit(&[("app.txt", "v4\n")], "broken copy");
+    let serving = s.repo.remote_tip("develop");
+    s.app
+        .set(Health::Body(serde_json::json!({"commit": serving})));
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(s.repo.remote_file("develop", "app.txt").unwrap(), "v3\n");
+    assert!(s.has_orders(), "the database is not touched");
+    let rb = run(&mut s.cmd(&["rollback", &id_of(&s.last_run())]));
+    assert_eq!(rb.code, 1, "{}", rb.stderr);
+    assert!(rb.stderr.contains("deployed code only"), "{}", rb.stderr);
+}

@@ -43,9 +43,12 @@ impl Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Report {
     /// `refused`: the state, the git tree, a live deployment or a check stops the run.
+    /// `code`: the app provider has code to deploy (the feature is not in the environment's
+    /// branch yet).
     Preflight {
         refused: bool,
         pending: usize,
+        code: bool,
     },
     /// The rehearsal's policy verdict (`abort` false: proceed, with or without warnings).
     SandboxValidation {
@@ -138,6 +141,17 @@ pub fn next(report: Report, dry_run: bool) -> Next {
     use Next::{Run, Stop};
     match report {
         Report::Preflight { refused: true, .. } => Stop(Outcome::Aborted),
+        // No migration but code: DEPLOY of the code alone (a dry run says it would).
+        Report::Preflight {
+            pending: 0,
+            code: true,
+            ..
+        } if dry_run => Stop(Outcome::WouldProceed),
+        Report::Preflight {
+            pending: 0,
+            code: true,
+            ..
+        } => Run(Phase::Deploy),
         Report::Preflight { pending: 0, .. } => Stop(Outcome::UpToDate),
         Report::Preflight { .. } => Run(Phase::SandboxValidation),
         Report::SandboxValidation { abort: true } => Stop(Outcome::Aborted),
@@ -189,6 +203,7 @@ mod tests {
                 Report::Preflight {
                     refused: true,
                     pending: 3,
+                    code: false,
                 },
                 false,
                 Stop(Outcome::Aborted),
@@ -197,6 +212,7 @@ mod tests {
                 Report::Preflight {
                     refused: false,
                     pending: 0,
+                    code: false,
                 },
                 false,
                 Stop(Outcome::UpToDate),
@@ -205,6 +221,7 @@ mod tests {
                 Report::Preflight {
                     refused: false,
                     pending: 2,
+                    code: false,
                 },
                 true,
                 Run(Phase::SandboxValidation),
@@ -272,6 +289,34 @@ mod tests {
             // The database is back but the code is not (or the app does not answer from the
             // old code): a person must act.
             (code_failed, false, Stop(Outcome::NeedsHuman)),
+            // Code to deploy and no migration: the code alone; a plan says it would.
+            (
+                Report::Preflight {
+                    refused: false,
+                    pending: 0,
+                    code: true,
+                },
+                false,
+                Run(Phase::Deploy),
+            ),
+            (
+                Report::Preflight {
+                    refused: false,
+                    pending: 0,
+                    code: true,
+                },
+                true,
+                Stop(Outcome::WouldProceed),
+            ),
+            (
+                Report::Preflight {
+                    refused: true,
+                    pending: 0,
+                    code: true,
+                },
+                false,
+                Stop(Outcome::Aborted),
+            ),
         ];
         for (report, dry_run, want) in cases {
             assert_eq!(

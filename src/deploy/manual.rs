@@ -70,6 +70,19 @@ async fn load(
             }
             Ok(l)
         }
+        (None, Some(Some(copy)))
+            if copy.get("deploymentId").is_none() && copy.get("code").is_some() =>
+        {
+            let merge = copy["code"]["mergeCommit"]
+                .as_str()
+                .unwrap_or("<merge commit>");
+            Err(Error::refused(format!(
+                "{id} deployed code only (no migration was pending): there is no database to roll back; revert its merge {merge} on {} with `git revert -m 1 {merge}` and push",
+                copy["code"]["branch"]
+                    .as_str()
+                    .unwrap_or("the environment's branch")
+            )))
+        }
         (None, Some(Some(copy))) => serde_json::from_value(copy).map_err(|e| {
             Error::refused(format!(
                 "the target's copy of {id}'s rollback state is unreadable: {e}"

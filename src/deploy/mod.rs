@@ -4,6 +4,7 @@
 pub mod app;
 pub mod apply;
 pub mod backup;
+pub mod code_only;
 pub mod decide;
 pub mod engine;
 pub mod guard;

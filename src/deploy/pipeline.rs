@@ -32,6 +32,10 @@ struct Run {
     applied: Vec<String>,
     failure: Option<crate::db::apply::ApplyFailure>,
     rollback: Option<Undone>,
+    /// The code half's record, when it ran.
+    code: Option<crate::app::CodeState>,
+    /// The run has a row in `pgship.deployments`.
+    recorded: bool,
 }
 
 pub async fn run(log: &mut Log, t: &Ctx<'_>, opts: &Options) -> Result<ExitCode> {
@@ -47,6 +51,8 @@ pub async fn run(log: &mut Log, t: &Ctx<'_>, opts: &Options) -> Result<ExitCode>
         applied: Vec::new(),
         failure: None,
         rollback: None,
+        code: None,
+        recorded: false,
     };
     log.start(
         Phase::Preflight,
@@ -69,6 +75,7 @@ pub async fn run(log: &mut Log, t: &Ctx<'_>, opts: &Options) -> Result<ExitCode>
         Report::Preflight {
             refused,
             pending: pf.pending.len(),
+            code: pf.code.plan.as_ref().is_some_and(|c| !c.already_merged),
         },
         opts.dry_run,
     );
@@ -80,6 +87,14 @@ pub async fn run(log: &mut Log, t: &Ctx<'_>, opts: &Options) -> Result<ExitCode>
     }
     if let Next::Stop(outcome) = next {
         return finish(log, t, &mut run, outcome, opts).await;
+    }
+    if next == Next::Run(Phase::Deploy) {
+        let code = pf.code.plan.clone().expect("code to deploy");
+        let done = super::code_only::run(log, t, &pf, &run.app, code).await?;
+        run.reasons.extend(done.reasons);
+        run.code = Some(done.code);
+        run.recorded = done.recorded;
+        return finish(log, t, &mut run, done.outcome, opts).await;
     }
     let v = match sandbox_validation::run(log, t, opts, &pf, &policy).await {
         Ok(v) => v,
@@ -432,7 +447,7 @@ async fn finish(
         format!("deployment {}: {}", outcome.status(), run.reasons.join("; ")).trim_end_matches(": ").to_string(),
         json!({"status": outcome.status(), "duration_ms": (seconds * 1000.0) as u64, "reasons": run.reasons}),
     );
-    if run.backup.is_some() {
+    if run.backup.is_some() || run.recorded {
         record_end(log, t, run, outcome, seconds).await;
     }
     let dir = log.journal.dir.clone();
@@ -448,7 +463,10 @@ async fn finish(
         exit_code: outcome.exit_code() as i32,
         reasons: run.reasons.clone(),
         app: run.app.as_str(),
-        code: run.backup.as_ref().and_then(|b| b.state.code.clone()),
+        code: run
+            .code
+            .clone()
+            .or_else(|| run.backup.as_ref().and_then(|b| b.state.code.clone())),
         plan,
         backup: run.backup.as_ref().map(|b| b.backup.clone()),
         rollback_method: run.backup.as_ref().map(|b| b.state.rollback_method.clone()),

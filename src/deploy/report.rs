@@ -92,6 +92,10 @@ pub fn deploy(console: Console, dir: &Path, r: &DeployReport) -> Result<()> {
 fn headline(r: &DeployReport) -> String {
     let id = &r.plan.deployment_id;
     match r.outcome {
+        Outcome::Succeeded if r.applied.is_empty() => format!(
+            "deployed the code to {} ({id}) in {:.1}s; no migration was pending",
+            r.plan.environment, r.seconds
+        ),
         Outcome::Succeeded => format!(
             "deployed {} migration(s) to {} ({id}) in {:.1}s",
             r.applied.len(),
