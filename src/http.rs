@@ -262,7 +262,7 @@ fn redact_after(s: &str, marker: &str, end: impl Fn(char) -> bool) -> String {
 }
 
 /// `scheme://user:password@host` → `scheme://user:***@host`.
-fn redact_url_passwords(s: &str) -> String {
+pub fn redact_url_passwords(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("://") {

@@ -267,32 +267,8 @@ fn a_health_check_answered_by_the_old_code_rolls_back_code_first_then_the_databa
 fn a_conflict_is_found_in_preflight_and_nothing_changes() {
     let Some(s) = setup("vercel", "") else { return };
     // Somebody changed app.txt on develop meanwhile.
-    let other = s.repo.root.path().join("other");
-    git(
-        s.repo.root.path(),
-        &[
-            "clone",
-            "-q",
-            "-b",
-            "develop",
-            s.repo.origin.to_str().unwrap(),
-            "other",
-        ],
-    );
-    std::fs::write(other.join("app.txt"), "v1-hotfix\n").unwrap();
-    git(
-        &other,
-        &[
-            "-c",
-            "user.name=O",
-            "-c",
-            "user.email=o@x",
-            "commit",
-            "-qam",
-            "hotfix",
-        ],
-    );
-    git(&other, &["push", "-q", "origin", "develop"]);
+    s.repo
+        .push_from_other("develop", "app.txt", "v1-hotfix\n", "hotfix");
     let tip = s.repo.remote_tip("develop");
     let checkout = s.repo.checkout_state();
     let out = s.deploy(&[]);
@@ -397,34 +373,13 @@ fn push_when_merged(root: &Path, origin: &Path) -> String {
         assert!(start.elapsed().as_secs() < 120, "no merge pushed");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let other = root.join("meanwhile");
-    git(
+    common::code::push_from_other(
         root,
-        &[
-            "clone",
-            "-q",
-            "-b",
-            "develop",
-            origin.to_str().unwrap(),
-            "meanwhile",
-        ],
-    );
-    std::fs::write(other.join("hotfix.txt"), "x\n").unwrap();
-    git(&other, &["add", "hotfix.txt"]);
-    git(
-        &other,
-        &[
-            "-c",
-            "user.name=O",
-            "-c",
-            "user.email=o@x",
-            "commit",
-            "-qm",
-            "hotfix: keep me",
-        ],
-    );
-    git(&other, &["push", "-q", "origin", "develop"]);
-    git(&other, &["rev-parse", "HEAD"])
+        origin,
+        "develop",
+        ("hotfix.txt", "x\n"),
+        "hotfix: keep me",
+    )
 }
 
 #[test]

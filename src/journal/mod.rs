@@ -176,30 +176,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 /// Replace the password of every `scheme://user:password@host` and every `password=...`
 /// conninfo key with `***`: a last guard for error text that is kept.
 pub fn scrub_secrets(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        out.push_str(&rest[..i + 3]);
-        let after = &rest[i + 3..];
-        let end = after
-            .find(|c: char| c.is_whitespace() || "/?#\"'<>".contains(c))
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        match authority
-            .rfind('@')
-            .and_then(|at| Some((at, authority[..at].split_once(':')?)))
-        {
-            Some((at, (user, _))) => {
-                out.push_str(user);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    scrub_password_keys(&out)
+    scrub_password_keys(&crate::http::redact_url_passwords(text))
 }
 
 /// `password=secret` → `password=***` (conninfo strings, case-insensitive).

@@ -93,6 +93,18 @@ impl CodeRepo {
             .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
+    /// Somebody else pushes a commit writing `file` to the remote's `branch` (from a clone of
+    /// their own); the commit.
+    pub fn push_from_other(&self, branch: &str, file: &str, text: &str, message: &str) -> String {
+        push_from_other(
+            self.root.path(),
+            &self.origin,
+            branch,
+            (file, text),
+            message,
+        )
+    }
+
     /// What must not change in the user's checkout: status, HEAD, branch, stash, index bytes,
     /// worktrees.
     pub fn checkout_state(&self) -> Vec<String> {
@@ -107,6 +119,27 @@ impl CodeRepo {
             git(&self.work, &["worktree", "list", "--porcelain"]),
         ]
     }
+}
+
+/// [`CodeRepo::push_from_other`] from a clone made under `root` (usable from another thread).
+pub fn push_from_other(
+    root: &Path,
+    origin: &Path,
+    branch: &str,
+    (file, text): (&str, &str),
+    message: &str,
+) -> String {
+    let name = format!("other-{}", pgship::util::random_hex(3));
+    let other = root.join(&name);
+    git(
+        root,
+        &["clone", "-q", "-b", branch, origin.to_str().unwrap(), &name],
+    );
+    write(&other, file, text);
+    git(&other, &["add", file]);
+    git(&other, &["commit", "-qm", message]);
+    git(&other, &["push", "-q", "origin", branch]);
+    git(&other, &["rev-parse", "HEAD"])
 }
 
 fn write(dir: &Path, name: &str, text: &str) {
