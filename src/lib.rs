@@ -48,6 +48,7 @@
 //! `lint::command` alone in `lint` reads the project and connects (through `db`): the rules
 //! do no IO.
 
+pub mod alert;
 pub mod app;
 pub mod backup;
 pub mod cli;
