@@ -424,6 +424,16 @@ fn artifacts_clean(p: &Path, db: &TestDb, dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("alerts.json")).unwrap()).unwrap()
 }
 
+/// The delivery states of an `alerts.json`, in channel order (slack, email, webhook).
+fn states(alerts: &Value) -> Vec<String> {
+    alerts["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn webhook_alert(ch: &Channels, n: usize) -> Value {
     let got = ch.hook.received();
     let r = &got[n];
@@ -431,10 +441,16 @@ fn webhook_alert(ch: &Channels, n: usize) -> Value {
     r.json()
 }
 
+/// A fresh database and channels that all deliver.
+fn db_and_channels() -> Option<(TestDb, Channels)> {
+    let db = TestDb::new()?;
+    let ch = Channels::start(vec![Reply::Ok], vec![Reply::Ok], true)?;
+    Some((db, ch))
+}
+
 #[test]
 fn a_successful_deploy_and_its_rollback_reach_every_channel_with_names_escaped() {
-    let Some(db) = TestDb::new() else { return };
-    let Some(ch) = Channels::start(vec![Reply::Ok], vec![Reply::Ok], true) else {
+    let Some((db, ch)) = db_and_channels() else {
         return;
     };
     let p = applied_project(
@@ -473,12 +489,7 @@ fn a_successful_deploy_and_its_rollback_reach_every_channel_with_names_escaped()
         format!("[pgship] deployment {id} to dev: succeeded")
     );
     let alerts = artifacts_clean(p.path(), &db, &dir);
-    let states: Vec<&str> = alerts["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["state"].as_str().unwrap())
-        .collect();
+    let states = states(&alerts);
     assert_eq!(states, ["delivered"; 3]);
     let logged = db.scalar(&format!(
         "SELECT count(*) FROM pgship.deployment_logs WHERE deployment_id = '{id}' AND message LIKE 'alert: %delivered%'"
@@ -542,12 +553,7 @@ fn an_aborted_deploy_alerts_by_the_routing_and_failing_channels_change_nothing()
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     let dir = runs(p.path(), "deploy-").pop().unwrap();
     let alerts = artifacts_clean(p.path(), &db, &dir);
-    let states: Vec<&str> = alerts["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["state"].as_str().unwrap())
-        .collect();
+    let states = states(&alerts);
     assert_eq!(states, ["not-routed", "not-routed", "delivered"]);
     assert!(ok.slack.received().is_empty() && ok.smtp.messages().is_empty());
     assert_eq!(webhook_alert(&ok, 0)["status"], "aborted");
@@ -555,21 +561,13 @@ fn an_aborted_deploy_alerts_by_the_routing_and_failing_channels_change_nothing()
 
 #[test]
 fn a_deploy_failing_on_the_target_rolls_back_and_says_which_statement() {
-    let Some(db) = TestDb::new() else { return };
-    let Some(ch) = Channels::start(vec![Reply::Ok], vec![Reply::Ok], true) else {
+    let Some((db, ch)) = db_and_channels() else {
         return;
     };
-    let p = applied_project(
-        &db,
-        &[(
-            "002_check.sql",
-            "ALTER TABLE notes ADD COLUMN n int NOT NULL DEFAULT 1;\nALTER TABLE customers ADD CONSTRAINT email_at CHECK (email LIKE '%@%');",
-        )],
-    );
+    let p = check_project(&db);
     let tmp = private_tmp();
     // After the clone, a row the new constraint rejects reaches the target only.
-    let test_cmd = "psql -X -q \"$TARGET_FOR_TEST\" -c \"INSERT INTO customers (email) VALUES ('no-at-sign')\"";
-    let mut c = deploy_cmd(p.path(), &db, tmp.path(), &["--test-cmd", test_cmd]);
+    let mut c = deploy_cmd(p.path(), &db, tmp.path(), &["--test-cmd", BREAK_CHECK]);
     c.env("TARGET_FOR_TEST", &db.url);
     let out = run_watched(c, &ch);
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
@@ -604,45 +602,17 @@ fn a_deploy_failing_on_the_target_rolls_back_and_says_which_statement() {
 
 #[test]
 fn a_deploy_the_guard_will_not_undo_needs_a_human_with_the_mention() {
-    let Some(db) = TestDb::new() else { return };
-    let Some(ch) = Channels::start(vec![Reply::Ok], vec![Reply::Ok], true) else {
+    let Some((db, ch)) = db_and_channels() else {
         return;
     };
-    let p = applied_project(
-        &db,
-        &[(
-            "002_flag.sql",
-            "ALTER TABLE customers ADD COLUMN flag boolean NOT NULL DEFAULT false;",
-        )],
-    );
-    std::fs::create_dir_all(p.path().join("pgship/smoke")).unwrap();
-    std::fs::write(
-        p.path().join("pgship/smoke/slow_failure.sql"),
-        "SELECT 1 AS failing FROM pg_sleep(2);",
-    )
-    .unwrap();
+    let p = guarded_project(&db);
     std::fs::write(
         p.path().join("pgship.toml"),
         "[alerts.environments.dev]\nmention = \"<!here>\"\n",
     )
     .unwrap();
     // A write lands on the target between the apply and the rollback.
-    let url = db.url.clone();
-    let writer = std::thread::spawn(move || {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(120) {
-            let has = query(
-                &url,
-                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'flag'",
-            );
-            if has[0][0].as_deref() == Some("1") {
-                query(&url, "INSERT INTO customers (email) VALUES ('late@x.test')");
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    });
+    let writer = write_after_apply(db.url.clone());
     let tmp = private_tmp();
     let out = run_watched(deploy_cmd(p.path(), &db, tmp.path(), &[]), &ch);
     assert!(writer.join().unwrap());

@@ -186,32 +186,6 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A CA and a `localhost`/127.0.0.1 certificate signed by it: (ca.pem, server.crt, server.key).
-pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "pgship alert test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let (ca, crt, key) = (
-        dir.join("ca.pem"),
-        dir.join("server.crt"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&crt, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    (ca, crt, key)
-}
-
 /// Where scripts/setup installs aiosmtpd (PGSHIP_TEST_AIOSMTPD overrides).
 pub fn aiosmtpd_dir() -> PathBuf {
     std::env::var_os("PGSHIP_TEST_AIOSMTPD")
@@ -234,7 +208,7 @@ impl Smtp {
     /// `None` (skipped) when aiosmtpd is missing outside CI; a failure under CI.
     pub fn start(password: &str, implicit: bool) -> Option<Smtp> {
         let dir = tempfile::tempdir().unwrap();
-        let (ca, crt, key) = tls_files(dir.path());
+        let (ca, crt, key) = super::tls_files(dir.path(), &["localhost", "127.0.0.1"]);
         let out = dir.path().join("mail");
         std::fs::create_dir(&out).unwrap();
         let port = free_port();
