@@ -635,3 +635,29 @@ fn a_deploy_the_guard_will_not_undo_needs_a_human_with_the_mention() {
     let mail = &ch.smtp.messages()[0];
     assert!(mail["subject"].as_str().unwrap().ends_with("needs a human"));
 }
+
+#[test]
+fn email_to_a_closed_port_or_a_silent_server_fails_within_the_bound() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = receivers::free_port();
+    for port in [closed, silent.local_addr().unwrap().port()] {
+        let dir = settings_dir(
+            &[
+                var("SMTP_HOST", "127.0.0.1"),
+                var("SMTP_PORT", &port.to_string()),
+                var("ALERT_EMAIL", "ops@x.test"),
+                var("ALERT_EMAIL_FROM", "pgship@x.test"),
+                var("SMTP_USER", "alerts@x.test"),
+                var("SMTP_PASSWORD", SMTP_PASSWORD),
+            ],
+            None,
+        );
+        let started = Instant::now();
+        let d = send(dir.path(), &hostile_alert(), &[Channel::Email]);
+        let took = started.elapsed();
+        assert_eq!(d[0].state, State::Failed, "{}", d[0].describe());
+        assert!(took <= Duration::from_millis(10_500), "{took:?}");
+        assert!(d[0].attempts >= 2, "{}", d[0].describe());
+        assert_no_canary("the failure", &d[0].describe());
+    }
+}

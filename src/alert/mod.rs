@@ -227,6 +227,7 @@ impl Delivery {
         };
         match self.state {
             State::Delivered => format!("{c}: delivered ({tries}, {} ms)", self.elapsed_ms),
+            State::Failed if self.attempts == 0 => format!("{c}: failed: {}", self.detail),
             State::Failed => format!(
                 "{c}: failed after {tries} in {} ms: {}",
                 self.elapsed_ms, self.detail
@@ -304,11 +305,7 @@ where
     }
     let config = match setup {
         Setup::Off(why) => return Some(Delivery::idle(channel, State::NotConfigured, why)),
-        Setup::Bad(why) => {
-            let mut d = Delivery::idle(channel, State::Failed, why);
-            d.attempts = 0;
-            return Some(d);
-        }
+        Setup::Bad(why) => return Some(Delivery::idle(channel, State::Failed, why)),
         Setup::Ready(c) => c,
     };
     let started = Instant::now();
