@@ -1,19 +1,23 @@
 //! Loopback receivers for the alert tests, speaking the real protocols: an HTTP/1.1 server
-//! shaped like Slack's incoming webhook (records each request; answers 200, 429 with
+//! (tests/common/loopback.rs) shaped like Slack's incoming webhook (records each request; answers 200, 429 with
 //! `Retry-After`, 500, or never), the same server verifying pgship's webhook signature, and
 //! an SMTP server (aiosmtpd, tests/support/smtp_server.py) with STARTTLS or implicit TLS and
 //! AUTH, whose received messages come back parsed.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
+
+use super::loopback;
 
 /// How the receiver answers a request.
 #[derive(Clone, Debug)]
@@ -26,23 +30,23 @@ pub enum Reply {
     Hang,
 }
 
-/// A request as received.
+/// A request as received, with when and what was answered.
 #[derive(Clone, Debug)]
 pub struct Request {
     pub path: String,
-    pub headers: Vec<(String, String)>,
+    /// Lower-case names.
+    pub headers: HashMap<String, String>,
     pub body: String,
     pub at: Instant,
-    /// The status answered.
+    /// The status answered (0: none).
     pub status: u16,
 }
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     pub fn json(&self) -> Value {
@@ -50,8 +54,9 @@ impl Request {
     }
 }
 
-/// An HTTP receiver on 127.0.0.1. `replies` are used in order, the last one repeating;
-/// with `secret`, a request whose `pgship-signature` is wrong or older than 300 s gets 400.
+/// An HTTP receiver on 127.0.0.1 (tests/common/loopback.rs). `replies` are used in order, the
+/// last one repeating; with `secret`, a request whose `pgship-signature` is wrong or older
+/// than 300 s gets 400.
 pub struct Receiver {
     pub url: String,
     pub requests: Arc<Mutex<Vec<Request>>>,
@@ -59,80 +64,50 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(path: &str, replies: Vec<Reply>, secret: Option<&str>) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}{path}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let secret = secret.map(str::to_string);
-        std::thread::spawn(move || {
-            for (n, stream) in listener.incoming().enumerate() {
-                let Ok(stream) = stream else { continue };
-                let reply = replies[n.min(replies.len() - 1)].clone();
-                let (seen, secret) = (seen.clone(), secret.clone());
-                std::thread::spawn(move || serve(stream, reply, &seen, secret.as_deref()));
+        let count = AtomicUsize::new(0);
+        let port = loopback::serve(Arc::new(move |r: loopback::Request| {
+            let reply = &replies[count.fetch_add(1, Ordering::SeqCst).min(replies.len() - 1)];
+            let sig = r.headers.get("pgship-signature").map(String::as_str);
+            let verdict = secret.as_deref().map(|s| verify(s, sig, &r.body, 300));
+            let (status, headers, text) = match (reply, verdict) {
+                (_, Some(Err(why))) => (400, vec![], why),
+                (Reply::Ok, _) => (200, vec![], "ok".to_string()),
+                (Reply::TooMany(s), _) => (
+                    429,
+                    vec![("Retry-After".to_string(), s.to_string())],
+                    "rate_limited".into(),
+                ),
+                (Reply::ServerError, _) => (500, vec![], "internal_error".into()),
+                (Reply::Hang, _) => (0, vec![], String::new()),
+            };
+            seen.lock().unwrap().push(Request {
+                path: r.path,
+                headers: r.headers,
+                body: r.body,
+                at: Instant::now(),
+                status,
+            });
+            match status {
+                0 => loopback::Reply::Hold,
+                _ => loopback::Reply::Answer {
+                    status,
+                    headers,
+                    body: text,
+                },
             }
-        });
-        Receiver { url, requests }
+        }));
+        Receiver {
+            url: format!("http://127.0.0.1:{port}{path}"),
+            requests,
+        }
     }
 
     pub fn received(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
     }
-}
-
-fn serve(mut stream: TcpStream, reply: Reply, seen: &Mutex<Vec<Request>>, secret: Option<&str>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut first = String::new();
-    if reader.read_line(&mut first).is_err() {
-        return;
-    }
-    let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (k, v) = line.split_once(':').unwrap();
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
-    let body = String::from_utf8(body).unwrap();
-    let mut request = Request {
-        path,
-        headers,
-        body,
-        at: Instant::now(),
-        status: 0,
-    };
-    let verdict = secret.map(|s| verify(s, request.header("pgship-signature"), &request.body, 300));
-    let (status, extra, text) = match (&reply, verdict) {
-        (_, Some(Err(why))) => (400, String::new(), why),
-        (Reply::Ok, _) => (200, String::new(), "ok".to_string()),
-        (Reply::TooMany(s), _) => (429, format!("Retry-After: {s}\r\n"), "rate_limited".into()),
-        (Reply::ServerError, _) => (500, String::new(), "internal_error".into()),
-        (Reply::Hang, _) => (0, String::new(), String::new()),
-    };
-    request.status = status;
-    seen.lock().unwrap().push(request);
-    if status == 0 {
-        let mut sink = [0u8; 64];
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-        let _ = stream.read(&mut sink);
-        return;
-    }
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{text}",
-        text.len()
-    );
 }
 
 /// What docs/alerts.md tells a receiver to do: recompute HMAC-SHA256 over `<t>.<raw body>`,
