@@ -34,6 +34,9 @@
 //!   manifest, the trial restore, and Neon backup branches.
 //! - [`journal`]: the JSON-lines deployment log in the seed's format, console output, and
 //!   reading runs back (`history`, `logs`).
+//! - [`alert`]: the alert of a finished deployment or rollback (one `Alert`), routed by
+//!   `[alerts]` and sent at once to Slack, email (SMTP) and a signed webhook, each bounded;
+//!   `alert::command` is `pgship alert test`. `deploy::alerts` builds the alert from a run.
 //! - [`http`]: one HTTP exchange for the APIs pgship calls (Neon, Vercel, alert channels),
 //!   the retry policy, base-URL rules and the scrubbing of answers into safe messages.
 //! - [`signals`]: SIGINT/SIGTERM for long commands.
@@ -43,14 +46,16 @@
 //!   function and printing.
 //!
 //! Dependencies run one way: `cli -> deploy -> {rehearse, sandbox, rollback, backup, compare,
-//! cluster, journal, app} -> db -> {source, lint, config}`; `app` (git, Vercel, health) uses
-//! `http`, `config`, `signals`, `db::url` (`Secret`, percent-encoding) and
-//! `cluster::process_alive`, and never a connection; `http` and `signals` are
-//! leaves; `project` sits beside `config`; `status` and `demo` use `deploy` (its refusals, its
-//! pipeline) and sit beside it.
+//! cluster, journal, app, alert} -> db -> {source, lint, config}`; `app` (git, Vercel, health)
+//! uses `http`, `config`, `signals`, `db::url` (`Secret`, percent-encoding) and
+//! `cluster::process_alive`, and never a connection; `alert` uses `http`, `config`, `journal`'s
+//! time format and `db::child`'s private files; `http` and `signals` are leaves; `project` sits
+//! beside `config`; `status` and `demo` use `deploy` (its refusals, its pipeline) and sit
+//! beside it.
 //! `lint::command` alone in `lint` reads the project and connects (through `db`): the rules
 //! do no IO.
 
+pub mod alert;
 pub mod app;
 pub mod backup;
 pub mod cli;

@@ -148,19 +148,12 @@ fn a_removed_table_aborts_in_the_rehearsal_and_leaves_the_target_as_it_was() {
 #[test]
 fn a_row_written_after_the_clone_breaks_the_new_constraint_and_the_deploy_rolls_back() {
     let Some(db) = TestDb::new() else { return };
-    let p = applied_project(
-        &db,
-        &[(
-            "002_check.sql",
-            "ALTER TABLE notes ADD COLUMN n int NOT NULL DEFAULT 1;\nALTER TABLE customers ADD CONSTRAINT email_at CHECK (email LIKE '%@%');",
-        )],
-    );
+    let p = check_project(&db);
     let tmp = private_tmp();
     // The app's tests run on the sandbox after the clone; this one also writes to the target a
     // row the new constraint rejects (the rehearsal never saw it).
-    let test_cmd = "psql -X -q \"$TARGET_FOR_TEST\" -c \"INSERT INTO customers (email) VALUES ('no-at-sign')\"";
     let (fp_clone, _) = fingerprint_and_counts(&db.url, &["customers"]);
-    let out = deploy_after_clone(p.path(), &db.url, tmp.path(), test_cmd, &[]);
+    let out = deploy_after_clone(p.path(), &db.url, tmp.path(), BREAK_CHECK, &[]);
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     let (fp, counts) = fingerprint_and_counts(&db.url, &["customers", "notes"]);
     assert_eq!(fp, fp_clone, "the schema is as before");
@@ -233,43 +226,6 @@ fn a_lock_held_on_the_target_fails_the_apply_and_nothing_is_left_changed() {
     assert!(out.stdout.contains("lock"), "{}", out.stdout);
     assert_eq!(fingerprint_and_counts(&db.url, &["notes"]), before);
     assert_eq!(sql_state(&db), ["001_init"]);
-}
-
-/// Insert a row into `customers` from another session as soon as column `flag` exists.
-fn write_after_apply(url: String) -> std::thread::JoinHandle<bool> {
-    std::thread::spawn(move || {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(120) {
-            let has = query(
-                &url,
-                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'flag'",
-            );
-            if has[0][0].as_deref() == Some("1") {
-                query(&url, "INSERT INTO customers (email) VALUES ('late@x.test')");
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    })
-}
-
-fn guarded_project(db: &TestDb) -> tempfile::TempDir {
-    let p = applied_project(
-        db,
-        &[(
-            "002_flag.sql",
-            "ALTER TABLE customers ADD COLUMN flag boolean NOT NULL DEFAULT false;\nUPDATE customers SET flag = true WHERE id < 10;",
-        )],
-    );
-    std::fs::create_dir_all(p.path().join("pgship/smoke")).unwrap();
-    // Fails, after giving the writer time to write.
-    std::fs::write(
-        p.path().join("pgship/smoke/slow_failure.sql"),
-        "SELECT 1 AS failing FROM pg_sleep(2);",
-    )
-    .unwrap();
-    p
 }
 
 #[test]

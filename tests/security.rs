@@ -195,39 +195,10 @@ fn canary_password_never_leaks() {
     assert!(!deployments[0][0].clone().unwrap().contains(&canary));
 }
 
-fn tls_files(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "pgship test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let (ca, crt, key) = (
-        dir.join("ca.pem"),
-        dir.join("server.crt"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&crt, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    (ca, crt, key)
-}
-
 #[test]
 fn tls_modes_and_channel_binding() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, crt, key) = tls_files(dir.path());
+    let (ca, crt, key) = tls_files(dir.path(), &["localhost"]);
     let cluster = match LocalCluster::start(&ClusterOptions {
         tls: Some((crt, key)),
         ..Default::default()

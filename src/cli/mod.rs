@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one file per command. Thin: each command resolves
 //! its inputs, calls the library, and renders the result.
 
+mod alert;
 mod compare;
 mod demo;
 mod deploy;
@@ -34,7 +35,8 @@ interrupted runs or a state problem, or `lint` found something at or above --fai
 configuration or connection error (also `logs` for an unknown or malformed id); 3 `deploy`
 failed and the target was rolled back; 4 `deploy` failed and the target is not back to its state
 before (a person must act); 130/143 `migrate` interrupted by SIGINT/SIGTERM (what was committed
-is recorded and said), or `logs --follow` ended by one.";
+is recorded and said), or `logs --follow` ended by one. An alert that fails never changes an exit
+code; `alert test` exits 1 when a configured channel failed, 2 when none is configured.";
 
 /// Deploy PostgreSQL schema migrations safely.
 #[derive(Debug, Parser)]
@@ -158,6 +160,12 @@ pub enum Command {
     /// each log line as written. `--follow` keeps printing until the run ends. Exit 2 for an
     /// unknown or malformed id.
     Logs(logs::Args),
+    /// Alerts (Slack, email, signed webhook): `alert test` sends a test alert.
+    ///
+    /// Channels are configured by SLACK_WEBHOOK_URL; SMTP_HOST, SMTP_PORT, SMTP_USER,
+    /// SMTP_PASSWORD, ALERT_EMAIL, ALERT_EMAIL_FROM; ALERT_WEBHOOK_URL and ALERT_WEBHOOK_SECRET
+    /// (see docs/alerts.md). Deployments and rollbacks send alerts by themselves.
+    Alert(alert::Args),
 }
 
 /// Options every command shares.
@@ -209,6 +217,7 @@ pub fn main() -> i32 {
             Command::Rollback(a) => rollback::run(&globals, a).await,
             Command::History(a) => history::run(&globals, a).await,
             Command::Logs(a) => logs::run(&globals, a).await,
+            Command::Alert(a) => alert::run(&globals, a).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(2));

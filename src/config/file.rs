@@ -32,6 +32,122 @@ pub struct ConfigFile {
     pub deploy: DeployFile,
     #[serde(default)]
     pub app: AppFile,
+    #[serde(default)]
+    pub alerts: AlertsFile,
+}
+
+/// The events `[alerts]` routes: the four outcomes, `failures` (every one but `succeeded`) and
+/// `all`.
+pub const ALERT_EVENTS: [&str; 6] = [
+    "all",
+    "failures",
+    "succeeded",
+    "aborted",
+    "rolled-back",
+    "needs-human",
+];
+
+/// `[alerts]`: which events go to which channels. With no section every event goes to every
+/// configured channel. `[alerts.environments.<env>]` overrides the keys for one environment.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsFile {
+    /// Events sent to every channel (default `["all"]`); words of [`ALERT_EVENTS`].
+    pub events: Option<Vec<String>>,
+    /// Per channel, overriding `events`.
+    pub slack: Option<Vec<String>>,
+    pub email: Option<Vec<String>>,
+    pub webhook: Option<Vec<String>>,
+    /// A Slack mention put on failures.
+    pub mention: Option<String>,
+    /// `auto` (default: implicit TLS on port 465, STARTTLS otherwise), `starttls` or
+    /// `implicit`.
+    pub smtp_tls: Option<String>,
+    #[serde(default)]
+    pub environments: BTreeMap<String, AlertRouteFile>,
+}
+
+/// The routing keys of `[alerts]` and `[alerts.environments.<env>]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRouteFile {
+    /// Events sent to every channel (default `["all"]`); words of [`ALERT_EVENTS`].
+    pub events: Option<Vec<String>>,
+    /// Per channel, overriding `events`.
+    pub slack: Option<Vec<String>>,
+    pub email: Option<Vec<String>>,
+    pub webhook: Option<Vec<String>>,
+    /// A Slack mention put on failures (`<!here>`, `<!channel>`, `<@U123>`,
+    /// `<!subteam^S123>`).
+    pub mention: Option<String>,
+}
+
+impl AlertsFile {
+    /// The section's own routing keys (the defaults of every environment).
+    pub fn route(&self) -> AlertRouteFile {
+        AlertRouteFile {
+            events: self.events.clone(),
+            slack: self.slack.clone(),
+            email: self.email.clone(),
+            webhook: self.webhook.clone(),
+            mention: self.mention.clone(),
+        }
+    }
+
+    /// Every event word and mention known; `smtp_tls` one of its three values.
+    pub fn validate(&self) -> Result<(), String> {
+        self.route().validate("[alerts]")?;
+        for (env, r) in &self.environments {
+            r.validate(&format!("[alerts.environments.{env}]"))?;
+        }
+        match self.smtp_tls.as_deref() {
+            None | Some("auto" | "starttls" | "implicit") => Ok(()),
+            Some(other) => Err(format!(
+                "[alerts] smtp_tls = \"{other}\": expected auto, starttls or implicit"
+            )),
+        }
+    }
+}
+
+impl AlertRouteFile {
+    fn validate(&self, table: &str) -> Result<(), String> {
+        let lists = [
+            ("events", &self.events),
+            ("slack", &self.slack),
+            ("email", &self.email),
+            ("webhook", &self.webhook),
+        ];
+        for (key, list) in lists {
+            for word in list.iter().flatten() {
+                if !ALERT_EVENTS.contains(&word.as_str()) {
+                    return Err(format!(
+                        "{table} {key}: unknown event `{word}` (expected {})",
+                        ALERT_EVENTS.join(", ")
+                    ));
+                }
+            }
+        }
+        match &self.mention {
+            Some(m) if !valid_mention(m) => Err(format!(
+                "{table} mention = \"{m}\": expected a Slack mention such as <!here>, <!channel>, <@U123> or <!subteam^S123>"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn valid_mention(m: &str) -> bool {
+    let Some(inner) = m.strip_prefix('<').and_then(|m| m.strip_suffix('>')) else {
+        return false;
+    };
+    let id = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric());
+    match inner {
+        "!here" | "!channel" | "!everyone" => true,
+        _ => {
+            inner.strip_prefix('@').is_some_and(id)
+                || inner.strip_prefix("!subteam^").is_some_and(id)
+        }
+    }
 }
 
 /// `[backup]`: how `deploy` backs the target up before it changes it.
@@ -203,8 +319,15 @@ pub(super) fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::File {
+    let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::File {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().replace('\n', "\n  "),
-    })
+    })?;
+    file.alerts
+        .validate()
+        .map_err(|message| ConfigError::File {
+            path: path.to_path_buf(),
+            message,
+        })?;
+    Ok(file)
 }

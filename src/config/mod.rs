@@ -11,8 +11,8 @@ mod file;
 
 pub use env::Env;
 pub use file::{
-    ApplyFile, CompareFile, ConfigFile, EnvironmentFile, LintFile, MigrationsFile, PolicyFile,
-    RehearsalFile, SandboxFile,
+    ALERT_EVENTS, AlertRouteFile, AlertsFile, ApplyFile, CompareFile, ConfigFile, EnvironmentFile,
+    LintFile, MigrationsFile, PolicyFile, RehearsalFile, SandboxFile,
 };
 
 use std::collections::BTreeMap;

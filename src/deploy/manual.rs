@@ -279,6 +279,17 @@ async fn execute(
     }
     let _ = log.journal.flush_db(&conn.client).await;
     let _ = lock::release(&conn.client, lock::MIGRATE_LOCK_KEY).await;
+    super::alerts::rollback(
+        &mut log,
+        project,
+        &conn.client,
+        id,
+        env,
+        outcome,
+        &reasons,
+        &undone,
+    )
+    .await;
     if outcome == Outcome::RolledBack {
         ui.console.ok(&format!("rolled back {id} ({rid})"));
         Ok(ExitCode::Ok)

@@ -1,6 +1,7 @@
 //! The deployment pipeline (DESIGN.md): PREFLIGHT -> SANDBOX_VALIDATION -> BACKUP -> DEPLOY ->
 //! POST_DEPLOY_VALIDATION -> SUCCESS, or ROLLBACK -> ROLLED_BACK | NEEDS_HUMAN.
 
+pub mod alerts;
 pub mod app;
 pub mod apply;
 pub mod backup;
@@ -140,5 +141,9 @@ pub async fn run(
             &format!("deploy to protected environment `{}`?", target.name),
         )?;
     }
-    pipeline::run(&mut log, &ctx, opts).await
+    let result = pipeline::run(&mut log, &ctx, opts).await;
+    if let Err(e) = &result {
+        alerts::failed_run(&mut log, &ctx, opts, e).await;
+    }
+    result
 }

@@ -476,6 +476,7 @@ async fn finish(
         seconds,
     };
     report::deploy(log.console, &dir, &r)?;
+    super::alerts::deployment(log, t, &r).await;
     Ok(outcome.exit_code())
 }
 

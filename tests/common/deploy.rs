@@ -2,10 +2,11 @@
 //! `dev` pointing at a test database, and reading a deployment's folder.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Out, TestDb, pgship, run, sql_project};
+use super::{Out, TestDb, pgship, query, run, sql_project};
 
 /// A private TMPDIR for pgship's clusters (readable by the unprivileged user they run as).
 pub fn private_tmp() -> tempfile::TempDir {
@@ -78,3 +79,58 @@ pub fn applied_project(db: &TestDb, pending: &[(&str, &str)]) -> tempfile::TempD
     }
     p
 }
+
+/// Insert a row into `customers` from another session as soon as column `flag` exists.
+pub fn write_after_apply(url: String) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            let has = query(
+                &url,
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'flag'",
+            );
+            if has[0][0].as_deref() == Some("1") {
+                query(&url, "INSERT INTO customers (email) VALUES ('late@x.test')");
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    })
+}
+
+/// A project whose pending 002 adds `customers.flag`, with a smoke check that fails after 2 s
+/// (time for [`write_after_apply`]'s writer): the deploy rolls back, unless the guard refuses.
+pub fn guarded_project(db: &TestDb) -> tempfile::TempDir {
+    let p = applied_project(
+        db,
+        &[(
+            "002_flag.sql",
+            "ALTER TABLE customers ADD COLUMN flag boolean NOT NULL DEFAULT false;\nUPDATE customers SET flag = true WHERE id < 10;",
+        )],
+    );
+    std::fs::create_dir_all(p.path().join("pgship/smoke")).unwrap();
+    // Fails, after giving the writer time to write.
+    std::fs::write(
+        p.path().join("pgship/smoke/slow_failure.sql"),
+        "SELECT 1 AS failing FROM pg_sleep(2);",
+    )
+    .unwrap();
+    p
+}
+
+/// A project whose pending 002 adds a CHECK on `customers.email`; [`BREAK_CHECK`] as the
+/// deploy's `--test-cmd` (with the target's URL in `$TARGET_FOR_TEST`) writes, after the
+/// clone, a row to the target that the rehearsal never saw and the CHECK rejects.
+pub fn check_project(db: &TestDb) -> tempfile::TempDir {
+    applied_project(
+        db,
+        &[(
+            "002_check.sql",
+            "ALTER TABLE notes ADD COLUMN n int NOT NULL DEFAULT 1;\nALTER TABLE customers ADD CONSTRAINT email_at CHECK (email LIKE '%@%');",
+        )],
+    )
+}
+
+pub const BREAK_CHECK: &str =
+    "psql -X -q \"$TARGET_FOR_TEST\" -c \"INSERT INTO customers (email) VALUES ('no-at-sign')\"";
