@@ -121,10 +121,15 @@ pub async fn deployment(log: &mut Log, t: &Ctx<'_>, r: &DeployReport) {
         sql: crate::http::sanitize(&f.sql, ""),
     });
     a.rollback = r.rollback.as_ref().map(rollback_text);
-    a.commit = r.plan.git.as_ref().map(|g| g.commit.clone());
+    // The code deployed: the merge pushed by the code half, else the project's checkout.
+    a.commit = r
+        .code
+        .as_ref()
+        .and_then(|c| c.merge_commit.clone())
+        .or_else(|| r.plan.git.as_ref().map(|g| g.commit.clone()));
     a.report = Some(format!(".deployments/{id}/report.md"));
     deliver(log, t.project, &a, r.outcome.phase()).await;
-    if r.backup.is_some()
+    if (r.backup.is_some() || r.code.is_some())
         && let Ok(conn) = crate::db::connect(t.url, &crate::db::ConnectOptions::default()).await
         && let Err(e) = log.journal.flush_db(&conn.client).await
     {
