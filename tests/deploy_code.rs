@@ -17,10 +17,17 @@ INSERT INTO customers (email) SELECT 'c' || i || '@x.test' FROM generate_series(
 ";
 const ADD: &str = "ALTER TABLE customers ADD COLUMN nickname text;\nCREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers (id));\n";
 
-/// `dev` is served from `develop`, as Vercel's production (so instant rollbacks apply).
-fn toml(provider: &str, extra: &str) -> String {
+/// `dev` is served from `develop`, as Vercel's production (so instant rollbacks apply) unless
+/// `production` is false (a preview environment, as `dev` is by default). `extra` may set its
+/// own `deploy_timeout`.
+fn toml(provider: &str, extra: &str, production: bool) -> String {
+    let deploy_timeout = if extra.contains("deploy_timeout") {
+        ""
+    } else {
+        "deploy_timeout = \"30s\"\n"
+    };
     format!(
-        "[app]\nprovider = \"{provider}\"\nhealth_timeout = \"4s\"\ndeploy_timeout = \"30s\"\n{extra}\n[environments.dev]\nproduction = true\n"
+        "[app]\nprovider = \"{provider}\"\nhealth_timeout = \"4s\"\n{deploy_timeout}{extra}\n[environments.dev]\nproduction = {production}\n"
     )
 }
 
@@ -38,10 +45,14 @@ struct Setup {
 }
 
 fn setup(provider: &str, extra: &str) -> Option<Setup> {
+    setup_env(provider, extra, true)
+}
+
+fn setup_env(provider: &str, extra: &str, production: bool) -> Option<Setup> {
     let db = TestDb::new()?;
     let repo = CodeRepo::new(&[
         ("migrations/001_init.sql", INIT),
-        ("pgship.toml", &toml(provider, extra)),
+        ("pgship.toml", &toml(provider, extra, production)),
         ("app.txt", "v1\n"),
     ]);
     let m = run(pgship(&repo.work).args(["migrate", &db.url]));
@@ -51,9 +62,11 @@ fn setup(provider: &str, extra: &str) -> Option<Setup> {
         "orders",
     );
     let vercel = FakeVercel::start();
-    vercel.with_production_branch("develop");
+    if production {
+        vercel.with_production_branch("develop");
+    }
     let before = repo.remote_tip("develop");
-    let previous = vercel.add_ready(&before, "develop", true);
+    let previous = vercel.add_ready(&before, "develop", production);
     vercel.watch(&repo.origin, true);
     let app = FakeApp::start(Health::Follow(vercel.clone()));
     Some(Setup {
@@ -595,4 +608,32 @@ fn code_without_a_migration_is_deployed_alone_and_rolled_back_alone() {
     let rb = run(&mut s.cmd(&["rollback", &id_of(&s.last_run())]));
     assert_eq!(rb.code, 1, "{}", rb.stderr);
     assert!(rb.stderr.contains("deployed code only"), "{}", rb.stderr);
+}
+
+#[test]
+fn a_preview_environment_is_rolled_back_by_the_revert_without_an_instant_rollback() {
+    // `dev` as Vercel serves it by default: preview deployments of `develop`. Vercel's instant
+    // rollback points the production domains elsewhere; it is not for a preview.
+    let Some(s) = setup_env("vercel", "", false) else {
+        return;
+    };
+    s.app.set(Health::Body(
+        serde_json::json!({"status": "ok", "commit": s.before}),
+    ));
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        s.vercel.rollbacks().is_empty(),
+        "no instant rollback of a preview"
+    );
+    assert!(!s.has_orders());
+    let tip = s.repo.remote_tip("develop");
+    let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
+    assert_eq!(tree(&tip), tree(&s.before), "the merge was reverted");
+    // The revert's build is what brings the old code back: it was awaited.
+    assert_eq!(
+        s.vercel.deployment_of(&tip).map(|d| d.state).as_deref(),
+        Some("READY")
+    );
+    s.assert_no_secret(&[&out]);
 }

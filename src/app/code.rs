@@ -252,7 +252,8 @@ impl App {
     pub fn commands_left(&self, state: &CodeState) -> Vec<String> {
         let mut out = Vec::new();
         if let (Some(prev), false) = (&state.previous_deployment, state.instant_rollback) {
-            if self.kind() != ProviderKind::None {
+            // Vercel's instant rollback is for production deployments only.
+            if self.kind() != ProviderKind::None && self.settings.production {
                 out.push(format!("vercel rollback {prev}"));
             }
         }

@@ -78,12 +78,12 @@ impl Host for HookHost {
 
     async fn restore(
         &self,
-        _: &AppSettings,
+        s: &AppSettings,
         state: &CodeState,
         ev: &mut dyn Events,
     ) -> Result<bool, String> {
         match &self.api {
-            Some(api) => super::vercel::instant_rollback(api, state, ev).await,
+            Some(api) => super::vercel::instant_rollback(api, s, state, ev).await,
             None => Ok(false),
         }
     }
