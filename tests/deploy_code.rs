@@ -637,3 +637,40 @@ fn a_preview_environment_is_rolled_back_by_the_revert_without_an_instant_rollbac
     );
     s.assert_no_secret(&[&out]);
 }
+
+#[test]
+fn a_run_killed_while_the_host_builds_has_recorded_its_merge_for_rollback() {
+    let Some(s) = setup("vercel", "") else { return };
+    s.vercel.script(Script {
+        appear_after_lists: 0,
+        polls: 0,
+        end: "NEVER",
+    });
+    let mut child = s
+        .cmd(&["deploy", "dev", "--sandbox", "local"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let merge = loop {
+        let tip = s.repo.remote_tip("develop");
+        if tip != s.before && s.vercel.deployment_of(&tip).is_some() {
+            break tip;
+        }
+        assert!(start.elapsed().as_secs() < 120, "no build started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SIGKILL (an OOM kill, a CI runner's hard stop): no handler runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s.state()["code"]["mergeCommit"], merge.as_str());
+    let id = id_of(&s.last_run());
+    let rb = run(&mut s.cmd(&["rollback", &id]));
+    assert_eq!(rb.code, 0, "{}\n{}", rb.stdout, rb.stderr);
+    assert!(!s.has_orders());
+    let tip = s.repo.remote_tip("develop");
+    let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
+    assert_eq!(tree(&tip), tree(&s.before), "the pushed merge was reverted");
+}

@@ -90,9 +90,10 @@ impl App {
         out
     }
 
-    /// DEPLOY (code), after the database: merge and push, then the host builds it. The state
-    /// gets the merge commit as soon as it is pushed (the caller records it).
-    pub async fn deploy(
+    /// DEPLOY (code), after the database, first step: merge and push. The state gets the merge
+    /// commit once it is pushed; the caller records it before [`App::await_live`], so that a
+    /// run killed while the host builds still knows what to undo.
+    pub async fn push(
         &self,
         project_dir: &Path,
         state: &mut CodeState,
@@ -145,29 +146,25 @@ impl App {
             ),
             json!({"merge_commit": merged.merge_commit, "before": merged.before, "retried": merged.retried}),
         );
-        state.new_deployment = self.await_host(&merged.merge_commit, ev).await?;
         Ok(())
     }
 
-    /// The host's build of `commit`, awaited (minutes): SIGINT or SIGTERM ends the wait as a
-    /// failed deploy, so the rollback that follows undoes what was pushed. The push itself is
-    /// never interrupted (what was pushed must be known to be undone).
-    async fn await_host(
+    /// DEPLOY (code), second step: the host builds the pushed merge (started, when the host
+    /// must be told) and it is awaited (minutes): SIGINT or SIGTERM ends the wait as a failed
+    /// deploy, so the rollback that follows undoes what was pushed. The push itself is never
+    /// interrupted (what was pushed must be known to be undone).
+    pub async fn await_live(
         &self,
-        commit: &str,
+        state: &mut CodeState,
         ev: &mut dyn Events,
-    ) -> Result<Option<String>, String> {
-        let Ok(mut signals) = crate::signals::Signals::install() else {
-            return self.host.deploy(&self.settings, commit, ev).await;
+    ) -> Result<(), String> {
+        let Some(commit) = state.merge_commit.clone() else {
+            return Ok(());
         };
-        tokio::select! {
-            r = self.host.deploy(&self.settings, commit, ev) => r,
-            s = signals.recv() => Err(format!(
-                "interrupted by {} while waiting for the app's deployment of {}",
-                s.name(),
-                short(commit)
-            )),
-        }
+        let what = format!("waiting for the app's deployment of {}", short(&commit));
+        state.new_deployment =
+            interruptible(&what, self.host.deploy(&self.settings, &commit, ev)).await?;
+        Ok(())
     }
 
     /// POST_DEPLOY_VALIDATION (app): `<ENV>_URL` + health path answers 2xx from the pushed
@@ -421,6 +418,20 @@ impl Host for AnyHost {
             AnyHost::Vercel(h) => h.current(s).await,
             AnyHost::Hook(h) => h.current(s).await,
         }
+    }
+}
+
+/// `work`, or an error when SIGINT or SIGTERM arrives first (`what` says what was awaited).
+async fn interruptible<T>(
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let Ok(mut signals) = crate::signals::Signals::install() else {
+        return work.await;
+    };
+    tokio::select! {
+        r = work => r,
+        s = signals.recv() => Err(format!("interrupted by {} while {what}", s.name())),
     }
 }
 
