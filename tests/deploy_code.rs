@@ -639,6 +639,29 @@ fn a_preview_environment_is_rolled_back_by_the_revert_without_an_instant_rollbac
 }
 
 #[test]
+fn a_hook_without_a_token_needs_the_health_check_to_name_the_pushed_commit() {
+    let Some(s) = setup("hook", "deploy_timeout = \"2s\"\n") else {
+        return;
+    };
+    s.vercel.with_hook_branch("develop");
+    // The app answers 2xx without saying which commit it runs: nothing proves the new code
+    // is live (the old deployment answers just the same).
+    s.app.set(Health::Body(serde_json::json!({"status": "ok"})));
+    let mut c = s.cmd(&["deploy", "dev", "--sandbox", "local"]);
+    for (k, _) in s.vercel.vars() {
+        c.env_remove(k);
+    }
+    c.env("VERCEL_DEPLOY_HOOK_URL", s.vercel.hook_url());
+    let out = run(&mut c);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("no commit"), "{}", out.stderr);
+    assert!(!s.has_orders());
+    let tip = s.repo.remote_tip("develop");
+    let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
+    assert_eq!(tree(&tip), tree(&s.before));
+}
+
+#[test]
 fn a_run_killed_while_the_host_builds_has_recorded_its_merge_for_rollback() {
     let Some(s) = setup("vercel", "") else { return };
     s.vercel.script(Script {

@@ -168,17 +168,34 @@ impl App {
     }
 
     /// POST_DEPLOY_VALIDATION (app): `<ENV>_URL` + health path answers 2xx from the pushed
-    /// commit (when it names one).
+    /// commit (when it names one). When the host could not say the deployment is live (a deploy
+    /// hook without `VERCEL_TOKEN`), the health check is the only proof: the answer must name
+    /// the pushed commit, and the build's time (`deploy_timeout`) is waited for too.
     pub async fn check(
         &self,
         state: Option<&CodeState>,
         ev: &mut dyn Events,
     ) -> Result<(), String> {
-        let expect = match state.and_then(|s| s.merge_commit.clone()) {
-            Some(c) => Expect::Commit(c),
-            None => Expect::Any,
+        let unproven = !self.host_proves_live();
+        let (expect, timeout) = match state.and_then(|s| s.merge_commit.clone()) {
+            Some(c) if unproven => (
+                Expect::NamedCommit(c),
+                self.settings.deploy_timeout + self.settings.health_timeout,
+            ),
+            Some(c) => (Expect::Commit(c), self.settings.health_timeout),
+            None => (Expect::Any, self.settings.health_timeout),
         };
-        self.health(expect, ev).await
+        let what = "waiting for the app's health check";
+        interruptible(what, self.health_within(expect, timeout, ev)).await
+    }
+
+    /// Whether the host itself says when a pushed commit's deployment is live.
+    fn host_proves_live(&self) -> bool {
+        match &self.host {
+            AnyHost::None(_) => false,
+            AnyHost::Vercel(_) => true,
+            AnyHost::Hook(h) => h.api.is_some(),
+        }
     }
 
     /// ROLLBACK (code), before the database: the host serves the previous deployment again,
@@ -328,6 +345,16 @@ impl App {
     }
 
     async fn health(&self, expect: Expect, ev: &mut dyn Events) -> Result<(), String> {
+        self.health_within(expect, self.settings.health_timeout, ev)
+            .await
+    }
+
+    async fn health_within(
+        &self,
+        expect: Expect,
+        timeout: std::time::Duration,
+        ev: &mut dyn Events,
+    ) -> Result<(), String> {
         let Some(url) = self.settings.health_url() else {
             ev.info(
                 format!("{} is not set: no health check", self.settings.url_var),
@@ -341,7 +368,7 @@ impl App {
             url.expose(),
             &expect,
             self.settings.commit_field.as_deref(),
-            self.settings.health_timeout,
+            timeout,
             &mut progress,
         )
         .await
