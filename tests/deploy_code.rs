@@ -537,15 +537,16 @@ fn ctrl_c_while_vercel_builds_rolls_back_what_was_pushed() {
 #[test]
 fn a_feature_already_merged_deploys_the_database_without_a_code_step() {
     let Some(s) = setup("vercel", "") else { return };
-    // `released` is develop's commit: nothing of it is new to develop.
-    git(&s.repo.work, &["branch", "released", &s.before]);
-    let out = s.deploy(&["--from", "released"]);
+    // The feature reached develop another way (a merged pull request); its migration did not
+    // reach the database yet.
+    git(&s.repo.work, &["push", "-q", "origin", "HEAD:develop"]);
+    let out = s.deploy(&[]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(s.has_orders());
-    assert_eq!(s.repo.remote_tip("develop"), s.before, "nothing pushed");
+    assert_eq!(s.repo.remote_tip("develop"), s.feature, "nothing pushed");
     assert!(
         out.stderr
-            .contains("released is already merged into develop: no code step"),
+            .contains("feature is already merged into develop: no code step"),
         "{}",
         out.stderr
     );
@@ -696,4 +697,44 @@ fn a_run_killed_while_the_host_builds_has_recorded_its_merge_for_rollback() {
     let tip = s.repo.remote_tip("develop");
     let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
     assert_eq!(tree(&tip), tree(&s.before), "the pushed merge was reverted");
+}
+
+#[test]
+fn a_pending_migration_the_feature_commit_lacks_stops_the_deploy() {
+    let Some(s) = setup("vercel", "") else { return };
+    // Written, never added: it would reach the database and not the pushed code.
+    let extra = "CREATE TABLE untracked_t (id int);\n";
+    std::fs::write(s.repo.work.join("migrations/003_untracked.sql"), extra).unwrap();
+    let checkout = s.repo.checkout_state();
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("migrations/003_untracked.sql")
+            && out.stderr.contains("not in feature"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.has_orders(), "the target is untouched");
+    assert_eq!(s.repo.remote_tip("develop"), s.before, "nothing pushed");
+    assert_eq!(s.repo.checkout_state(), checkout);
+    // `--from` a ref that lacks the checkout's migrations: the same refusal.
+    git(&s.repo.work, &["branch", "released", &s.before]);
+    let out = s.deploy(&["--from", "released"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("migrations/002_orders.sql") && out.stderr.contains("not in released"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.has_orders());
+    // Committed, it goes with the code.
+    s.repo
+        .commit(&[("migrations/003_untracked.sql", extra)], "003");
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        s.repo
+            .remote_file("develop", "migrations/003_untracked.sql")
+            .is_some()
+    );
 }

@@ -90,6 +90,23 @@ impl App {
         out
     }
 
+    /// PREFLIGHT, once the pending migrations are known: those of `files` that the feature
+    /// commit of `plan` does not hold as they are on disk (untracked, uncommitted, or another
+    /// branch's with `--from`). The database would get them while the pushed code lacks them.
+    pub async fn not_in_feature(
+        &self,
+        project_dir: &Path,
+        plan: &CodeState,
+        files: Vec<PathBuf>,
+    ) -> Result<Vec<PathBuf>, String> {
+        let commit = plan.feature_commit.clone();
+        let what = format!("comparing the pending migrations with {}", plan.feature);
+        blocking_git(project_dir, what, move |repo| {
+            repo.not_at(&commit, &files).map_err(MergeError::from)
+        })
+        .await
+    }
+
     /// DEPLOY (code), after the database, first step: merge and push. The state gets the merge
     /// commit once it is pushed; the caller records it before [`App::await_live`], so that a
     /// run killed while the host builds still knows what to undo.
