@@ -738,3 +738,42 @@ fn a_pending_migration_the_feature_commit_lacks_stops_the_deploy() {
             .is_some()
     );
 }
+
+#[test]
+fn the_database_stays_while_the_app_still_runs_the_new_code() {
+    let Some(s) = setup("vercel", "") else { return };
+    // The database fails its smoke check once the code is live (Follow: the app answers from
+    // what Vercel's production serves).
+    let smoke = s.repo.work.join("pgship/smoke");
+    std::fs::create_dir_all(&smoke).unwrap();
+    std::fs::write(smoke.join("always_fails.sql"), "SELECT 1 AS wrong;\n").unwrap();
+    // The code cannot be rolled back: the instant rollback fails, and the remote refuses
+    // the revert.
+    s.vercel.fault("POST", "/v9/projects", 500, 5);
+    let hook = s.repo.origin.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do\n  git log -1 --format=%s \"$new\" | grep -q '^Revert' && { echo 'reverts are frozen' >&2; exit 1; }\ndone\nexit 0\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hook, perms).unwrap();
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let merge = s.repo.remote_tip("develop");
+    assert_ne!(merge, s.before);
+    assert_eq!(s.vercel.serving_commit().as_deref(), Some(merge.as_str()));
+    assert!(s.has_orders(), "the new code's schema stays under it");
+    assert!(
+        out.stderr.contains("not restoring the database"),
+        "{}",
+        out.stderr
+    );
+    let id = id_of(&s.last_run());
+    assert!(
+        out.stderr.contains(&format!("pgship rollback {id}")),
+        "{}",
+        out.stderr
+    );
+}
