@@ -17,10 +17,17 @@ INSERT INTO customers (email) SELECT 'c' || i || '@x.test' FROM generate_series(
 ";
 const ADD: &str = "ALTER TABLE customers ADD COLUMN nickname text;\nCREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers (id));\n";
 
-/// `dev` is served from `develop`, as Vercel's production (so instant rollbacks apply).
-fn toml(provider: &str, extra: &str) -> String {
+/// `dev` is served from `develop`, as Vercel's production (so instant rollbacks apply) unless
+/// `production` is false (a preview environment, as `dev` is by default). `extra` may set its
+/// own `deploy_timeout`.
+fn toml(provider: &str, extra: &str, production: bool) -> String {
+    let deploy_timeout = if extra.contains("deploy_timeout") {
+        ""
+    } else {
+        "deploy_timeout = \"30s\"\n"
+    };
     format!(
-        "[app]\nprovider = \"{provider}\"\nhealth_timeout = \"4s\"\ndeploy_timeout = \"30s\"\n{extra}\n[environments.dev]\nproduction = true\n"
+        "[app]\nprovider = \"{provider}\"\nhealth_timeout = \"4s\"\n{deploy_timeout}{extra}\n[environments.dev]\nproduction = {production}\n"
     )
 }
 
@@ -38,10 +45,14 @@ struct Setup {
 }
 
 fn setup(provider: &str, extra: &str) -> Option<Setup> {
+    setup_env(provider, extra, true)
+}
+
+fn setup_env(provider: &str, extra: &str, production: bool) -> Option<Setup> {
     let db = TestDb::new()?;
     let repo = CodeRepo::new(&[
         ("migrations/001_init.sql", INIT),
-        ("pgship.toml", &toml(provider, extra)),
+        ("pgship.toml", &toml(provider, extra, production)),
         ("app.txt", "v1\n"),
     ]);
     let m = run(pgship(&repo.work).args(["migrate", &db.url]));
@@ -51,9 +62,11 @@ fn setup(provider: &str, extra: &str) -> Option<Setup> {
         "orders",
     );
     let vercel = FakeVercel::start();
-    vercel.with_production_branch("develop");
+    if production {
+        vercel.with_production_branch("develop");
+    }
     let before = repo.remote_tip("develop");
-    let previous = vercel.add_ready(&before, "develop", true);
+    let previous = vercel.add_ready(&before, "develop", production);
     vercel.watch(&repo.origin, true);
     let app = FakeApp::start(Health::Follow(vercel.clone()));
     Some(Setup {
@@ -479,15 +492,16 @@ fn ctrl_c_while_vercel_builds_rolls_back_what_was_pushed() {
 #[test]
 fn a_feature_already_merged_deploys_the_database_without_a_code_step() {
     let Some(s) = setup("vercel", "") else { return };
-    // `released` is develop's commit: nothing of it is new to develop.
-    git(&s.repo.work, &["branch", "released", &s.before]);
-    let out = s.deploy(&["--from", "released"]);
+    // The feature reached develop another way (a merged pull request); its migration did not
+    // reach the database yet.
+    git(&s.repo.work, &["push", "-q", "origin", "HEAD:develop"]);
+    let out = s.deploy(&[]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(s.has_orders());
-    assert_eq!(s.repo.remote_tip("develop"), s.before, "nothing pushed");
+    assert_eq!(s.repo.remote_tip("develop"), s.feature, "nothing pushed");
     assert!(
         out.stderr
-            .contains("released is already merged into develop: no code step"),
+            .contains("feature is already merged into develop: no code step"),
         "{}",
         out.stderr
     );
@@ -550,4 +564,171 @@ fn code_without_a_migration_is_deployed_alone_and_rolled_back_alone() {
     let rb = run(&mut s.cmd(&["rollback", &id_of(&s.last_run())]));
     assert_eq!(rb.code, 1, "{}", rb.stderr);
     assert!(rb.stderr.contains("deployed code only"), "{}", rb.stderr);
+}
+
+#[test]
+fn a_preview_environment_is_rolled_back_by_the_revert_without_an_instant_rollback() {
+    // `dev` as Vercel serves it by default: preview deployments of `develop`. Vercel's instant
+    // rollback points the production domains elsewhere; it is not for a preview.
+    let Some(s) = setup_env("vercel", "", false) else {
+        return;
+    };
+    s.app.set(Health::Body(
+        serde_json::json!({"status": "ok", "commit": s.before}),
+    ));
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        s.vercel.rollbacks().is_empty(),
+        "no instant rollback of a preview"
+    );
+    assert!(!s.has_orders());
+    let tip = s.repo.remote_tip("develop");
+    let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
+    assert_eq!(tree(&tip), tree(&s.before), "the merge was reverted");
+    // The revert's build is what brings the old code back: it was awaited.
+    assert_eq!(
+        s.vercel.deployment_of(&tip).map(|d| d.state).as_deref(),
+        Some("READY")
+    );
+    s.assert_no_secret(&[&out]);
+}
+
+#[test]
+fn a_hook_without_a_token_needs_the_health_check_to_name_the_pushed_commit() {
+    let Some(s) = setup("hook", "deploy_timeout = \"2s\"\n") else {
+        return;
+    };
+    s.vercel.with_hook_branch("develop");
+    // The app answers 2xx without saying which commit it runs: nothing proves the new code
+    // is live (the old deployment answers just the same).
+    s.app.set(Health::Body(serde_json::json!({"status": "ok"})));
+    let mut c = s.cmd(&["deploy", "dev", "--sandbox", "local"]);
+    for (k, _) in s.vercel.vars() {
+        c.env_remove(k);
+    }
+    c.env("VERCEL_DEPLOY_HOOK_URL", s.vercel.hook_url());
+    let out = run(&mut c);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("no commit"), "{}", out.stderr);
+    assert!(!s.has_orders());
+    let tip = s.repo.remote_tip("develop");
+    let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
+    assert_eq!(tree(&tip), tree(&s.before));
+}
+
+#[test]
+fn a_run_killed_while_the_host_builds_has_recorded_its_merge_for_rollback() {
+    let Some(s) = setup("vercel", "") else { return };
+    s.vercel.script(Script {
+        appear_after_lists: 0,
+        polls: 0,
+        end: "NEVER",
+    });
+    let mut child = s
+        .cmd(&["deploy", "dev", "--sandbox", "local"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let merge = loop {
+        let tip = s.repo.remote_tip("develop");
+        if tip != s.before && s.vercel.deployment_of(&tip).is_some() {
+            break tip;
+        }
+        assert!(start.elapsed().as_secs() < 120, "no build started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SIGKILL (an OOM kill, a CI runner's hard stop): no handler runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s.state()["code"]["mergeCommit"], merge.as_str());
+    let id = id_of(&s.last_run());
+    let rb = run(&mut s.cmd(&["rollback", &id]));
+    assert_eq!(rb.code, 0, "{}\n{}", rb.stdout, rb.stderr);
+    assert!(!s.has_orders());
+    let tip = s.repo.remote_tip("develop");
+    let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
+    assert_eq!(tree(&tip), tree(&s.before), "the pushed merge was reverted");
+}
+
+#[test]
+fn a_pending_migration_the_feature_commit_lacks_stops_the_deploy() {
+    let Some(s) = setup("vercel", "") else { return };
+    // Written, never added: it would reach the database and not the pushed code.
+    let extra = "CREATE TABLE untracked_t (id int);\n";
+    std::fs::write(s.repo.work.join("migrations/003_untracked.sql"), extra).unwrap();
+    let checkout = s.repo.checkout_state();
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("migrations/003_untracked.sql")
+            && out.stderr.contains("not in feature"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.has_orders(), "the target is untouched");
+    assert_eq!(s.repo.remote_tip("develop"), s.before, "nothing pushed");
+    assert_eq!(s.repo.checkout_state(), checkout);
+    // `--from` a ref that lacks the checkout's migrations: the same refusal.
+    git(&s.repo.work, &["branch", "released", &s.before]);
+    let out = s.deploy(&["--from", "released"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("migrations/002_orders.sql") && out.stderr.contains("not in released"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.has_orders());
+    // Committed, it goes with the code.
+    s.repo
+        .commit(&[("migrations/003_untracked.sql", extra)], "003");
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        s.repo
+            .remote_file("develop", "migrations/003_untracked.sql")
+            .is_some()
+    );
+}
+
+#[test]
+fn the_database_stays_while_the_app_still_runs_the_new_code() {
+    let Some(s) = setup("vercel", "") else { return };
+    // The database fails its smoke check once the code is live (Follow: the app answers from
+    // what Vercel's production serves).
+    let smoke = s.repo.work.join("pgship/smoke");
+    std::fs::create_dir_all(&smoke).unwrap();
+    std::fs::write(smoke.join("always_fails.sql"), "SELECT 1 AS wrong;\n").unwrap();
+    // The code cannot be rolled back: the instant rollback fails, and the remote refuses
+    // the revert.
+    s.vercel.fault("POST", "/v9/projects", 500, 5);
+    let hook = s.repo.origin.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do\n  git log -1 --format=%s \"$new\" | grep -q '^Revert' && { echo 'reverts are frozen' >&2; exit 1; }\ndone\nexit 0\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hook, perms).unwrap();
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let merge = s.repo.remote_tip("develop");
+    assert_ne!(merge, s.before);
+    assert_eq!(s.vercel.serving_commit().as_deref(), Some(merge.as_str()));
+    assert!(s.has_orders(), "the new code's schema stays under it");
+    assert!(
+        out.stderr.contains("not restoring the database"),
+        "{}",
+        out.stderr
+    );
+    let id = id_of(&s.last_run());
+    assert!(
+        out.stderr.contains(&format!("pgship rollback {id}")),
+        "{}",
+        out.stderr
+    );
 }

@@ -90,9 +90,27 @@ impl App {
         out
     }
 
-    /// DEPLOY (code), after the database: merge and push, then the host builds it. The state
-    /// gets the merge commit as soon as it is pushed (the caller records it).
-    pub async fn deploy(
+    /// PREFLIGHT, once the pending migrations are known: those of `files` that the feature
+    /// commit of `plan` does not hold as they are on disk (untracked, uncommitted, or another
+    /// branch's with `--from`). The database would get them while the pushed code lacks them.
+    pub async fn not_in_feature(
+        &self,
+        project_dir: &Path,
+        plan: &CodeState,
+        files: Vec<PathBuf>,
+    ) -> Result<Vec<PathBuf>, String> {
+        let commit = plan.feature_commit.clone();
+        let what = format!("comparing the pending migrations with {}", plan.feature);
+        blocking_git(project_dir, what, move |repo| {
+            repo.not_at(&commit, &files).map_err(MergeError::from)
+        })
+        .await
+    }
+
+    /// DEPLOY (code), after the database, first step: merge and push. The state gets the merge
+    /// commit once it is pushed; the caller records it before [`App::await_live`], so that a
+    /// run killed while the host builds still knows what to undo.
+    pub async fn push(
         &self,
         project_dir: &Path,
         state: &mut CodeState,
@@ -145,43 +163,56 @@ impl App {
             ),
             json!({"merge_commit": merged.merge_commit, "before": merged.before, "retried": merged.retried}),
         );
-        state.new_deployment = self.await_host(&merged.merge_commit, ev).await?;
         Ok(())
     }
 
-    /// The host's build of `commit`, awaited (minutes): SIGINT or SIGTERM ends the wait as a
-    /// failed deploy, so the rollback that follows undoes what was pushed. The push itself is
-    /// never interrupted (what was pushed must be known to be undone).
-    async fn await_host(
+    /// DEPLOY (code), second step: the host builds the pushed merge (started, when the host
+    /// must be told) and it is awaited (minutes): SIGINT or SIGTERM ends the wait as a failed
+    /// deploy, so the rollback that follows undoes what was pushed. The push itself is never
+    /// interrupted (what was pushed must be known to be undone).
+    pub async fn await_live(
         &self,
-        commit: &str,
+        state: &mut CodeState,
         ev: &mut dyn Events,
-    ) -> Result<Option<String>, String> {
-        let Ok(mut signals) = crate::signals::Signals::install() else {
-            return self.host.deploy(&self.settings, commit, ev).await;
+    ) -> Result<(), String> {
+        let Some(commit) = state.merge_commit.clone() else {
+            return Ok(());
         };
-        tokio::select! {
-            r = self.host.deploy(&self.settings, commit, ev) => r,
-            s = signals.recv() => Err(format!(
-                "interrupted by {} while waiting for the app's deployment of {}",
-                s.name(),
-                short(commit)
-            )),
-        }
+        let what = format!("waiting for the app's deployment of {}", short(&commit));
+        state.new_deployment =
+            interruptible(&what, self.host.deploy(&self.settings, &commit, ev)).await?;
+        Ok(())
     }
 
     /// POST_DEPLOY_VALIDATION (app): `<ENV>_URL` + health path answers 2xx from the pushed
-    /// commit (when it names one).
+    /// commit (when it names one). When the host could not say the deployment is live (a deploy
+    /// hook without `VERCEL_TOKEN`), the health check is the only proof: the answer must name
+    /// the pushed commit, and the build's time (`deploy_timeout`) is waited for too.
     pub async fn check(
         &self,
         state: Option<&CodeState>,
         ev: &mut dyn Events,
     ) -> Result<(), String> {
-        let expect = match state.and_then(|s| s.merge_commit.clone()) {
-            Some(c) => Expect::Commit(c),
-            None => Expect::Any,
+        let unproven = !self.host_proves_live();
+        let (expect, timeout) = match state.and_then(|s| s.merge_commit.clone()) {
+            Some(c) if unproven => (
+                Expect::NamedCommit(c),
+                self.settings.deploy_timeout + self.settings.health_timeout,
+            ),
+            Some(c) => (Expect::Commit(c), self.settings.health_timeout),
+            None => (Expect::Any, self.settings.health_timeout),
         };
-        self.health(expect, ev).await
+        let what = "waiting for the app's health check";
+        interruptible(what, self.health_within(expect, timeout, ev)).await
+    }
+
+    /// Whether the host itself says when a pushed commit's deployment is live.
+    fn host_proves_live(&self) -> bool {
+        match &self.host {
+            AnyHost::None(_) => false,
+            AnyHost::Vercel(_) => true,
+            AnyHost::Hook(h) => h.api.is_some(),
+        }
     }
 
     /// ROLLBACK (code), before the database: the host serves the previous deployment again,
@@ -252,7 +283,8 @@ impl App {
     pub fn commands_left(&self, state: &CodeState) -> Vec<String> {
         let mut out = Vec::new();
         if let (Some(prev), false) = (&state.previous_deployment, state.instant_rollback) {
-            if self.kind() != ProviderKind::None {
+            // Vercel's instant rollback is for production deployments only.
+            if self.kind() != ProviderKind::None && self.settings.production {
                 out.push(format!("vercel rollback {prev}"));
             }
         }
@@ -330,6 +362,16 @@ impl App {
     }
 
     async fn health(&self, expect: Expect, ev: &mut dyn Events) -> Result<(), String> {
+        self.health_within(expect, self.settings.health_timeout, ev)
+            .await
+    }
+
+    async fn health_within(
+        &self,
+        expect: Expect,
+        timeout: std::time::Duration,
+        ev: &mut dyn Events,
+    ) -> Result<(), String> {
         let Some(url) = self.settings.health_url() else {
             ev.info(
                 format!("{} is not set: no health check", self.settings.url_var),
@@ -343,7 +385,7 @@ impl App {
             url.expose(),
             &expect,
             self.settings.commit_field.as_deref(),
-            self.settings.health_timeout,
+            timeout,
             &mut progress,
         )
         .await
@@ -420,6 +462,20 @@ impl Host for AnyHost {
             AnyHost::Vercel(h) => h.current(s).await,
             AnyHost::Hook(h) => h.current(s).await,
         }
+    }
+}
+
+/// `work`, or an error when SIGINT or SIGTERM arrives first (`what` says what was awaited).
+async fn interruptible<T>(
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let Ok(mut signals) = crate::signals::Signals::install() else {
+        return work.await;
+    };
+    tokio::select! {
+        r = work => r,
+        s = signals.recv() => Err(format!("interrupted by {} while {what}", s.name())),
     }
 }
 

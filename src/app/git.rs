@@ -158,6 +158,35 @@ impl Repo {
         Worktree::add(self, parent, at)
     }
 
+    /// The files among `paths` (in the working tree) that `commit` does not hold as they are on
+    /// disk: absent there (untracked, or on another branch), or with other content (`git
+    /// hash-object` of the file against the blob at `commit:<path>`).
+    pub fn not_at(&self, commit: &str, paths: &[PathBuf]) -> Result<Vec<PathBuf>, GitError> {
+        let mut out = Vec::new();
+        for path in paths {
+            let (Some(dir), Some(name)) =
+                (path.parent(), path.file_name().and_then(|n| n.to_str()))
+            else {
+                out.push(path.clone());
+                continue;
+            };
+            let spec = format!("{commit}:./{name}");
+            let args = [
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "--end-of-options",
+                &spec,
+            ];
+            let there = run::run(dir, "rev-parse", &args)?;
+            let here = run::ok(dir, "hash-object", &["hash-object", "--", name])?;
+            if !there.ok() || there.stdout.trim() != here {
+                out.push(path.clone());
+            }
+        }
+        Ok(out)
+    }
+
     /// `git log --format=%h %s from..to`: the commits on `to` that `from` lacks, one a line.
     pub fn log_between(&self, from: &str, to: &str) -> Result<Vec<String>, GitError> {
         let range = format!("{}..{}", self.resolve(from)?, self.resolve(to)?);

@@ -35,6 +35,9 @@ pub enum Expect {
     Any,
     /// The commit just deployed (an answer naming another one is the old deployment).
     Commit(String),
+    /// The commit just deployed, and the answer must name it: nothing else proves the new code
+    /// is live (a deploy hook without an API to ask).
+    NamedCommit(String),
     /// Anything but this commit (after a rollback: the new code must be gone).
     NotCommit(String),
 }
@@ -119,7 +122,9 @@ fn timed_out(
 ) -> String {
     let wanted = match expect {
         Expect::Any => String::new(),
-        Expect::Commit(c) => format!(", waiting for commit {}", short(c)),
+        Expect::Commit(c) | Expect::NamedCommit(c) => {
+            format!(", waiting for commit {}", short(c))
+        }
         Expect::NotCommit(c) => format!(", waiting for a commit other than {}", short(c)),
     };
     format!(
@@ -143,8 +148,14 @@ fn judge(
         return Err(format!("answered {status}"));
     }
     let commit = body_commit(&body, field);
+    if let (Expect::NamedCommit(_), None) = (expect, &commit) {
+        return Err(format!(
+            "answered {status} naming no commit (a JSON field {}), so nothing proves the new code is live",
+            field.map_or(COMMIT_FIELDS.join(", "), str::to_string)
+        ));
+    }
     let stale = match (expect, &commit) {
-        (Expect::Commit(want), Some(got)) => !same_commit(want, got),
+        (Expect::Commit(want) | Expect::NamedCommit(want), Some(got)) => !same_commit(want, got),
         (Expect::NotCommit(old), Some(got)) => same_commit(old, got),
         _ => false,
     };
@@ -257,6 +268,16 @@ mod tests {
             "still serving abc1234"
         );
         assert!(judge(old("def5678"), &new, None).is_ok());
+        let named = Expect::NamedCommit("def5678aaaa".into());
+        let bare = |body: &str| Seen::Answer {
+            status: 200,
+            body: body.into(),
+        };
+        assert!(judge(bare(r#"{"status":"ok"}"#), &new, None).is_ok());
+        let e = judge(bare(r#"{"status":"ok"}"#), &named, None).unwrap_err();
+        assert!(e.contains("naming no commit"), "{e}");
+        assert!(judge(old("abc1234"), &named, None).is_err());
+        assert!(judge(old("def5678"), &named, None).is_ok());
         let gone = Expect::NotCommit("def5678".into());
         assert!(judge(old("def5678aaaa"), &gone, None).is_err());
         assert!(judge(old("abc1234"), &gone, None).is_ok());

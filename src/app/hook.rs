@@ -25,7 +25,8 @@ impl HookHost {
             .ok_or_else(|| {
                 format!("[app] provider = \"hook\" needs {HOOK_VAR} (in the environment, .env.local or .env)")
             })?;
-        crate::http::check_base_url(hook, HOOK_VAR)?;
+        // Some platforms' hooks carry their key in the query: checked without it.
+        super::vercel_api::check_hook_url(hook)?;
         let api = Vercel::from_env(env).map_err(|e| e.to_string())?;
         Ok(HookHost {
             hook: Secret::new(hook),
@@ -77,12 +78,12 @@ impl Host for HookHost {
 
     async fn restore(
         &self,
-        _: &AppSettings,
+        s: &AppSettings,
         state: &CodeState,
         ev: &mut dyn Events,
     ) -> Result<bool, String> {
         match &self.api {
-            Some(api) => super::vercel::instant_rollback(api, state, ev).await,
+            Some(api) => super::vercel::instant_rollback(api, s, state, ev).await,
             None => Ok(false),
         }
     }
@@ -112,5 +113,25 @@ impl Host for HookHost {
             }
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hook_url_may_carry_its_key_in_the_query() {
+        // Render's and others' deploy hooks: `https://api.render.com/deploy/srv-1?key=SECRET`.
+        let env =
+            |url: &str| crate::config::Env::from_pairs([(HOOK_VAR.to_string(), url.to_string())]);
+        let h = HookHost::from_env(&env("https://api.render.com/deploy/srv-1?key=KEYcanary"));
+        assert!(h.is_ok(), "{:?}", h.err());
+        let e = HookHost::from_env(&env(
+            "https://u:pw@api.vercel.com/v1/integrations/deploy/p/HOOKcanary",
+        ))
+        .err()
+        .unwrap();
+        assert!(e.contains(HOOK_VAR) && !e.contains("HOOKcanary"), "{e}");
     }
 }

@@ -135,11 +135,18 @@ impl AppSettings {
         })
     }
 
-    /// `<ENV>_URL` + the health path, when `<ENV>_URL` is set.
+    /// `<ENV>_URL` + the health path, when `<ENV>_URL` is set. A query on `<ENV>_URL` (Vercel's
+    /// protection-bypass token) stays a query: the path goes before it.
     pub fn health_url(&self) -> Option<Secret> {
-        self.app_url
-            .as_ref()
-            .map(|u| Secret::new(format!("{}{}", u.expose(), self.health_path)))
+        self.app_url.as_ref().map(|u| {
+            let u = u.expose();
+            let (base, query) = u.split_at(u.find(['?', '#']).unwrap_or(u.len()));
+            Secret::new(format!(
+                "{}{}{query}",
+                base.trim_end_matches('/'),
+                self.health_path
+            ))
+        })
     }
 }
 
@@ -179,6 +186,20 @@ mod tests {
         // A URL target has no branch: no code half.
         let u = AppSettings::resolve(&s, "url").unwrap();
         assert_eq!(u.provider, ProviderKind::None);
+    }
+
+    #[test]
+    fn the_health_path_goes_before_the_app_urls_query() {
+        // A protection-bypass token lives in the query: the path must not land inside it.
+        let (_d, s) = load(
+            "",
+            "DEV_URL=https://dev.example.com/?x-vercel-protection-bypass=BYPASS\n",
+        );
+        let a = AppSettings::resolve(&s, "dev").unwrap();
+        assert_eq!(
+            a.health_url().unwrap().expose(),
+            "https://dev.example.com/api/health?x-vercel-protection-bypass=BYPASS"
+        );
     }
 
     #[test]

@@ -64,12 +64,26 @@ pub async fn wait(
     Ok(Some(d.id))
 }
 
-/// The instant rollback to the recorded previous deployment.
+/// The instant rollback to the recorded previous deployment. Vercel's instant rollback points
+/// the project's production domains at an earlier production deployment: an environment served
+/// by preview deployments (`production = false`) has none, and the revert's build replaces its
+/// code.
 pub async fn instant_rollback(
     api: &Vercel,
+    s: &AppSettings,
     state: &CodeState,
     ev: &mut dyn Events,
 ) -> Result<bool, String> {
+    if !s.production {
+        ev.info(
+            format!(
+                "{} is served by preview deployments of {}: no instant rollback (it is for production), the revert's build replaces the code",
+                s.environment, s.branch
+            ),
+            serde_json::json!({}),
+        );
+        return Ok(false);
+    }
     let Some(previous) = &state.previous_deployment else {
         ev.warn(
             "no earlier Vercel deployment was recorded for this environment: no instant rollback (the revert's build will replace the code)".into(),
@@ -103,11 +117,11 @@ impl Host for VercelHost {
 
     async fn restore(
         &self,
-        _: &AppSettings,
+        s: &AppSettings,
         state: &CodeState,
         ev: &mut dyn Events,
     ) -> Result<bool, String> {
-        instant_rollback(&self.api, state, ev).await
+        instant_rollback(&self.api, s, state, ev).await
     }
 
     async fn after_revert(

@@ -49,7 +49,7 @@ use crate::config::Env;
 use crate::db::url::{Secret, percent_encode as enc};
 pub use crate::http::RetryPolicy;
 use crate::http::{Method, Raw, sanitize};
-pub use hook::{post_hook, post_hook_with};
+pub use hook::{check_hook_url, post_hook, post_hook_with};
 use send::{Failure, send};
 use wire::{DeploymentList, ErrorBody, Project, WireDeployment};
 

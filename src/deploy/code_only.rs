@@ -79,16 +79,25 @@ async fn under_lock(
     done.recorded = true;
     let c = &mut done.code;
     record(client, t, c, &c.before.clone()).await?;
-    let deployed = app
-        .deploy(
+    let mut deployed = app
+        .push(
             &t.project_dir,
             c,
             &t.id,
             &mut PhaseEvents::new(log, Phase::Deploy),
         )
         .await;
+    // Recorded before the host's build is awaited: a run killed meanwhile must know what to undo.
     if let Some(merge) = c.merge_commit.clone() {
         record(client, t, c, &merge).await?;
+    }
+    if deployed.is_ok() {
+        deployed = app
+            .await_live(c, &mut PhaseEvents::new(log, Phase::Deploy))
+            .await;
+        if let (Some(merge), Some(_)) = (c.merge_commit.clone(), &c.new_deployment) {
+            record(client, t, c, &merge).await?;
+        }
     }
     let mut report = Report::Deploy {
         ok: deployed.is_ok(),

@@ -352,8 +352,16 @@ async fn deploy_code(
     let Some(code) = backed.state.code.as_mut() else {
         return Ok(());
     };
-    let mut ev = PhaseEvents::new(log, Phase::Deploy);
-    let deployed = run.app.deploy(&t.project_dir, code, &t.id, &mut ev).await;
+    let pushed = run
+        .app
+        .push(
+            &t.project_dir,
+            code,
+            &t.id,
+            &mut PhaseEvents::new(log, Phase::Deploy),
+        )
+        .await;
+    // Recorded before the host's build is awaited: a run killed meanwhile must know what to undo.
     if let Some(merge) = code.merge_commit.clone() {
         let branch = code.branch.clone();
         record_state(log, t, backed, locked).await;
@@ -373,7 +381,18 @@ async fn deploy_code(
             );
         }
     }
-    deployed
+    pushed?;
+    let Some(code) = backed.state.code.as_mut() else {
+        return Ok(());
+    };
+    let waited = run
+        .app
+        .await_live(code, &mut PhaseEvents::new(log, Phase::Deploy))
+        .await;
+    if code.new_deployment.is_some() {
+        record_state(log, t, backed, locked).await;
+    }
+    waited
 }
 
 /// The deployment's row: started, with what a later `rollback <id>` needs.

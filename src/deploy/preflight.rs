@@ -97,6 +97,7 @@ pub async fn run(
         refused.extend(git_refusal(project, git.as_ref(), opts));
     }
     refused.extend(code.refusals.iter().cloned());
+    refused.extend(not_in_feature(project, &plan, app, &code, opts).await);
     // A batch whose transaction would not fit in the server's lock table fails there as it
     // would on the target: refused before a sandbox is made, with the way out.
     if refused.is_empty()
@@ -193,6 +194,46 @@ fn pending(project: &Project, plan: &Plan) -> Vec<Pending> {
             }
         })
         .collect()
+}
+
+/// With the code half, the pending migrations must be in the feature commit as they are on
+/// disk: the database gets the files read from the working tree, the app gets the commit, and
+/// an untracked, uncommitted (`--allow-dirty`) or other branch's (`--from`) migration would be
+/// applied without the code that goes with it (and, not being in the repository, be missing
+/// for the next deploy). A plan does not check it.
+async fn not_in_feature(
+    project: &Project,
+    plan: &Plan,
+    app: &App,
+    code: &crate::app::code::Preflighted,
+    opts: &Options,
+) -> Vec<String> {
+    let Some(c) = code.plan.as_ref() else {
+        return Vec::new();
+    };
+    let files = plan
+        .to_run()
+        .iter()
+        .map(|(i, _)| project.source.migrations[*i].path.clone())
+        .collect::<Vec<_>>();
+    if files.is_empty() || opts.dry_run {
+        return Vec::new();
+    }
+    let dir = &project.settings.project_dir;
+    match app.not_in_feature(dir, c, files).await {
+        Ok(missing) if missing.is_empty() => Vec::new(),
+        Ok(missing) => {
+            let shown: Vec<String> = missing.iter().map(|p| display(dir, p)).collect();
+            vec![format!(
+                "pending migration(s) {} are not in {} ({}) as they are on disk (untracked, uncommitted, or from another branch): the database would get them without the code; commit them to {}, or deploy the branch that has them",
+                crate::util::fold_list(&shown, 5, 3),
+                c.feature,
+                &c.feature_commit[..c.feature_commit.len().min(12)],
+                c.feature
+            )]
+        }
+        Err(e) => vec![e],
+    }
 }
 
 /// A deploy refuses uncommitted changes inside the migrations folder (it would deploy what git

@@ -70,7 +70,8 @@ fn pending<'a>(project: &'a Project, names: &[String]) -> Vec<&'a Migration> {
 ///
 /// The data-loss guard reads first: when it refuses, nothing is undone, code included (the new
 /// code still matches the schema it stays on). Otherwise the code goes back first, then the
-/// database, then the app's health is checked again.
+/// database, then the app's health is checked again. When the code cannot be rolled back and
+/// the app still answers from it, the database stays too (the new code needs its schema).
 pub async fn run(
     log: &mut Log,
     i: &Inputs<'_>,
@@ -94,6 +95,7 @@ pub async fn run(
     if writes_found && !i.allow_loss {
         return Ok(refused(log, undone, app, code.as_deref()));
     }
+    let mut checked = false;
     if let Some(c) = code.as_deref_mut() {
         let mut ev = PhaseEvents::new(log, Phase::Rollback);
         let r = app
@@ -107,10 +109,16 @@ pub async fn run(
                 c,
                 format!("the app's rollback failed: {e}"),
             );
+            // Is the new code still what answers? Then its schema stays under it.
+            let mut ev = PhaseEvents::new(log, Phase::Rollback);
+            if let Err(e) = app.check_after_rollback(Some(c), &mut ev).await {
+                return Ok(kept_for_new_code(log, i, undone, e));
+            }
+            checked = true;
         }
     }
     restore_database(log, i, conn, &mut undone).await;
-    if let Some(c) = code {
+    if let Some(c) = code.filter(|_| !checked) {
         let mut ev = PhaseEvents::new(log, Phase::Rollback);
         if let Err(e) = app.check_after_rollback(Some(c), &mut ev).await {
             code_failed(log, &mut undone, app, c, e);
@@ -159,6 +167,38 @@ fn refused(
         allow_loss: false,
         proven: false,
         code_ok: true,
+    };
+    (report, undone)
+}
+
+/// The code could not be rolled back and the app still answers from the new code (or not at
+/// all): the database is not restored under it, since the new code needs the new schema.
+/// NEEDS_HUMAN, with the code's commands and then `pgship rollback <id>` left.
+fn kept_for_new_code(
+    log: &mut Log,
+    i: &Inputs<'_>,
+    mut undone: Undone,
+    e: String,
+) -> (Report, Undone) {
+    let msg = format!(
+        "not restoring the database: the app's code was not rolled back and it is not shown to run the old code ({e}); the new code needs the new schema"
+    );
+    undone
+        .commands_left
+        .push(format!("pgship rollback {}", i.state.deployment_id));
+    undone.error = Some(msg.clone());
+    log.end(
+        Phase::Rollback,
+        Level::Error,
+        "needs-human",
+        msg,
+        json!({"commands_left": undone.commands_left}),
+    );
+    let report = Report::Rollback {
+        writes_found: !undone.writes.is_empty(),
+        allow_loss: i.allow_loss,
+        proven: false,
+        code_ok: false,
     };
     (report, undone)
 }

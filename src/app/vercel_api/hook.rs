@@ -50,7 +50,7 @@ pub async fn post_hook_with(url: &Secret, retry: &RetryPolicy) -> Result<Option<
 
 /// https, or http to a loopback address; no credentials ([`crate::http::check_base_url`] on
 /// the URL without its query, which some platforms' hooks carry). Errors never quote the URL.
-fn check_hook_url(url: &str) -> Result<(), String> {
+pub fn check_hook_url(url: &str) -> Result<(), String> {
     let without_query = url.split(['?', '#']).next().unwrap_or_default();
     crate::http::check_base_url(without_query, "VERCEL_DEPLOY_HOOK_URL")
         .map(drop)
