@@ -342,6 +342,26 @@ fn rollback_of_a_finished_deployment_restores_code_and_database() {
     assert_ne!(tip, merge);
     let tree = |c: &str| git(&s.repo.origin, &["rev-parse", &format!("{c}^{{tree}}")]);
     assert_eq!(tree(&tip), tree(&s.before));
+    // What the code rollback did is kept, in the file and the target's copy alike.
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            s.repo
+                .work
+                .join(".deployments")
+                .join(&id)
+                .join("rollback-state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(file["code"]["revertCommit"], tip.as_str());
+    assert_eq!(file["code"]["instantRollback"], true);
+    let copy =
+        s.db.scalar(&format!(
+            "SELECT rollback_state::text FROM pgship.deployments WHERE id = '{id}'"
+        ))
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&copy).unwrap(), file);
     assert_eq!(s.repo.checkout_state(), checkout);
     s.assert_no_secret(&[&out, &rb]);
 }

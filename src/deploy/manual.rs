@@ -244,6 +244,9 @@ async fn execute(
     } else {
         conn
     };
+    if code != st.code {
+        keep_code_state(&mut log, &conn.client, root, st, code).await;
+    }
     let outcome = match super::decide::next(report, false) {
         super::decide::Next::Stop(o) => o,
         super::decide::Next::Run(_) => Outcome::NeedsHuman,
@@ -305,6 +308,40 @@ async fn execute(
                 log.journal.dir.join("deployment.log").display()
             )),
         })
+    }
+}
+
+/// What the code rollback did (the revert pushed, the instant rollback), written back into the
+/// deployment's state file and the target's copy, kept equal: a rollback retried after a
+/// failure must not revert the merge a second time.
+async fn keep_code_state(
+    log: &mut Log,
+    client: &tokio_postgres::Client,
+    root: &Path,
+    st: &RollbackState,
+    code: Option<crate::app::CodeState>,
+) {
+    let mut updated = st.clone();
+    updated.code = code;
+    let dir = root.join(".deployments").join(&st.deployment_id);
+    let file = dir.join(super::state_file::FILE);
+    let written = if file.exists() {
+        updated
+            .rewrite(&dir)
+            .map_err(|e| format!("{}: {e}", file.display()))
+    } else {
+        Ok(())
+    };
+    let doc = serde_json::to_value(&updated).unwrap_or_default();
+    let copied = state::set_rollback_state(client, &st.deployment_id, &doc)
+        .await
+        .map_err(|e| e.to_string());
+    if let Err(e) = written.and(copied) {
+        log.warn(
+            Phase::Rollback,
+            format!("could not record what the code rollback did: {e}"),
+            json!({}),
+        );
     }
 }
 
