@@ -171,7 +171,7 @@ pub fn render(r: &Value, all: bool) -> String {
         ) {
             (Some(c), Some(d)) => format!("{} ({d})", &c[..c.len().min(12)]),
             (None, Some(d)) => format!("none recorded ({d})"),
-            _ => "no deployment yet".into(),
+            _ => "none (no successful deployment stands)".into(),
         };
         out.push_str(&format!(
             "app:      {} · branch {} on {} · last deployed {commit}{}\n",

@@ -62,14 +62,14 @@ fn from_env_needs_a_token_and_names_what_is_missing() {
     ]);
     let e = Vercel::from_env(&bad_url).unwrap_err().to_string();
     assert!(e.contains("VERCEL_API_URL") && !e.contains(TOKEN), "{e}");
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     let v = client(&fake);
     assert!(!format!("{v:?}").contains(TOKEN), "{v:?}");
 }
 
 #[tokio::test]
 async fn project_proves_the_token_can_read_it() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     assert_eq!(client(&fake).project().await.unwrap(), PROJECT_NAME);
 
     fake.reject_token(403);
@@ -87,7 +87,7 @@ async fn project_proves_the_token_can_read_it() {
     let text = client(&fake).project().await.unwrap_err().to_string();
     assert!(text.contains("HTTP 401") && !text.contains(TOKEN), "{text}");
 
-    let other = FakeVercel::start();
+    let other = FakeVercel::start().unwrap();
     let mut vars = other.vars();
     vars[1].1 = "prj_Missing".into();
     let v = Vercel::from_env(&Env::from_pairs(vars)).unwrap().unwrap();
@@ -97,7 +97,7 @@ async fn project_proves_the_token_can_read_it() {
 
 #[tokio::test]
 async fn current_is_what_serves_the_environment() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     let v = client(&fake);
     assert_eq!(v.current("main", true).await.unwrap(), None);
     let before = fake.add_ready(OLD, "main", true);
@@ -135,7 +135,7 @@ async fn current_is_what_serves_the_environment() {
 
 #[tokio::test]
 async fn for_commit_finds_the_newest_deployment_of_a_commit() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     let v = client(&fake);
     fake.add_ready(OLD, "main", true);
     assert_eq!(v.for_commit(NEW).await.unwrap(), None);
@@ -167,7 +167,7 @@ async fn for_commit_finds_the_newest_deployment_of_a_commit() {
 
 #[tokio::test]
 async fn wait_ready_waits_for_the_deployment_to_appear_and_build() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     let v = client(&fake);
     fake.script(Script {
         appear_after_lists: 2,
@@ -223,7 +223,7 @@ async fn wait_ready_waits_for_the_deployment_to_appear_and_build() {
 #[tokio::test]
 async fn wait_ready_fails_on_error_and_canceled() {
     for end in ["ERROR", "CANCELED"] {
-        let fake = FakeVercel::start();
+        let fake = FakeVercel::start().unwrap();
         fake.script(Script {
             appear_after_lists: 0,
             polls: 1,
@@ -245,7 +245,7 @@ async fn wait_ready_fails_on_error_and_canceled() {
 
 #[tokio::test]
 async fn wait_ready_gives_up_at_the_timeout() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     fake.script(Script {
         appear_after_lists: 0,
         polls: 0,
@@ -269,7 +269,7 @@ async fn wait_ready_gives_up_at_the_timeout() {
     );
 
     // No deployment ever appears (the git integration is off).
-    let empty = FakeVercel::start();
+    let empty = FakeVercel::start().unwrap();
     let text = client(&empty)
         .wait_ready(NEW, Duration::from_millis(300), &mut quiet())
         .await
@@ -280,7 +280,7 @@ async fn wait_ready_gives_up_at_the_timeout() {
 
 #[tokio::test]
 async fn rate_limits_are_honoured_and_bounded() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     fake.fault_with("GET", "/v9/projects", 429, 1, &[("Retry-After", "1")]);
     let start = Instant::now();
     assert_eq!(client(&fake).project().await.unwrap(), PROJECT_NAME);
@@ -290,7 +290,7 @@ async fn rate_limits_are_honoured_and_bounded() {
     );
     assert_eq!(fake.requests().len(), 2);
 
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     fake.fault_with("GET", "/v9/projects", 429, 1, &[("Retry-After", "120")]);
     let e = client(&fake).project().await.unwrap_err().to_string();
     assert!(
@@ -303,7 +303,7 @@ async fn rate_limits_are_honoured_and_bounded() {
         "a wait longer than allowed is not slept"
     );
 
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     fake.fault("GET", "/v9/projects", 429, 10);
     let e = client(&fake).project().await.unwrap_err().to_string();
     assert!(e.contains("after 4 attempts"), "{e}");
@@ -311,7 +311,7 @@ async fn rate_limits_are_honoured_and_bounded() {
 
 #[tokio::test]
 async fn server_errors_are_retried_for_gets_only() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     let v = client(&fake);
     fake.add_ready(OLD, "main", true);
     fake.fault("GET", "/v6/deployments", 502, 2);
@@ -338,7 +338,7 @@ async fn server_errors_are_retried_for_gets_only() {
 
 #[tokio::test]
 async fn the_token_goes_only_into_the_authorization_header() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     fake.require_team(TEAM_ID);
     let mut vars = fake.vars();
     vars.push(("VERCEL_TEAM_ID".into(), TEAM_ID.into()));
@@ -379,7 +379,7 @@ async fn the_token_goes_only_into_the_authorization_header() {
 
 #[tokio::test]
 async fn errors_never_show_the_token() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     let v = client(&fake);
     // The fake's error messages quote the Authorization header.
     for (method, path, status) in [
@@ -427,7 +427,7 @@ async fn errors_never_show_the_token() {
 
 #[tokio::test]
 async fn the_deploy_hook_starts_a_deployment_of_the_branch() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     fake.set_head("main", NEW);
     let job = post_hook(&Secret::new(fake.hook_url())).await.unwrap();
     assert!(job.is_some_and(|j| j.starts_with("job_")));
@@ -449,7 +449,7 @@ async fn the_deploy_hook_starts_a_deployment_of_the_branch() {
     );
 
     // Any other platform's hook: any 2xx, no job id.
-    let app = FakeApp::start(Health::Status(200));
+    let app = FakeApp::start(Health::Status(200)).unwrap();
     let other = format!("{}/api/health", app.url());
     assert_eq!(
         post_hook(&Secret::new(other)).await,
@@ -459,7 +459,7 @@ async fn the_deploy_hook_starts_a_deployment_of_the_branch() {
 
 #[tokio::test]
 async fn deploy_hook_errors_never_show_its_url() {
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     let wrong = fake.hook_url().replace(HOOK_ID, "HOOKwrongcanary");
     let e = post_hook(&Secret::new(&wrong)).await.unwrap_err();
     assert!(
@@ -516,7 +516,8 @@ async fn health_waits_for_the_new_commit_and_never_takes_the_old_one() {
         old: OLD.into(),
         new: NEW.into(),
         after: 3,
-    });
+    })
+    .unwrap();
     let mut lines = Vec::new();
     let ok = wait_healthy(
         &app.health_url(),
@@ -567,7 +568,8 @@ async fn health_after_a_rollback_waits_until_the_new_commit_is_gone() {
         old: NEW.into(),
         new: OLD.into(),
         after: 2,
-    });
+    })
+    .unwrap();
     let ok = healthy(
         &app.health_url(),
         Expect::NotCommit(NEW.into()),
@@ -589,7 +591,7 @@ async fn health_after_a_rollback_waits_until_the_new_commit_is_gone() {
 
 #[tokio::test]
 async fn health_reads_other_commit_fields() {
-    let app = FakeApp::start(Health::Body(json!({"ok": true, "git": {"commit": NEW}})));
+    let app = FakeApp::start(Health::Body(json!({"ok": true, "git": {"commit": NEW}}))).unwrap();
     let got = |field: Option<&'static str>, expect: Expect| {
         let url = app.health_url();
         async move { wait_healthy(&url, &expect, field, Duration::from_secs(1), &mut quiet()).await }
@@ -623,7 +625,7 @@ async fn health_reads_other_commit_fields() {
 
 #[tokio::test]
 async fn health_failures_say_what_was_seen() {
-    let app = FakeApp::start(Health::Status(500));
+    let app = FakeApp::start(Health::Status(500)).unwrap();
     let start = Instant::now();
     let e = healthy(&app.health_url(), Expect::Any, Duration::from_secs(2))
         .await
@@ -715,11 +717,11 @@ async fn a_push_is_deployed_served_and_rolled_back() {
     git(&work, &["push", "-q", "origin", "main"]);
     let first = git(&work, &["rev-parse", "HEAD"]);
 
-    let fake = FakeVercel::start();
+    let fake = FakeVercel::start().unwrap();
     let v = client(&fake);
     let before = fake.add_ready(&first, "main", true);
     fake.watch(&bare, true);
-    let app = FakeApp::start(Health::Follow(fake.clone()));
+    let app = FakeApp::start(Health::Follow(fake.clone())).unwrap();
     git(&work, &["commit", "-q", "--allow-empty", "-m", "second"]);
     git(&work, &["push", "-q", "origin", "main"]);
     let second = git(&work, &["rev-parse", "HEAD"]);

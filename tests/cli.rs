@@ -15,17 +15,51 @@ fn demo_step(stdout: &str, n: u8) -> &str {
     &rest[..end]
 }
 
+/// `pgship demo` in `dir`, with none of the variables the demo refuses from the environment.
+fn demo(dir: &std::path::Path) -> std::process::Command {
+    let mut c = pgship(dir);
+    for var in [
+        "DEV_URL",
+        "VERCEL_API_URL",
+        "VERCEL_TOKEN",
+        "VERCEL_PROJECT_ID",
+        "VERCEL_TEAM_ID",
+        "VERCEL_DEPLOY_HOOK_URL",
+        "PGSHIP_DEMO_DEV_POSTGRES_URL",
+    ] {
+        c.env_remove(var);
+    }
+    c.arg("demo");
+    c
+}
+
+/// The position of `needle` in `text` at or after `from`.
+fn after(text: &str, from: usize, needle: &str) -> usize {
+    text[from..]
+        .find(needle)
+        .map(|p| from + p)
+        .unwrap_or_else(|| panic!("{needle:?} not after {from} in {text}"))
+}
+
 #[test]
 fn demo_tells_the_deploy_story_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(pgship(dir.path()).arg("demo"));
+    let out = run(&mut demo(dir.path()));
     if out.code != 0 && !in_ci() && out.stderr.contains("no PostgreSQL server binaries") {
         return eprintln!("SKIPPED: {}", out.stderr);
     }
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let o = &out.stdout;
-    // 2. The newer migrations deployed: rehearsed, rollback proven, applied, SUCCESS.
+    let (o, e) = (&out.stdout, &out.stderr);
+    // 1. The project in git, the simulated services.
+    assert!(
+        e.contains("with main and develop at")
+            && e.contains("serves develop from deployment dpl_fake0001"),
+        "{e}"
+    );
+    // 2. The newer migrations deployed: rehearsed, rollback proven, applied, SUCCESS; and the
+    // code: merged into develop, pushed, built by Vercel, the health check on the merge.
     let good = demo_step(o, 2);
+    assert!(good.contains("git: feature/reviews at "), "{good}");
     assert!(good.contains("pending migrations (2):"), "{good}");
     assert!(good.contains("table-added public.reviews"), "{good}");
     assert!(
@@ -43,12 +77,25 @@ fn demo_tells_the_deploy_story_and_cleans_up() {
         .and_then(|r| r.split(')').next())
         .expect("the first deployment's id")
         .to_string();
-    assert!(
-        out.stderr.contains("deployment succeeded"),
-        "{}",
-        out.stderr
+    assert!(e.contains("deployment succeeded"), "{e}");
+    let merged = after(e, 0, "merged feature/reviews into develop as ");
+    let merge1 = &e[merged + "merged feature/reviews into develop as ".len()..][..12];
+    let ready = after(e, merged, "Vercel deployment dpl_fake0002 (");
+    let healthy = after(e, ready, &format!(": 200, commit {merge1} after"));
+    after(
+        e,
+        healthy,
+        &format!(
+            "develop on origin: {merge1} \"Merge feature/reviews into develop (pgship {first})\""
+        ),
     );
-    // 3. The broken 0004: caught by the rehearsal, named, aborted before dev changed.
+    after(
+        e,
+        healthy,
+        &format!("Vercel built {merge1} as dpl_fake0002 and serves it"),
+    );
+    // 3. The broken 0004: caught by the rehearsal, named, aborted before dev changed; nothing
+    // merged.
     let bad = demo_step(o, 3);
     assert!(
         bad.contains("FAILED: 0004_add_order_total statement 2"),
@@ -57,7 +104,14 @@ fn demo_tells_the_deploy_story_and_cleans_up() {
     assert!(bad.contains("contains null values"), "{bad}");
     assert!(bad.contains("decision: ABORT"), "{bad}");
     assert!(bad.contains("aborted before the target changed"), "{bad}");
-    // 4. The rehearsal passed, the app's row broke the constraint on dev: ROLLED_BACK.
+    assert!(
+        e.contains(&format!(
+            "the deploy aborted before dev was touched, and develop is still {merge1}"
+        )),
+        "{e}"
+    );
+    // 4. The rehearsal passed, the app's row broke the constraint on dev: ROLLED_BACK, and no
+    // code had been pushed.
     let failed = demo_step(o, 4);
     assert!(failed.contains("decision: PROCEED"), "{failed}");
     assert!(failed.contains("tests `"), "{failed}");
@@ -69,70 +123,141 @@ fn demo_tells_the_deploy_story_and_cleans_up() {
         failed.contains("check constraint \"products_price_positive\""),
         "{failed}"
     );
-    assert!(
-        out.stderr.contains("deployment rolled-back"),
-        "{}",
-        out.stderr
+    assert!(e.contains("deployment rolled-back"), "{e}");
+    let nothing = after(
+        e,
+        healthy,
+        "no code was pushed by this deployment: nothing to undo in the app",
     );
-    // 5. History, newest first: rolled back, aborted, succeeded, and the setup's migrate.
-    let hist: Vec<&str> = demo_step(o, 5)
+    after(
+        e,
+        nothing,
+        &format!("nothing was pushed, develop is still {merge1}"),
+    );
+    // 5. A good migration whose code crashes the app: the health check fails after the push;
+    // code rolled back first (instant rollback, then the revert pushed), then the database.
+    let crash = demo_step(o, 5);
+    assert!(crash.contains("0004_reviews_helpful_votes"), "{crash}");
+    assert!(
+        crash.contains("the deployment failed and dev was rolled back to its state before"),
+        "{crash}"
+    );
+    assert!(crash.contains("answered 500"), "{crash}");
+    let pushed = after(e, nothing, "merged feature/helpful-votes into develop as ");
+    let unhealthy = after(e, pushed, "post-deploy validation failed: health check");
+    let instant = after(
+        e,
+        unhealthy,
+        "Vercel instant rollback to dpl_fake0002 requested",
+    );
+    let reverted = after(e, instant, "on develop as ");
+    let db = after(e, reverted, "rolled back: proven:");
+    after(
+        e,
+        db,
+        &format!(
+            "code first: Vercel's instant rollback to dpl_fake0002, which serves {merge1} again"
+        ),
+    );
+    after(
+        e,
+        db,
+        "\"Revert feature/helpful-votes on develop (pgship rollback of deploy-dev-",
+    );
+    // 6. History, newest first: rolled back twice, aborted, succeeded, and the setup's migrate.
+    let hist: Vec<&str> = demo_step(o, 6)
         .lines()
         .skip(2)
         .filter(|l| !l.is_empty())
         .collect();
-    assert_eq!(hist.len(), 4, "{hist:?}");
+    assert_eq!(hist.len(), 5, "{hist:?}");
     assert!(hist[0].contains(" rolled-back "), "{hist:?}");
-    assert!(hist[0].contains("0004_products_price_positive"), "{hist:?}");
-    assert!(hist[1].contains(" aborted (local only) "), "{hist:?}");
-    assert!(hist[2].starts_with(&first), "{hist:?}");
-    assert!(hist[2].contains(" succeeded "), "{hist:?}");
-    assert!(hist[3].starts_with("migrate-dev-"), "{hist:?}");
-    // 6. rollback <id> of the first: the guard finds the app's row and restores nothing.
-    let refused = demo_step(o, 6);
+    assert!(hist[0].contains("0004_reviews_helpful_votes"), "{hist:?}");
+    assert!(hist[1].contains(" rolled-back "), "{hist:?}");
+    assert!(hist[1].contains("0004_products_price_positive"), "{hist:?}");
+    assert!(hist[2].contains(" aborted (local only) "), "{hist:?}");
+    assert!(hist[3].starts_with(&first), "{hist:?}");
+    assert!(hist[3].contains(" succeeded "), "{hist:?}");
+    assert!(hist[3].contains(&merge1[..7]), "{hist:?}");
+    assert!(hist[4].starts_with("migrate-dev-"), "{hist:?}");
+    // 7. rollback <id> of the first: the guard finds the app's row and restores nothing, code
+    // included.
+    let refused = demo_step(o, 7);
     assert!(
         refused.contains("refused: the rollback of deploy-dev-"),
         "{refused}"
     );
     assert!(refused.contains("public.products: 1 inserted"), "{refused}");
-    assert!(
-        out.stderr
-            .contains("the data-loss guard kept the app's row"),
-        "{}",
-        out.stderr
+    let kept = after(
+        e,
+        db,
+        "the data-loss guard kept the app's row: nothing was restored, code included",
     );
-    // 7. With rows_lost = "allow": rolled back and proven.
-    assert!(
-        out.stderr
-            .contains(&format!("rolled back {first} (rollback-dev-")),
-        "{}",
-        out.stderr
+    // 8. With rows_lost = "allow": code (instant rollback to the first deployment, the merge
+    // reverted), then the database, proven.
+    let instant = after(e, kept, "Vercel instant rollback to dpl_fake0001 requested");
+    let reverted = after(e, instant, &format!("reverted {merge1} on develop as "));
+    let proven = after(
+        e,
+        reverted,
+        "rolled back: proven: the schema fingerprint and the contents of",
     );
-    assert!(
-        out.stderr
-            .contains("rolled back: proven: the schema fingerprint and the contents of"),
-        "{}",
-        out.stderr
-    );
-    // 8. dev is back at 0001 with the app's data as it was before the first deployment.
-    let end = demo_step(o, 8);
+    after(e, proven, &format!("rolled back {first} (rollback-dev-"));
+    // 9. dev is back at 0001 with the app's data as it was before the first deployment; the
+    // app line; develop's history with both merges and both reverts.
+    let end = demo_step(o, 9);
     assert!(
         end.contains("applied: 2\n  0000_create_catalog\n  0001_add_customer_phone"),
         "{end}"
     );
     assert!(end.contains("pending: 3"), "{end}");
     assert!(
+        end.contains("app:      vercel · branch develop on origin · last deployed "),
+        "{end}"
+    );
+    assert!(end.contains(" · serving dpl_fake"), "{end}");
+    assert!(
         end.contains("dev's data: 2000 customers, 60 products, reviews table absent"),
         "{end}"
     );
-    // The cluster's password is never shown: every URL with one is redacted.
-    for text in [o, &out.stderr] {
+    let log = &end[end
+        .find("git log develop (origin):")
+        .expect("develop's log")..];
+    let subjects: Vec<&str> = log
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(' ').map(|(_, s)| s))
+        .collect();
+    assert_eq!(subjects.len(), 7, "{log}");
+    assert!(
+        subjects[0].starts_with(&format!(
+            "Revert feature/reviews on develop (pgship rollback of {first})"
+        )),
+        "{log}"
+    );
+    assert!(
+        subjects[1].starts_with("Revert feature/helpful-votes on develop"),
+        "{log}"
+    );
+    assert!(
+        subjects[2].starts_with("Merge feature/helpful-votes into develop"),
+        "{log}"
+    );
+    assert_eq!(
+        subjects[4],
+        format!("Merge feature/reviews into develop (pgship {first})"),
+        "{log}"
+    );
+    // The cluster's password is never shown: every URL with one is redacted; the simulated
+    // Vercel's token appears nowhere.
+    for text in [o, e] {
         for (at, _) in text.match_indices("postgres://postgres:") {
             let rest = &text[at + "postgres://postgres:".len()..];
             assert!(rest.starts_with("***@"), "a password shown: {rest:.40}");
         }
+        assert!(!text.contains(pgship::demo::vercel_sim::TOKEN));
     }
-    let cluster_dir = out
-        .stderr
+    let cluster_dir = e
         .lines()
         .find_map(|l| l.split(" in ").nth(1).filter(|p| p.contains("cluster-")))
         .expect("the demo names its cluster folder")
@@ -145,11 +270,46 @@ fn demo_tells_the_deploy_story_and_cleans_up() {
 }
 
 #[test]
+fn demo_refuses_vercel_variables_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = "vcp_REALtokenCANARY_48fj";
+    let out = run(demo(dir.path())
+        .env("VERCEL_API_URL", "https://api.vercel.com")
+        .env("VERCEL_TOKEN", canary));
+    if out.code != 2 && !in_ci() && out.stderr.contains("no PostgreSQL server binaries") {
+        return eprintln!("SKIPPED: {}", out.stderr);
+    }
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("VERCEL_API_URL is set to another value in the environment"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("unset VERCEL_API_URL"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(canary) && !out.stdout.contains(canary));
+    // Nothing was deployed: the story stopped before dev was migrated.
+    assert!(!out.stdout.contains("=== 2."), "{}", out.stdout);
+    let cluster_dir = out
+        .stderr
+        .lines()
+        .find_map(|l| l.split(" in ").nth(1).filter(|p| p.contains("cluster-")))
+        .expect("the demo names its cluster folder")
+        .trim()
+        .to_string();
+    assert!(!std::path::Path::new(&cluster_dir).exists());
+}
+
+#[test]
 fn demo_is_cleaned_up_on_ctrl_c() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = pgship(dir.path())
-        .args(["demo", "-v"])
+    let mut child = demo(dir.path())
+        .arg("-v")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -61,14 +61,14 @@ fn setup_env(provider: &str, extra: &str, production: bool) -> Option<Setup> {
         &[("migrations/002_orders.sql", ADD), ("app.txt", "v2\n")],
         "orders",
     );
-    let vercel = FakeVercel::start();
+    let vercel = FakeVercel::start().unwrap();
     if production {
         vercel.with_production_branch("develop");
     }
     let before = repo.remote_tip("develop");
     let previous = vercel.add_ready(&before, "develop", production);
     vercel.watch(&repo.origin, true);
-    let app = FakeApp::start(Health::Follow(vercel.clone()));
+    let app = FakeApp::start(Health::Follow(vercel.clone())).unwrap();
     Some(Setup {
         repo,
         db,
