@@ -33,6 +33,16 @@ fn demo(dir: &std::path::Path) -> std::process::Command {
     c
 }
 
+/// The cluster folder the demo names on stderr is gone.
+fn assert_cluster_removed(stderr: &str) {
+    let dir = stderr
+        .lines()
+        .find_map(|l| l.split(" in ").nth(1).filter(|p| p.contains("cluster-")))
+        .expect("the demo names its cluster folder")
+        .trim();
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was left behind");
+}
+
 /// The position of `needle` in `text` at or after `from`.
 fn after(text: &str, from: usize, needle: &str) -> usize {
     text[from..]
@@ -257,16 +267,7 @@ fn demo_tells_the_deploy_story_and_cleans_up() {
         }
         assert!(!text.contains(pgship::demo::vercel_sim::TOKEN));
     }
-    let cluster_dir = e
-        .lines()
-        .find_map(|l| l.split(" in ").nth(1).filter(|p| p.contains("cluster-")))
-        .expect("the demo names its cluster folder")
-        .trim()
-        .to_string();
-    assert!(
-        !std::path::Path::new(&cluster_dir).exists(),
-        "{cluster_dir} was left behind"
-    );
+    assert_cluster_removed(e);
 }
 
 #[test]
@@ -294,14 +295,7 @@ fn demo_refuses_vercel_variables_from_the_environment() {
     assert!(!out.stderr.contains(canary) && !out.stdout.contains(canary));
     // Nothing was deployed: the story stopped before dev was migrated.
     assert!(!out.stdout.contains("=== 2."), "{}", out.stdout);
-    let cluster_dir = out
-        .stderr
-        .lines()
-        .find_map(|l| l.split(" in ").nth(1).filter(|p| p.contains("cluster-")))
-        .expect("the demo names its cluster folder")
-        .trim()
-        .to_string();
-    assert!(!std::path::Path::new(&cluster_dir).exists());
+    assert_cluster_removed(&out.stderr);
 }
 
 #[test]

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 pub use flow::{
     MergeError, Merged, Trial, merge_and_push, reset_and_push, revert_and_push, trial_merge,
 };
+pub use run::LOCATION;
 pub use worktree::{Merge, Push, Worktree};
 
 /// A failed git step: what pgship was doing, and git's message (scrubbed).

@@ -13,21 +13,12 @@ use crate::error::{Error, Result};
 pub const NAME: &str = "pgship demo";
 pub const EMAIL: &str = "demo@pgship.invalid";
 
-/// Variables that would make git work on another repository than the folder it runs in.
-const LOCATION: [&str; 6] = [
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_COMMON_DIR",
-    "GIT_PREFIX",
-    "GIT_NAMESPACE",
-];
-
 /// `git <args>` in `dir`, not started.
 pub fn command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("git");
     cmd.current_dir(dir).args(args).stdin(Stdio::null());
-    for var in LOCATION {
+    // The variables that would make git work on another repository than the folder.
+    for var in crate::app::git::LOCATION {
         cmd.env_remove(var);
     }
     cmd.envs([

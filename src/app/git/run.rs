@@ -20,7 +20,7 @@ const ENV: [(&str, &str); 5] = [
 
 /// Variables that would point git at another repository or index than the folder it runs in
 /// (set when pgship itself runs from a git hook); the folder alone decides.
-const LOCATION: [&str; 6] = [
+pub const LOCATION: [&str; 6] = [
     "GIT_DIR",
     "GIT_WORK_TREE",
     "GIT_INDEX_FILE",
