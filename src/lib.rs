@@ -41,7 +41,10 @@
 //!   the retry policy, base-URL rules and the scrubbing of answers into safe messages.
 //! - [`signals`]: SIGINT/SIGTERM for long commands.
 //! - [`status`]: a target's migration state, read and rendered (`pgship status`).
-//! - [`demo`]: the whole story on a throwaway local cluster (`pgship demo`).
+//! - [`demo`]: the whole story, database and code, on a throwaway local cluster, a git
+//!   repository with a bare `origin`, and a simulated Vercel and app (`pgship demo`);
+//!   `demo::{loopback, vercel_sim, app_sim}` are those simulated services (the tests use them
+//!   too; `deploy` never does).
 //! - [`cli`]: the command line; one file per command, each parsing its arguments, calling one
 //!   function and printing.
 //!
@@ -51,7 +54,8 @@
 //! `cluster::process_alive`, and never a connection; `alert` uses `http`, `config`, `journal`'s
 //! time format and `db::child`'s private files; `http` and `signals` are leaves; `project` sits
 //! beside `config`; `status` and `demo` use `deploy` (its refusals, its pipeline) and sit
-//! beside it.
+//! beside it; `demo` also uses `app::git`'s list of git's location variables, and nothing below
+//! it uses `demo`.
 //! `lint::command` alone in `lint` reads the project and connects (through `db`): the rules
 //! do no IO.
 

@@ -87,11 +87,16 @@ pub enum Command {
     Status(status::Args),
     /// Run pgship on a throwaway local PostgreSQL cluster with an example shop project.
     ///
-    /// Starts a cluster from the local PostgreSQL binaries (initdb, pg_ctl) on a free port and
-    /// tells the deploy story on a "dev" database there: a successful deploy, a broken migration
-    /// the rehearsal catches, a deploy that fails on dev after its rehearsal passed and rolls
-    /// itself back, history, and `rollback <id>` of the first deployment (the data-loss guard
-    /// first refusing, then allowed). Removes the cluster at the end, also on Ctrl-C.
+    /// Starts a cluster from the local PostgreSQL binaries (initdb, pg_ctl) on a free port, makes
+    /// the project a git repository with a bare `origin` beside it, starts a simulated Vercel
+    /// and app on loopback ports, and tells the deploy story of a "dev" database and its app: a
+    /// successful deploy of database and code (merged, pushed, built, healthy), a broken
+    /// migration the rehearsal catches, a deploy that fails on dev after its rehearsal passed
+    /// and rolls itself back, a deploy whose code crashes the app (code rolled back first, then
+    /// the database), history, and `rollback <id>` of the first deployment (the data-loss guard
+    /// first refusing, then allowed: code and database). Talks to nothing outside: DEV_URL and
+    /// VERCEL_* from the environment are refused. Removes everything at the end, also on
+    /// Ctrl-C.
     Demo(demo::Args),
     /// Compare the schemas (and with --data, the data) of two databases.
     ///
