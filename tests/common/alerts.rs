@@ -60,6 +60,8 @@ impl Request {
 pub struct Receiver {
     pub url: String,
     pub requests: Arc<Mutex<Vec<Request>>>,
+    /// Listening until the receiver is dropped.
+    _server: loopback::Server,
 }
 
 impl Receiver {
@@ -68,7 +70,7 @@ impl Receiver {
         let seen = requests.clone();
         let secret = secret.map(str::to_string);
         let count = AtomicUsize::new(0);
-        let port = loopback::serve(Arc::new(move |r: loopback::Request| {
+        let server = loopback::serve(Arc::new(move |r: loopback::Request| {
             let reply = &replies[count.fetch_add(1, Ordering::SeqCst).min(replies.len() - 1)];
             let sig = r.headers.get("pgship-signature").map(String::as_str);
             let verdict = secret.as_deref().map(|s| verify(s, sig, &r.body, 300));
@@ -98,10 +100,12 @@ impl Receiver {
                     body: text,
                 },
             }
-        }));
+        }))
+        .unwrap();
         Receiver {
-            url: format!("http://127.0.0.1:{port}{path}"),
+            url: format!("http://127.0.0.1:{}{path}", server.port()),
             requests,
+            _server: server,
         }
     }
 
