@@ -15,7 +15,8 @@
 //! - [`config`]: `pgship.toml`, `.env.local`/`.env` and the process environment, resolved into
 //!   typed settings and targets.
 //! - [`source`]: migration folders (Drizzle, Drizzle v1, plain SQL) read into one `Migration`
-//!   type, top-level transaction control marked with its meaning. No IO beyond reading files.
+//!   type, top-level transaction control marked with its meaning; a file's text is held once
+//!   and its statements are pieces of it (`source::SqlText`). No IO beyond reading files.
 //! - [`lint`]: static rules over migration SQL, optionally sharpened by a target's catalog;
 //!   `lint::command` is `pgship lint` (rule selection, what to lint, the pending ones on a
 //!   target, the verdict).

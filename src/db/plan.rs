@@ -357,7 +357,7 @@ mod tests {
     fn partial_edited_after_its_committed_part_may_continue() {
         let text = "CREATE TABLE a (x int);--> statement-breakpoint\nSELECT 1/0;";
         let mut b = mig("b", 200, "new");
-        b.raw = text.as_bytes().to_vec();
+        b.raw = text.into();
         b.statements = crate::source::split::drizzle_chunks(text);
         assert_eq!(b.statements.len(), 2);
         let partial = vec![PartialRecord {

@@ -659,7 +659,7 @@ mod tests {
                 ]
                 .into_iter()
                 .map(|sql| crate::source::Statement {
-                    sql,
+                    sql: sql.into(),
                     offset: 0,
                     line: 1,
                     tx: crate::source::TxRequirement::Any,

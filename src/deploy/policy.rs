@@ -84,11 +84,9 @@ pub fn lint_pending(
     let drizzle = project.source.kind != SourceKind::Sql;
     for (i, _) in chosen {
         let m = &project.source.migrations[*i];
-        let text = String::from_utf8(m.raw.clone())
-            .map_err(|_| Error::usage(format!("{}: not UTF-8 text", m.path.display())))?;
         let src = LintSource {
             name: display(&project.settings.project_dir, &m.path),
-            text: &text,
+            text: m.raw.as_str(),
             drizzle,
             wrap: Wrap::Engine {
                 per_migration: tx_mode == TxMode::PerMigration,

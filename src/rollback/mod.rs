@@ -430,7 +430,7 @@ mod tests {
         Migration {
             down: down.then(|| DownScript {
                 path: format!("{name}.down.sql").into(),
-                raw: Vec::new(),
+                raw: Default::default(),
                 statements: vec![],
             }),
             ..crate::source::testing::migration(name)

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::split::drizzle_units;
 use super::{
-    Migration, MigrationId, SourceError, prepare_statements, read_bytes, sha256_hex, utf8_text,
+    Migration, MigrationId, SourceError, prepare_statements, read_bytes, read_text, sha256_hex,
 };
 
 /// One journal entry, as far as pgship uses it.
@@ -192,14 +192,13 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
     let listed = list(dir)?;
     let mut out = Vec::with_capacity(listed.len());
     for (order, (entry, path)) in listed.into_iter().enumerate() {
-        let raw = read_bytes(&path)?;
-        let text = utf8_text(&path, &raw)?;
-        let statements = prepare_statements(&path, text, drizzle_units(text), true)?;
+        let raw = read_text(&path)?;
+        let statements = prepare_statements(&path, &raw, drizzle_units(&raw), true)?;
         out.push(Migration {
             name: entry.tag,
             order,
             id: MigrationId::Drizzle { when: entry.when },
-            checksum: sha256_hex(&raw),
+            checksum: sha256_hex(raw.as_bytes()),
             statements,
             raw,
             path,
@@ -301,9 +300,12 @@ mod tests {
             assert_eq!(m.id, MigrationId::Drizzle { when: *when });
             assert_eq!(m.path, Path::new(GOOD).join(format!("{}.sql", m.name)));
             assert!(m.down.is_none());
-            let text = std::str::from_utf8(&m.raw).expect("utf8");
             let joined: Vec<&str> = m.statements.iter().map(|s| s.sql.as_str()).collect();
-            assert_eq!(joined.join("--> statement-breakpoint"), text);
+            assert_eq!(joined.join("--> statement-breakpoint"), m.raw.as_str());
+            for s in &m.statements {
+                assert!(s.sql.is_piece_of(&m.raw), "the file is held once");
+                assert_eq!(s.sql.start(), s.offset);
+            }
             assert!(m.statements.iter().all(|s| s.tx == TxRequirement::Any));
         }
         assert_eq!(migrations[0].statements.len(), 15);

@@ -57,8 +57,8 @@ use std::path::{Path, PathBuf};
 
 use super::split::drizzle_units;
 use super::{
-    DownScript, Migration, MigrationId, SourceError, prepare_statements, read_bytes,
-    read_dir_sorted, sha256_hex, utf8_text,
+    DownScript, Migration, MigrationId, SourceError, prepare_statements, read_dir_sorted,
+    read_text, sha256_hex,
 };
 
 /// The migration folders `(name, folder, when)` in drizzle's run order, without reading their
@@ -113,16 +113,14 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
     let mut out = Vec::with_capacity(listed.len());
     for (order, (name, folder, when)) in listed.into_iter().enumerate() {
         let path = folder.join("migration.sql");
-        let raw = read_bytes(&path)?;
-        let text = utf8_text(&path, &raw)?;
-        let statements = prepare_statements(&path, text, drizzle_units(text), true)?;
+        let raw = read_text(&path)?;
+        let statements = prepare_statements(&path, &raw, drizzle_units(&raw), true)?;
 
         let down_path = folder.join("down.sql");
         let down = if down_path.is_file() {
-            let down_raw = read_bytes(&down_path)?;
-            let down_text = utf8_text(&down_path, &down_raw)?;
+            let down_raw = read_text(&down_path)?;
             let down_statements =
-                prepare_statements(&down_path, down_text, drizzle_units(down_text), true)?;
+                prepare_statements(&down_path, &down_raw, drizzle_units(&down_raw), true)?;
             Some(DownScript {
                 path: down_path,
                 raw: down_raw,
@@ -136,7 +134,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
             name,
             order,
             id: MigrationId::Drizzle { when },
-            checksum: sha256_hex(&raw),
+            checksum: sha256_hex(raw.as_bytes()),
             statements,
             raw,
             path,
@@ -303,7 +301,7 @@ mod tests {
             }
         );
         assert_eq!(m[0].path, d.join("20250101120000_init/migration.sql"));
-        assert_eq!(m[0].checksum, sha256_hex(&m[0].raw));
+        assert_eq!(m[0].checksum, sha256_hex(m[0].raw.as_bytes()));
         assert_eq!(m[0].statements.len(), 2);
         assert_eq!(m[0].statements[1].tx, TxRequirement::NoTransaction);
         assert_eq!(m[0].statements[1].line, 3);

@@ -12,6 +12,9 @@ pub mod drizzle_config;
 pub mod drizzle_v1;
 pub mod split;
 pub mod sql_dir;
+pub mod text;
+
+pub use text::SqlText;
 
 use std::path::{Path, PathBuf};
 
@@ -72,8 +75,9 @@ impl TxRequirement {
 /// One unit the engine sends as a single simple-protocol query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
-    /// The exact text sent to the server (for Drizzle: the whole chunk between breakpoints).
-    pub sql: String,
+    /// The exact text sent to the server (for Drizzle: the whole chunk between breakpoints):
+    /// a piece of the file's text, which it shares (see [`SqlText`]).
+    pub sql: SqlText,
     /// Byte offset of `sql` in the file.
     pub offset: usize,
     /// 1-based line in the file of the statement's first token (not of leading blank lines
@@ -131,7 +135,8 @@ pub enum MigrationId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownScript {
     pub path: PathBuf,
-    pub raw: Vec<u8>,
+    /// The file's text, as [`Migration::raw`].
+    pub raw: SqlText,
     pub statements: Vec<Statement>,
 }
 
@@ -145,7 +150,9 @@ pub struct Migration {
     pub id: MigrationId,
     /// sha256 hex of the raw file bytes (drizzle's definition; fixed for all kinds).
     pub checksum: String,
-    pub raw: Vec<u8>,
+    /// The whole file, byte for byte (`raw.as_bytes()`: a file that is not UTF-8 is refused),
+    /// held once: every statement's `sql` is a piece of it.
+    pub raw: SqlText,
     pub path: PathBuf,
     pub statements: Vec<Statement>,
     pub down: Option<DownScript>,
@@ -168,7 +175,7 @@ impl Migration {
             None if done == 0 => 0,
             None => self.raw.len(),
         };
-        sha256_hex(&self.raw[..end])
+        sha256_hex(&self.raw.as_bytes()[..end])
     }
 
     /// Whether the file commits on its own (a top-level `COMMIT`): then not all of it is atomic.
@@ -398,18 +405,29 @@ pub(crate) use crate::util::sha256_hex;
 /// `bytes` as UTF-8, or an error naming `path`, the byte offset and the line of the first
 /// invalid byte.
 pub(crate) fn utf8_text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, SourceError> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        let at = e.valid_up_to();
-        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        SourceError::invalid(
-            path,
-            format!(
-                "not valid UTF-8: invalid byte 0x{:02x} at byte offset {at} (line {line}); \
-                 migration files must be UTF-8 text",
-                bytes.get(at).copied().unwrap_or(0)
-            ),
-        )
-    })
+    std::str::from_utf8(bytes).map_err(|e| not_utf8(path, bytes, &e))
+}
+
+/// The error for `bytes` (read from `path`) that are not UTF-8 where `e` says.
+fn not_utf8(path: &Path, bytes: &[u8], e: &std::str::Utf8Error) -> SourceError {
+    let at = e.valid_up_to();
+    let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    SourceError::invalid(
+        path,
+        format!(
+            "not valid UTF-8: invalid byte 0x{:02x} at byte offset {at} (line {line}); \
+             migration files must be UTF-8 text",
+            bytes.get(at).copied().unwrap_or(0)
+        ),
+    )
+}
+
+/// Read a whole migration file as text, kept once (the bytes read become the text without a
+/// copy); the error names the path, and for a file that is not UTF-8 where it is not.
+pub(crate) fn read_text(path: &Path) -> Result<SqlText, SourceError> {
+    String::from_utf8(read_bytes(path)?)
+        .map(SqlText::from)
+        .map_err(|e| not_utf8(path, e.as_bytes(), &e.utf8_error()))
 }
 
 /// Read a whole file; the error names the path.
@@ -474,7 +492,7 @@ fn check_unit(
 pub fn check_drizzle_text(path: &Path, text: &str) -> Result<(), SourceError> {
     let mut lines = cut::LineCursor::new(text);
     let mut pieces = Vec::new();
-    for unit in split::drizzle_units_lazily(text) {
+    for unit in split::drizzle_units_lazily(text, |range| SqlText::from(&text[range])) {
         pieces.clear();
         split::separate_unit(&mut lines, unit, &mut pieces);
         for piece in &pieces {
@@ -499,7 +517,7 @@ pub mod testing {
                 version: "1".into(),
             },
             checksum: String::new(),
-            raw: Vec::new(),
+            raw: SqlText::default(),
             path: name.into(),
             statements: Vec::new(),
             down: None,
@@ -578,6 +596,36 @@ mod tests {
         );
         write(tmp.path(), "x.sql", "SELECT 1;");
         assert!(list_as(tmp.path(), SourceKind::Sql).is_err());
+    }
+
+    #[test]
+    fn statements_are_pieces_of_the_file_held_once() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let text =
+            "BEGIN;\nCREATE TABLE a (x int);\nCOMMIT;\n--> statement-breakpoint\nSELECT 1;\n";
+        write(tmp.path(), "20250101000000_init/migration.sql", text);
+        let m = &read(tmp.path()).expect("reads").migrations[0];
+        assert_eq!(m.raw, text);
+        assert_eq!(m.checksum, sha256_hex(text.as_bytes()));
+        let sent: Vec<&str> = m.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            sent,
+            [
+                "BEGIN;",
+                "\nCREATE TABLE a (x int);\n",
+                "COMMIT;",
+                "\nSELECT 1;\n"
+            ]
+        );
+        for s in &m.statements {
+            assert!(
+                s.sql.is_piece_of(&m.raw),
+                "{:?} is not a piece of the file",
+                s.sql
+            );
+            assert_eq!(&text[s.offset..s.offset + s.sql.len()], s.sql);
+        }
+        assert_eq!(m.prefix_hash(2), sha256_hex(&text.as_bytes()[..31]));
     }
 
     #[test]

@@ -20,8 +20,10 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::{self, Token};
 
+use std::ops::Range;
+
 use super::cut::{self, LineCursor};
-use super::{Statement, TxRequirement};
+use super::{SqlText, Statement, TxRequirement};
 
 /// The separator drizzle-kit writes and drizzle-orm splits on.
 pub const BREAKPOINT: &str = "--> statement-breakpoint";
@@ -55,16 +57,24 @@ pub(crate) struct Unit {
 /// server treats them as empty queries. `offset` is the chunk's byte offset in the file and
 /// `line` the line of its first SQL token.
 pub fn drizzle_chunks(text: &str) -> Vec<Statement> {
-    drizzle_units(text).into_iter().map(|u| u.stmt).collect()
+    drizzle_units(&SqlText::from(text))
+        .into_iter()
+        .map(|u| u.stmt)
+        .collect()
 }
 
-/// [`drizzle_chunks`], each with its statements described.
-pub(crate) fn drizzle_units(text: &str) -> Vec<Unit> {
-    drizzle_units_lazily(text).collect()
+/// [`drizzle_chunks`] of the file `file`, each with its statements described; their text is
+/// a piece of `file`'s.
+pub(crate) fn drizzle_units(file: &SqlText) -> Vec<Unit> {
+    drizzle_units_lazily(file, |range| file.slice(range)).collect()
 }
 
-/// [`drizzle_units`] one at a time.
-pub(crate) fn drizzle_units_lazily(text: &str) -> impl Iterator<Item = Unit> + '_ {
+/// [`drizzle_units`] of `text` one at a time, each chunk's text made by `sql_of` from its byte
+/// range in `text`.
+pub(crate) fn drizzle_units_lazily<'a>(
+    text: &'a str,
+    sql_of: impl Fn(Range<usize>) -> SqlText + 'a,
+) -> impl Iterator<Item = Unit> + 'a {
     let mut offset = 0usize;
     let mut lines = LineCursor::new(text);
     text.split(BREAKPOINT).filter_map(move |chunk| {
@@ -74,7 +84,7 @@ pub(crate) fn drizzle_units_lazily(text: &str) -> impl Iterator<Item = Unit> + '
         let infos = analyze(chunk);
         Some(Unit {
             stmt: Statement {
-                sql: chunk.to_string(),
+                sql: sql_of(at..at + chunk.len()),
                 offset: at,
                 line: lines.line(at + first),
                 tx: strictest(infos.as_deref()),
@@ -95,11 +105,16 @@ pub(crate) fn drizzle_units_lazily(text: &str) -> impl Iterator<Item = Unit> + '
 /// The error is the scanner's message (for example an unterminated quoted string or comment);
 /// the caller adds the file name.
 pub fn sql_statements(text: &str) -> Result<Vec<Statement>, String> {
-    Ok(sql_units(text)?.into_iter().map(|u| u.stmt).collect())
+    Ok(sql_units(&SqlText::from(text))?
+        .into_iter()
+        .map(|u| u.stmt)
+        .collect())
 }
 
-/// [`sql_statements`], each with its statement described.
-pub(crate) fn sql_units(text: &str) -> Result<Vec<Unit>, String> {
+/// [`sql_statements`] of the file `file`, each with its statement described; their text is a
+/// piece of `file`'s.
+pub(crate) fn sql_units(file: &SqlText) -> Result<Vec<Unit>, String> {
+    let text = file.as_str();
     if let Some(at) = text.bytes().position(|b| b == 0) {
         return Err(format!(
             "line {}: the text contains a NUL byte, which PostgreSQL cannot receive in a query",
@@ -113,7 +128,7 @@ pub(crate) fn sql_units(text: &str) -> Result<Vec<Unit>, String> {
         for (start, end, info) in single_statements(text, c) {
             out.push(Unit {
                 stmt: Statement {
-                    sql: text[start..end].to_string(),
+                    sql: file.slice(start..end),
                     offset: start,
                     line: lines.line(start),
                     tx: info.as_ref().map_or(TxRequirement::Any, |i| i.tx),
@@ -607,11 +622,12 @@ fn push_piece(
     let Some(first) = first_token_offset(piece) else {
         return;
     };
+    let sql = stmt.sql.slice(from..to);
     let offset = stmt.offset + from;
     let infos = analyze(piece);
     out.push(Unit {
         stmt: Statement {
-            sql: piece.to_string(),
+            sql,
             offset,
             line: lines.line(offset + first),
             tx: if control.is_some() {

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use super::split::sql_units;
 use super::{
-    DownScript, Migration, MigrationId, SourceError, Statement, prepare_statements, read_bytes,
-    read_dir_sorted, sha256_hex, utf8_text,
+    DownScript, Migration, MigrationId, SourceError, SqlText, Statement, prepare_statements,
+    read_dir_sorted, read_text, sha256_hex,
 };
 
 /// A file name split into its parts.
@@ -175,7 +175,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, SourceError> {
             id: MigrationId::Sql {
                 version: file.version,
             },
-            checksum: sha256_hex(&raw),
+            checksum: sha256_hex(raw.as_bytes()),
             statements,
             raw,
             path,
@@ -192,11 +192,10 @@ fn has_sql_extension(name: &str) -> bool {
 }
 
 /// Read one file and split it into checked statements.
-fn read_statements(path: &Path) -> Result<(Vec<u8>, Vec<Statement>), SourceError> {
-    let raw = read_bytes(path)?;
-    let text = utf8_text(path, &raw)?;
-    let statements = sql_units(text).map_err(|msg| SourceError::invalid(path, msg))?;
-    let statements = prepare_statements(path, text, statements, false)?;
+fn read_statements(path: &Path) -> Result<(SqlText, Vec<Statement>), SourceError> {
+    let raw = read_text(path)?;
+    let statements = sql_units(&raw).map_err(|msg| SourceError::invalid(path, msg))?;
+    let statements = prepare_statements(path, &raw, statements, false)?;
     Ok((raw, statements))
 }
 
@@ -283,7 +282,11 @@ mod tests {
         assert_eq!(m[0].statements.len(), 2);
         assert_eq!(m[0].statements[0].line, 2);
         assert_eq!(m[0].statements[1].tx, TxRequirement::NoTransaction);
-        assert_eq!(m[0].checksum, sha256_hex(&m[0].raw));
+        assert_eq!(m[0].checksum, sha256_hex(m[0].raw.as_bytes()));
+        for s in &m[0].statements {
+            assert!(s.sql.is_piece_of(&m[0].raw), "the file is held once");
+            assert_eq!(&m[0].raw[s.offset..s.offset + s.sql.len()], s.sql.as_str());
+        }
         let down = m[0].down.as_ref().expect("down");
         assert_eq!(down.path, tmp.path().join("2_b.down.sql"));
         assert_eq!(down.statements.len(), 1);

@@ -950,8 +950,7 @@ impl Run<'_> {
                     .char_indices()
                     .nth((*pos as usize).saturating_sub(1))
                     .map_or(0, |(b, _)| b);
-                let text = String::from_utf8_lossy(&m.raw);
-                f.line = split::line_at(&text, s.offset + byte);
+                f.line = split::line_at(&m.raw, s.offset + byte);
             }
         }
         if let OpError::State { .. } = e {

@@ -269,7 +269,7 @@ mod tests {
                 version: "1".into(),
             },
             checksum: "h".into(),
-            raw: Vec::new(),
+            raw: Default::default(),
             path: PathBuf::from(name),
             statements,
             down: None,
