@@ -497,7 +497,8 @@ fn ctrl_c_while_vercel_builds_rolls_back_what_was_pushed() {
         assert!(start.elapsed().as_secs() < 120, "no build started");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // At once: the signal may arrive while the merge is still being recorded; it is kept and
+    // ends the wait that follows.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -751,4 +752,30 @@ fn the_database_stays_while_the_app_still_runs_the_new_code() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn after_an_instant_rollback_the_next_production_build_is_promoted() {
+    let Some(s) = setup("vercel", "") else { return };
+    s.app.set(Health::Body(
+        serde_json::json!({"status": "ok", "commit": s.before}),
+    ));
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(s.vercel.rollbacks().len(), 1);
+    // A new branch from develop as it is now, with a change of the app alone.
+    git(&s.repo.work, &["fetch", "-q", "origin"]);
+    git(
+        &s.repo.work,
+        &["checkout", "-q", "-b", "fix", "origin/develop"],
+    );
+    s.repo.commit(&[("app.txt", "v5\n")], "fix");
+    s.app.set(Health::Follow(s.vercel.clone()));
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let tip = s.repo.remote_tip("develop");
+    let dep = s.vercel.deployment_of(&tip).unwrap();
+    assert_eq!(s.vercel.promotions(), std::slice::from_ref(&dep.id));
+    assert_eq!(s.vercel.serving_commit().as_deref(), Some(tip.as_str()));
+    assert!(out.stderr.contains("promoted"), "{}", out.stderr);
 }

@@ -41,6 +41,9 @@ pub struct Preflighted {
 pub struct App {
     pub settings: AppSettings,
     host: AnyHost,
+    /// SIGINT/SIGTERM listened for from the push on: one that arrives during the push is
+    /// kept, and ends the wait that follows (never lost, never cutting the push itself).
+    signals: std::sync::Mutex<Option<crate::signals::Signals>>,
 }
 
 impl App {
@@ -53,7 +56,11 @@ impl App {
             ProviderKind::Vercel => AnyHost::Vercel(VercelHost::from_env(&settings.env)?),
             ProviderKind::Hook => AnyHost::Hook(HookHost::from_env(&settings.env)?),
         };
-        Ok(App { settings: s, host })
+        Ok(App {
+            settings: s,
+            host,
+            signals: std::sync::Mutex::new(None),
+        })
     }
 
     pub fn kind(&self) -> ProviderKind {
@@ -127,6 +134,11 @@ impl App {
             );
             return Ok(());
         }
+        if let Ok(mut held) = self.signals.lock()
+            && held.is_none()
+        {
+            *held = crate::signals::Signals::install().ok();
+        }
         let message = format!(
             "Merge {} into {} (pgship {id})",
             state.feature, state.branch
@@ -179,8 +191,9 @@ impl App {
             return Ok(());
         };
         let what = format!("waiting for the app's deployment of {}", short(&commit));
-        state.new_deployment =
-            interruptible(&what, self.host.deploy(&self.settings, &commit, ev)).await?;
+        state.new_deployment = self
+            .interruptible(&what, self.host.deploy(&self.settings, &commit, ev))
+            .await?;
         Ok(())
     }
 
@@ -203,7 +216,8 @@ impl App {
             None => (Expect::Any, self.settings.health_timeout),
         };
         let what = "waiting for the app's health check";
-        interruptible(what, self.health_within(expect, timeout, ev)).await
+        self.interruptible(what, self.health_within(expect, timeout, ev))
+            .await
     }
 
     /// Whether the host itself says when a pushed commit's deployment is live.
@@ -295,6 +309,27 @@ impl App {
             ));
         }
         out
+    }
+
+    /// `work`, or an error when SIGINT or SIGTERM arrives first, or arrived since the push
+    /// (`what` says what was awaited).
+    async fn interruptible<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        let held = self.signals.lock().ok().and_then(|mut h| h.take());
+        let Some(mut signals) = held.or_else(|| crate::signals::Signals::install().ok()) else {
+            return work.await;
+        };
+        let r = tokio::select! {
+            r = work => r,
+            s = signals.recv() => Err(format!("interrupted by {} while {what}", s.name())),
+        };
+        if let Ok(mut h) = self.signals.lock() {
+            *h = Some(signals);
+        }
+        r
     }
 
     /// `status <env>`: the deployment serving the environment now, when the host says.
@@ -462,20 +497,6 @@ impl Host for AnyHost {
             AnyHost::Vercel(h) => h.current(s).await,
             AnyHost::Hook(h) => h.current(s).await,
         }
-    }
-}
-
-/// `work`, or an error when SIGINT or SIGTERM arrives first (`what` says what was awaited).
-async fn interruptible<T>(
-    what: &str,
-    work: impl std::future::Future<Output = Result<T, String>>,
-) -> Result<T, String> {
-    let Ok(mut signals) = crate::signals::Signals::install() else {
-        return work.await;
-    };
-    tokio::select! {
-        r = work => r,
-        s = signals.recv() => Err(format!("interrupted by {} while {what}", s.name())),
     }
 }
 

@@ -61,7 +61,38 @@ pub async fn wait(
         format!("Vercel deployment {} is READY", describe(&d)),
         serde_json::json!({"vercel_deployment": d.id, "commit": commit}),
     );
+    if s.production {
+        promote_if_pinned(api, &d, ev).await?;
+    }
     Ok(Some(d.id))
+}
+
+/// After an instant rollback (ours or anybody's) Vercel keeps the production domains on the
+/// rolled-back deployment, and a new production build is READY without being served: promote
+/// it. A deployment already served needs nothing.
+async fn promote_if_pinned(
+    api: &Vercel,
+    d: &Deployment,
+    ev: &mut dyn Events,
+) -> Result<(), String> {
+    let serving = api
+        .current(d.branch.as_deref().unwrap_or_default(), true)
+        .await
+        .map_err(|e| e.to_string())?;
+    match serving {
+        Some(cur) if cur.id != d.id => {
+            api.promote(&d.id).await.map_err(|e| e.to_string())?;
+            ev.info(
+                format!(
+                    "production was still served by {} (an instant rollback keeps it there until a promotion): promoted {}",
+                    cur.id, d.id
+                ),
+                serde_json::json!({"promoted": d.id, "was_serving": cur.id}),
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The instant rollback to the recorded previous deployment. Vercel's instant rollback points

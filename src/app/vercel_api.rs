@@ -370,6 +370,23 @@ impl Vercel {
             .map(drop)
     }
 
+    /// Point the production domains at `deployment_id` (`POST /v10/projects/{id}/promote/
+    /// {deploymentId}`, no rebuild). After an instant rollback Vercel keeps production on the
+    /// rolled-back deployment until one is promoted.
+    pub async fn promote(&self, deployment_id: &str) -> Result<(), VercelError> {
+        check_id(deployment_id, "the deployment id").map_err(VercelError::InvalidArgument)?;
+        let project = self.project_info().await?;
+        let action = format!("promote {deployment_id} in Vercel project {}", project.name);
+        let path = format!(
+            "/v10/projects/{}/promote/{}",
+            enc(&project.id),
+            enc(deployment_id)
+        );
+        self.call(&action, Method::Post, &path, &[], Some(&json!({})))
+            .await
+            .map(drop)
+    }
+
     /// Find the deployment built for `commit` (it may take a while to appear) and poll it
     /// with backoff until READY. ERROR or CANCELED fail naming the id and the state; `timeout`
     /// ends the wait. `progress` hears each change of state, and every 15 s.

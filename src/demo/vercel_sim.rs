@@ -11,7 +11,10 @@
 //!   name, url, created, createdAt, state, readyState, target, meta}], pagination: {count,
 //!   next, prev}}`, newest first, `next` the `until` of the next page;
 //! - `GET /v13/deployments/{id}`: `{id, url, readyState, target, createdAt, meta, …}`;
-//! - `POST /v9/projects/{projectId}/rollback/{deploymentId}`: 201, production now serves it;
+//! - `POST /v9/projects/{projectId}/rollback/{deploymentId}`: 201, production now serves it,
+//!   pinned: new production deployments do not take the domains until a promotion;
+//! - `POST /v10/projects/{projectId}/promote/{deploymentId}`: 201, production serves it again
+//!   and new ones take it again;
 //! - `POST /v1/integrations/deploy/{projectId}/{hookId}` (no auth: the URL is the secret):
 //!   201 `{"job": {"id", "state": "PENDING", "createdAt"}}`, and a deployment of the hook
 //!   branch's newest commit.
@@ -93,8 +96,13 @@ pub struct State {
     pub deployments: Vec<Dep>,
     /// The deployment the production domains point at.
     pub production: Option<String>,
+    /// An instant rollback pinned the production domains: new production deployments do not
+    /// take them until one is promoted (Vercel's "auto-assignment" is off after a rollback).
+    pub pinned: bool,
     /// Every instant rollback, the target deployment's id, oldest first.
     pub rollbacks: Vec<String>,
+    /// Every promotion, the deployment's id, oldest first.
+    pub promotions: Vec<String>,
     pub script: Script,
     pub faults: Vec<Fault>,
     /// The newest commit of each branch, as the git provider knows it.
@@ -311,6 +319,10 @@ impl FakeVercel {
         self.with(|st| st.rollbacks.clone())
     }
 
+    pub fn promotions(&self) -> Vec<String> {
+        self.with(|st| st.promotions.clone())
+    }
+
     /// The commit the production domains serve now.
     pub fn serving_commit(&self) -> Option<String> {
         self.with(|st| {
@@ -395,7 +407,7 @@ fn new_deployment(st: &mut State, commit: &str, branch: &str) -> String {
         if let Some(d) = st.deployments.last_mut() {
             d.state = "READY".into();
         }
-        if production {
+        if production && !st.pinned {
             st.production = Some(id.clone());
         }
     }
@@ -514,6 +526,7 @@ fn route(st: &mut State, req: &Request, segs: &[&str]) -> Reply {
         ("GET", ["v6", "deployments"]) => list(st, req),
         ("GET", ["v13", "deployments", id]) => poll(st, id),
         ("POST", ["v9", "projects", p, "rollback", id]) if *p == PROJECT_ID => rollback(st, id),
+        ("POST", ["v10", "projects", p, "promote", id]) if *p == PROJECT_ID => promote(st, id),
         ("POST", ["v9", "projects", _, "rollback", _]) => {
             error(404, "not_found", "Project not found")
         }
@@ -584,7 +597,7 @@ fn poll(st: &mut State, id: &str) -> Reply {
         } else {
             "QUEUED".to_string()
         };
-        if d.state == "READY" && d.target.is_some() {
+        if d.state == "READY" && d.target.is_some() && !st.pinned {
             st.production = Some(d.id.clone());
         }
     }
@@ -607,6 +620,26 @@ fn rollback(st: &mut State, id: &str) -> Reply {
     }
     st.rollbacks.push(id.to_string());
     st.production = Some(id.to_string());
+    st.pinned = true;
+    Reply::json(201, &json!({}))
+}
+
+/// `POST /v10/projects/{id}/promote/{deploymentId}`: the production domains point at a READY
+/// deployment again, and new production deployments take them again.
+fn promote(st: &mut State, id: &str) -> Reply {
+    let Some(d) = st.deployments.iter().find(|d| d.id == id) else {
+        return error(404, "not_found", "Deployment not found");
+    };
+    if d.state != "READY" {
+        return error(
+            400,
+            "invalid_deployment",
+            "Only READY deployments can be promoted",
+        );
+    }
+    st.promotions.push(id.to_string());
+    st.production = Some(id.to_string());
+    st.pinned = false;
     Reply::json(201, &json!({}))
 }
 
