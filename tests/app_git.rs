@@ -249,12 +249,11 @@ fn clean_merge_is_pushed_as_a_two_parent_merge() {
     let fx = Fx::new();
     let before = fx.snapshot();
     let trial = trial_merge(&fx.repo, &fx.parent, "origin", "develop", FEATURE).unwrap();
-    assert_eq!(
-        trial,
-        Trial::Clean {
-            tip: fx.develop.clone()
-        }
-    );
+    let Trial::Clean { tip, merged } = &trial else {
+        panic!("{trial:?}")
+    };
+    assert_eq!(tip, &fx.develop);
+    assert_ne!(merged, tip, "the trial's merge commit");
     assert_eq!(fx.remote("develop"), fx.develop, "the trial pushed nothing");
     fx.assert_untouched(&before);
 

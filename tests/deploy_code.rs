@@ -779,3 +779,47 @@ fn after_an_instant_rollback_the_next_production_build_is_promoted() {
     assert_eq!(s.vercel.serving_commit().as_deref(), Some(tip.as_str()));
     assert!(out.stderr.contains("promoted"), "{}", out.stderr);
 }
+
+#[test]
+fn a_feature_deployed_again_after_its_revert_is_refused_until_the_revert_is_reverted() {
+    let Some(s) = setup("vercel", "") else { return };
+    s.app.set(Health::Body(
+        serde_json::json!({"status": "ok", "commit": s.before}),
+    ));
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    let revert = s.repo.remote_tip("develop");
+    // A fix of the app on the same branch: git takes the reverted commits as merged, so the
+    // merge would bring the fix without the migration the database would get.
+    s.repo.commit(&[("fix.txt", "fixed\n")], "fix");
+    s.app.set(Health::Follow(s.vercel.clone()));
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("migrations/002_orders.sql"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("revert that revert"), "{}", out.stderr);
+    assert!(!s.has_orders());
+    assert_eq!(s.repo.remote_tip("develop"), revert, "nothing pushed");
+    // Reverting the revert on develop makes the feature whole again.
+    git(&s.repo.work, &["fetch", "-q", "origin"]);
+    git(
+        &s.repo.work,
+        &["checkout", "-q", "-b", "unrevert", "origin/develop"],
+    );
+    git(&s.repo.work, &["revert", "--no-edit", &revert]);
+    git(&s.repo.work, &["push", "-q", "origin", "HEAD:develop"]);
+    git(&s.repo.work, &["checkout", "-q", "feature"]);
+    let out = s.deploy(&[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(s.has_orders());
+    assert_eq!(s.repo.remote_file("develop", "app.txt").unwrap(), "v2\n");
+    assert_eq!(s.repo.remote_file("develop", "fix.txt").unwrap(), "fixed\n");
+    assert!(
+        s.repo
+            .remote_file("develop", "migrations/002_orders.sql")
+            .is_some()
+    );
+}

@@ -35,6 +35,8 @@ pub struct Preflighted {
     pub plan: Option<CodeState>,
     pub refusals: Vec<String>,
     pub notes: Vec<String>,
+    /// The trial merge's commit: the files the deploy would push.
+    pub merged: Option<String>,
 }
 
 /// The code half of one environment's deployment.
@@ -106,8 +108,20 @@ impl App {
         plan: &CodeState,
         files: Vec<PathBuf>,
     ) -> Result<Vec<PathBuf>, String> {
-        let commit = plan.feature_commit.clone();
-        let what = format!("comparing the pending migrations with {}", plan.feature);
+        self.not_at(project_dir, &plan.feature_commit, &plan.feature, files)
+            .await
+    }
+
+    /// Those of `files` that `commit` (`what` names it) does not hold as they are on disk.
+    pub async fn not_at(
+        &self,
+        project_dir: &Path,
+        commit: &str,
+        what: &str,
+        files: Vec<PathBuf>,
+    ) -> Result<Vec<PathBuf>, String> {
+        let commit = commit.to_string();
+        let what = format!("comparing the pending migrations with {what}");
         blocking_git(project_dir, what, move |repo| {
             repo.not_at(&commit, &files).map_err(MergeError::from)
         })
@@ -578,7 +592,10 @@ fn git_plan(s: &AppSettings, dir: &Path, o: &CodeOptions) -> Result<Preflighted,
     let trial =
         git::trial_merge(&repo, &worktrees(), &s.remote, &s.branch, &feature_commit).map_err(e)?;
     let (tip, already_merged) = match trial {
-        Trial::Clean { tip } => (tip, false),
+        Trial::Clean { tip, merged } => {
+            out.merged = Some(merged);
+            (tip, false)
+        }
         Trial::AlreadyMerged { tip } => {
             out.notes.push(format!(
                 "{feature} is already merged into {}: no code step",

@@ -5,7 +5,7 @@
 //! control, a dirty migrations folder, a live deployment) is collected; the pending SQL is
 //! linted with the target's catalog.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
@@ -17,7 +17,7 @@ use super::policy::{display, lint_pending};
 use super::refusals::{lock_table_refusal, refusals, state_refusals};
 use super::settings::Settings;
 use crate::app::code::CodeOptions;
-use crate::app::{App, ProviderKind};
+use crate::app::{App, CodeState, ProviderKind};
 use crate::db::plan::{self as dbplan, Plan};
 use crate::db::state::{self, DeadRun};
 use crate::db::tools::{self, BinDir};
@@ -220,8 +220,11 @@ async fn not_in_feature(
         return Vec::new();
     }
     let dir = &project.settings.project_dir;
-    match app.not_in_feature(dir, c, files).await {
-        Ok(missing) if missing.is_empty() => Vec::new(),
+    match app.not_in_feature(dir, c, files.clone()).await {
+        Ok(missing) if missing.is_empty() => match &code.merged {
+            Some(merged) => not_in_merge(app, dir, c, merged, files).await,
+            None => Vec::new(),
+        },
         Ok(missing) => {
             let shown: Vec<String> = missing.iter().map(|p| display(dir, p)).collect();
             vec![format!(
@@ -230,6 +233,37 @@ async fn not_in_feature(
                 c.feature,
                 &c.feature_commit[..c.feature_commit.len().min(12)],
                 c.feature
+            )]
+        }
+        Err(e) => vec![e],
+    }
+}
+
+/// The pending migrations must also be in what merging the feature gives: a revert of an
+/// earlier merge of the feature on the environment's branch (git takes the reverted commits as
+/// merged) or a change there would leave them out of the pushed code.
+async fn not_in_merge(
+    app: &App,
+    dir: &Path,
+    c: &CodeState,
+    merged: &str,
+    files: Vec<PathBuf>,
+) -> Vec<String> {
+    let what = format!("{} merged into {}", c.feature, c.branch);
+    match app.not_at(dir, merged, &what, files).await {
+        Ok(missing) if missing.is_empty() => Vec::new(),
+        Ok(missing) => {
+            let shown: Vec<String> = missing.iter().map(|p| display(dir, p)).collect();
+            vec![format!(
+                "pending migration(s) {} are in {} but not as they are on disk in what merging it into {}/{} gives: the branch reverted an earlier merge of them, or changed them; revert that revert on {} (`git revert <revert commit>`), or rebase {} onto {}/{}",
+                crate::util::fold_list(&shown, 5, 3),
+                c.feature,
+                c.remote,
+                c.branch,
+                c.branch,
+                c.feature,
+                c.remote,
+                c.branch
             )]
         }
         Err(e) => vec![e],

@@ -31,9 +31,11 @@ pub enum MergeError {
 /// What a trial merge found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trial {
-    /// The feature merges cleanly into the remote branch at `tip`.
+    /// The feature merges cleanly into the remote branch at `tip`, as the (throwaway) commit
+    /// `merged`: what the deploy would push, to compare files with.
     Clean {
         tip: String,
+        merged: String,
     },
     /// The remote branch at `tip` already contains the feature: there is no code step.
     AlreadyMerged {
@@ -101,7 +103,7 @@ pub fn trial_merge(
     let wt = repo.worktree(parent, &tip)?;
     let message = format!("pgship trial merge of {feature} into {branch}");
     Ok(match wt.merge(&feature_sha, &message)? {
-        Merge::Merged(_) => Trial::Clean { tip },
+        Merge::Merged(merged) => Trial::Clean { tip, merged },
         Merge::Conflict(files) => Trial::Conflict { tip, files },
     })
 }
